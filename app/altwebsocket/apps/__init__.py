@@ -1,0 +1,1 @@
+"""The built-in apps: :mod:`.echo` and :mod:`.chat` (the papers' test servers)."""

@@ -1,0 +1,136 @@
+"""The ``altws`` command: ``altws serve`` and the other subcommands (``altws --help``)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from typing import Any, Callable, Dict, List, Optional
+
+from .config import DEFAULT_APPS, Settings, load_settings
+from .exceptions import ConfigError
+
+__all__ = ["main", "settings_from_args"]
+
+
+def _add_settings_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", default=None, metavar="DIR",
+                        help="data folder; the SQLite file lives here (default: ./var)")
+    parser.add_argument("--storage", default=None, metavar="URL",
+                        help="SQLAlchemy URL of the storage (default: sqlite:///DIR/altws.db)")
+    parser.add_argument("--config", default=None, metavar="FILE",
+                        help="an INI settings file (see docs/deploy-shared-hosting.md)")
+    parser.add_argument("--app", action="append", default=None, metavar="NAME=module:Class",
+                        help="serve this app (repeatable; default: echo and chat)")
+    parser.add_argument("--allow-origin", action="append", default=None, metavar="ORIGIN",
+                        help="also accept this Origin (repeatable; '*' for any)")
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Settings from ``--config`` (if given), then the command-line options over them."""
+    overrides: Dict[str, Any] = {}
+    if args.data is not None:
+        overrides["data"] = args.data
+    if args.storage is not None:
+        overrides["storage"] = args.storage
+    if args.allow_origin:
+        overrides["allowed_origins"] = tuple(args.allow_origin)
+    if args.app:
+        apps = {}
+        for item in args.app:
+            name, sep, spec = item.partition("=")
+            if not sep:
+                spec = DEFAULT_APPS.get(name, "")
+                if not spec:
+                    raise ConfigError(f"--app {item!r}: give NAME=module:Class")
+            apps[name] = spec
+        overrides["apps"] = apps
+    if args.config:
+        return load_settings(args.config, **overrides)
+    return Settings(**overrides).validate()
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import waitress
+
+    from .server import AltWebSocketServer
+    from .site import create_site
+
+    settings = settings_from_args(args)
+    settings.max_streams = args.streams
+    if args.websocket_url:
+        settings.websocket_url = args.websocket_url
+    os.makedirs(settings.data, exist_ok=True)
+    server = AltWebSocketServer(settings=settings)
+    server.storage.ensure_schema()
+    site = create_site(server)
+    url = f"http://{args.host}:{args.port}/"
+    print(f"AltWebSocket serving {', '.join(server.handlers)} on {url}", flush=True)
+    print(f"  storage: {server.storage.url}", flush=True)
+    print("  press Ctrl-C to stop", flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        waitress.serve(
+            site,
+            host=args.host,
+            port=args.port,
+            threads=args.streams + 16,
+            connection_limit=args.streams + 100,
+            channel_timeout=max(120, int(settings.heartbeat * 4)),
+            ident="altws",
+            _quiet=not args.verbose,
+        )
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``altws`` argument parser with all subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="altws",
+        description="AltWebSocket: WebSocket API over SSE + POST (CGI or WSGI) "
+                    "or native WebSocket.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the local server with the chat and echo pages",
+                           description="Serve the apps over SSE + POST with a threaded WSGI "
+                                       "server (waitress), plus an index page and the static "
+                                       "pages.")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--streams", type=int, default=500,
+                       help="concurrent streams this server holds (one thread each; "
+                            "503 beyond; default 500)")
+    serve.add_argument("--websocket-url", default=None, metavar="URL",
+                       help="advertise a native WebSocket daemon at this base URL in /info")
+    serve.add_argument("-v", "--verbose", action="store_true", help="log more")
+    _add_settings_options(serve)
+    serve.set_defaults(func=_serve)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point of the ``altws`` console command."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    logging.basicConfig(
+        level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except ConfigError as exc:
+        print(f"altws: {exc.message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

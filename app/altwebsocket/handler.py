@@ -1,0 +1,164 @@
+"""The handler API: what an application developer writes against.
+
+An app is a subclass of :class:`AltWebSocketHandler`; the server calls its callbacks with an
+:class:`AltWebSocketConnection` for the client concerned. The same handler runs unchanged under
+every transport (SSE + POST under WSGI or CGI, native WebSocket in the daemon), so it must keep
+no state in process memory: what it must remember goes into ``conn.storage`` (app data in the
+shared storage), and it reaches other clients through ``conn.peers()`` / ``conn.broadcast()``.
+
+Every callback runs inside one storage transaction with the request that caused it: what it
+sends is committed together with the message that caused it, or not at all.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, List, Optional, Sequence
+
+from .protocol.messages import Message, close_payload, payload_for
+from .protocol.state import INTERNAL_ERROR, Input, State, transition, validate_server_close
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .server import Context
+    from .storage import ConnectionRecord
+
+__all__ = ["AltWebSocketHandler", "AltWebSocketConnection", "AppStorage"]
+
+log = logging.getLogger("altwebsocket.handler")
+
+
+class AltWebSocketHandler:
+    """Base class of an application: override the callbacks you need.
+
+    Attributes:
+        protocols: the subprotocols this app speaks, in order of preference; the first one the
+            client also offers is chosen (``conn.protocol``), as a WebSocket server does.
+    """
+
+    protocols: Sequence[str] = ()
+
+    def select_protocol(self, offered: Sequence[str]) -> str:
+        """The subprotocol to use given the client's offer; ``""`` for none."""
+        for name in self.protocols:
+            if name in offered:
+                return name
+        return ""
+
+    def on_open(self, conn: "AltWebSocketConnection") -> None:
+        """A client connected."""
+
+    def on_message(self, conn: "AltWebSocketConnection", message: Message) -> None:
+        """A message arrived: ``str`` for text, ``bytes`` for binary."""
+
+    def on_close(self, conn: "AltWebSocketConnection", code: int, reason: str) -> None:
+        """The connection closed (by either side, or 1006 when the client went away)."""
+
+    def on_error(self, conn: "AltWebSocketConnection", exc: BaseException) -> None:
+        """A callback raised ``exc``. By default: log it and close the connection with 1011."""
+        log.error("handler error on %s/%s", conn.app, conn.id, exc_info=exc)
+        if conn.state == State.OPEN:
+            conn.close(INTERNAL_ERROR, "internal error")
+
+
+class AppStorage:
+    """Application data of one app, kept in the shared storage (so every process sees it).
+
+    Two shapes: a log per key (append, read the most recent) and a value per key.
+    """
+
+    def __init__(self, ctx: "Context", app: str) -> None:
+        self._ctx = ctx
+        self._app = app
+
+    def append(self, key: str, value: str, keep: Optional[int] = None) -> None:
+        """Append ``value`` to the log ``key``; keep only the last ``keep`` entries if given."""
+        self._ctx.tx.log_append(self._app, key, value, keep)
+
+    def recent(self, key: str, count: int) -> List[str]:
+        """The last ``count`` entries of the log ``key``, oldest first."""
+        return self._ctx.tx.log_recent(self._app, key, count)
+
+    def get(self, key: str, default: Optional[str] = None) -> Optional[str]:
+        """The value of ``key``, or ``default``."""
+        value = self._ctx.tx.kv_get(self._app, key)
+        return default if value is None else value
+
+    def set(self, key: str, value: Optional[str]) -> None:
+        """Set ``key`` to ``value`` (``None`` deletes it)."""
+        self._ctx.tx.kv_set(self._app, key, value)
+
+
+class AltWebSocketConnection:
+    """One client's connection, as a handler sees it.
+
+    Attributes:
+        id: the connection's public name (safe to show to other clients).
+        app: the name of the app it belongs to.
+        protocol: the chosen subprotocol, or ``""``.
+        transport: ``"emulation"`` or ``"websocket"``.
+    """
+
+    def __init__(self, ctx: "Context", record: "ConnectionRecord") -> None:
+        self._ctx = ctx
+        self.id = record.id
+        self.app = record.app
+        self.protocol = record.protocol
+        self.transport = record.transport
+        self._state = record.state
+
+    def __repr__(self) -> str:
+        return f"<AltWebSocketConnection {self.app}/{self.id} {self._state.name}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, AltWebSocketConnection) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    @property
+    def state(self) -> State:
+        """``State.OPEN`` or ``State.CLOSED``, as far as this callback knows."""
+        return self._state
+
+    @property
+    def storage(self) -> AppStorage:
+        """This app's data in the shared storage."""
+        return AppStorage(self._ctx, self.app)
+
+    def send(self, message: Message) -> bool:
+        """Send a text (``str``) or binary (``bytes``) message to this client.
+
+        Returns ``False`` (and sends nothing) if the connection is already closed, so that a
+        broadcast racing with a disconnect needs no special case.
+        """
+        kind, payload = payload_for(message)
+        if self._state != State.OPEN:
+            return False
+        return self._ctx.enqueue(self.id, kind, payload)
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close the connection: the client gets a close event with ``code`` and ``reason``.
+
+        ``on_close`` runs once, right after. Closing a closed connection does nothing.
+        """
+        validate_server_close(code, reason)
+        if self._state != State.OPEN:
+            return
+        self._state = transition(self._state, Input.SERVER_CLOSE)
+        self._ctx.close(self, code, reason, close_payload(code, reason))
+
+    def peers(self, include_self: bool = False) -> List["AltWebSocketConnection"]:
+        """The open connections of the same app (oldest first), for broadcasting."""
+        return [
+            conn
+            for conn in self._ctx.open_connections(self.app)
+            if include_self or conn.id != self.id
+        ]
+
+    def broadcast(self, message: Message, include_self: bool = True) -> int:
+        """Send ``message`` to every open connection of the app; returns how many got it."""
+        kind, payload = payload_for(message)
+        return self._ctx.enqueue_app(self.app, kind, payload, None if include_self else self.id)
+
+    def _mark_closed(self) -> None:
+        self._state = State.CLOSED

@@ -1,0 +1,125 @@
+"""Server-Sent Events: a pure encoder and an incremental decoder.
+
+The encoder follows the WHATWG HTML "server-sent events" format: a field is ``name: value``
+on its own line, a ``data`` value with line breaks is split into several ``data:`` lines,
+and a blank line ends the event. The decoder is the standard's parser (it accepts ``\\r\\n``,
+``\\r`` and ``\\n`` line ends, ignores comments and unknown fields), fed bytes in pieces.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import List, Optional
+
+__all__ = ["ServerSentEvent", "encode_comment", "encode_retry", "SSEDecoder"]
+
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+@dataclass(frozen=True)
+class ServerSentEvent:
+    """One event: ``data`` plus optional ``event`` type and ``id``."""
+
+    data: str = ""
+    event: Optional[str] = None
+    id: Optional[str] = None
+
+    def encode(self) -> bytes:
+        """The event as UTF-8 bytes, ending with the blank line that dispatches it."""
+        lines: List[str] = []
+        if self.id is not None:
+            if _LINE_BREAK.search(self.id) or "\0" in self.id:
+                raise ValueError("an SSE id cannot contain a line break or NUL")
+            lines.append(f"id: {self.id}")
+        if self.event is not None:
+            if _LINE_BREAK.search(self.event):
+                raise ValueError("an SSE event type cannot contain a line break")
+            lines.append(f"event: {self.event}")
+        for part in _LINE_BREAK.split(self.data):
+            lines.append(f"data: {part}")
+        return ("\n".join(lines) + "\n\n").encode("utf-8")
+
+
+def encode_comment(text: str = "") -> bytes:
+    """A comment line (ignored by clients; used as a heartbeat and to flush proxies)."""
+    return "".join(f":{' ' if part else ''}{part}\n" for part in _LINE_BREAK.split(text)).encode(
+        "utf-8"
+    ) + b"\n"
+
+
+def encode_retry(milliseconds: int) -> bytes:
+    """A ``retry:`` field telling the client how long to wait before reconnecting."""
+    if milliseconds < 0:
+        raise ValueError("retry must be >= 0")
+    return f"retry: {int(milliseconds)}\n\n".encode("ascii")
+
+
+class SSEDecoder:
+    """Incremental SSE parser: :meth:`feed` bytes, get back the events they complete.
+
+    Keeps ``last_event_id`` and ``retry`` as the standard's parser does. Comments are
+    counted in ``comments`` (useful to see heartbeats) but produce no event.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._data: List[str] = []
+        self._event: Optional[str] = None
+        self._id_seen = False
+        self.last_event_id = ""
+        self.retry: Optional[int] = None
+        self.comments = 0
+        self._first = True
+
+    def feed(self, chunk: bytes) -> List[ServerSentEvent]:
+        """Parse ``chunk``; return the events that are now complete, in order."""
+        self._buffer += chunk
+        events: List[ServerSentEvent] = []
+        while True:
+            match = re.search(rb"\r\n|\r|\n", self._buffer)
+            if match is None:
+                break
+            if match.group() == b"\r" and match.end() == len(self._buffer):
+                break  # a lone CR at the end may be the first half of CRLF
+            raw, self._buffer = self._buffer[: match.start()], self._buffer[match.end() :]
+            line = raw.decode("utf-8", errors="replace")
+            if self._first:
+                self._first = False
+                if line.startswith("\ufeff"):
+                    line = line[1:]
+            event = self._line(line)
+            if event is not None:
+                events.append(event)
+        return events
+
+    def _line(self, line: str) -> Optional[ServerSentEvent]:
+        if line == "":
+            return self._dispatch()
+        if line.startswith(":"):
+            self.comments += 1
+            return None
+        name, sep, value = line.partition(":")
+        if sep and value.startswith(" "):
+            value = value[1:]
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event = value
+        elif name == "id":
+            if "\0" not in value:
+                self.last_event_id = value
+                self._id_seen = True
+        elif name == "retry":
+            if value.isdigit():
+                self.retry = int(value)
+        return None
+
+    def _dispatch(self) -> Optional[ServerSentEvent]:
+        data, event, id_seen = self._data, self._event, self._id_seen
+        self._data, self._event, self._id_seen = [], None, False
+        if not data:
+            return None
+        return ServerSentEvent(
+            data="\n".join(data), event=event, id=self.last_event_id if id_seen else None
+        )

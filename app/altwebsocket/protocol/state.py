@@ -1,0 +1,118 @@
+"""The rules of one emulated connection, as pure functions and tables.
+
+Rules this module keeps (the rest of the server relies on them):
+
+1. A connection is ``OPEN`` from ``/new`` until it is closed, then ``CLOSED`` for good.
+   ``CONNECTING`` and ``CLOSING`` exist only on the client side (see ``static/altwebsocket.js``).
+2. Client messages carry ``seq`` 1, 2, 3… A seq already accepted is acknowledged again and not
+   delivered; the next one is delivered; one beyond it is refused with ``SeqGap`` (409).
+3. Server events carry ids 1, 2, 3… per connection with no gaps. A stream resumes after the
+   id the client last saw; a ``Last-Event-ID`` beyond the last assigned id is a 400.
+4. Close codes follow the WebSocket standard: a client may send 1000 or 3000–4999 (or none,
+   seen as 1005); a server may also use 1001–1003 and 1007–1014; 1005, 1006 and 1015 are
+   never sent in a close frame, but 1006 is recorded when a client is gone.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Dict, Sequence, Tuple
+
+from ..exceptions import ConnectionClosed, ProtocolError, SeqGap
+
+__all__ = [
+    "State",
+    "Input",
+    "TRANSITIONS",
+    "transition",
+    "SeqDecision",
+    "accept_seqs",
+    "check_resume",
+    "validate_server_close",
+    "GOING_AWAY",
+    "ABNORMAL",
+    "INTERNAL_ERROR",
+    "POLICY_VIOLATION",
+    "TOO_BIG",
+]
+
+GOING_AWAY = 1001
+POLICY_VIOLATION = 1008
+TOO_BIG = 1009
+INTERNAL_ERROR = 1011
+ABNORMAL = 1006
+
+
+class State(enum.IntEnum):
+    """A connection's state, numbered as ``WebSocket.readyState``."""
+
+    CONNECTING = 0
+    OPEN = 1
+    CLOSING = 2
+    CLOSED = 3
+
+
+class Input(enum.Enum):
+    """What can happen to a connection."""
+
+    MESSAGE = "message"  # the client sends a message
+    STREAM = "stream"  # the client opens the event stream
+    CLIENT_CLOSE = "client_close"  # the client asks to close
+    SERVER_CLOSE = "server_close"  # the handler closes
+    GONE = "gone"  # no stream and no request for too long
+
+
+TRANSITIONS: Dict[Tuple[State, Input], State] = {
+    (State.OPEN, Input.MESSAGE): State.OPEN,
+    (State.OPEN, Input.STREAM): State.OPEN,
+    (State.OPEN, Input.CLIENT_CLOSE): State.CLOSED,
+    (State.OPEN, Input.SERVER_CLOSE): State.CLOSED,
+    (State.OPEN, Input.GONE): State.CLOSED,
+    # A closed connection's stream still delivers the events before the close event.
+    (State.CLOSED, Input.STREAM): State.CLOSED,
+}
+
+
+def transition(state: State, event: Input) -> State:
+    """The state after ``event``, or :class:`ConnectionClosed` (410) if it is not allowed."""
+    try:
+        return TRANSITIONS[(state, event)]
+    except KeyError:
+        raise ConnectionClosed(f"the connection is closed ({event.value} not allowed)") from None
+
+
+@dataclass(frozen=True)
+class SeqDecision:
+    """What to do with a batch of seqs: deliver ``deliver_from`` on, and acknowledge ``ack``."""
+
+    deliver_from: int  # index of the first message to deliver (len(seqs) if none)
+    ack: int  # the highest seq accepted after this batch
+
+
+def accept_seqs(last_accepted: int, seqs: Sequence[int]) -> SeqDecision:
+    """Apply rule 2 to consecutive ``seqs`` given the last accepted seq of the connection."""
+    if not seqs:
+        return SeqDecision(0, last_accepted)
+    if seqs[0] > last_accepted + 1:
+        raise SeqGap(expected=last_accepted + 1)
+    skip = max(0, last_accepted + 1 - seqs[0])
+    return SeqDecision(min(skip, len(seqs)), max(last_accepted, seqs[-1]))
+
+
+def check_resume(last_event_id: int, last_assigned: int) -> int:
+    """Apply rule 3: the id to stream after, or a 400 when the client claims unseen events."""
+    if last_event_id > last_assigned:
+        raise ProtocolError(
+            f"Last-Event-ID {last_event_id} is beyond the last event {last_assigned}"
+        )
+    return last_event_id
+
+
+def validate_server_close(code: int, reason: str) -> None:
+    """Apply rule 4 to a close initiated by a handler (raises ``ValueError``)."""
+    allowed = code in (1000, 1001, 1002, 1003) or 1007 <= code <= 1014 or 3000 <= code <= 4999
+    if not allowed:
+        raise ValueError(f"close code {code} cannot be sent by a server")
+    if len(reason.encode("utf-8")) > 123:
+        raise ValueError("close reason must be at most 123 UTF-8 bytes")

@@ -1,0 +1,83 @@
+"""The storage schema, as SQLAlchemy tables: the one definition every database is created from.
+
+Imported only to create the tables (once per database) and to talk to MySQL or PostgreSQL;
+the SQLite fast path of :mod:`altwebsocket.storage` never imports SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Text,
+)
+from sqlalchemy import Table
+
+__all__ = ["metadata", "SCHEMA_VERSION", "connections", "events", "log", "kv", "meta"]
+
+SCHEMA_VERSION = 1
+
+metadata = MetaData()
+
+connections = Table(
+    "aws_connections",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("app", String(64), nullable=False),
+    Column("token_hash", String(64), nullable=False),
+    Column("protocol", String(128), nullable=False, default=""),
+    Column("state", SmallInteger, nullable=False),
+    Column("created", Float, nullable=False),
+    Column("last_seen", Float, nullable=False),
+    Column("last_event", Integer, nullable=False, default=0),
+    Column("last_seq", Integer, nullable=False, default=0),
+    Column("close_code", Integer),
+    Column("close_reason", String(255)),
+    Column("closed_at", Float),
+    Column("waker", String(255)),
+    Column("origin", String(255)),
+    Column("transport", String(16), nullable=False, default="emulation"),
+    Index("aws_connections_app_state", "app", "state"),
+)
+
+events = Table(
+    "aws_events",
+    metadata,
+    Column("conn_id", String(32), primary_key=True),
+    Column("event_id", Integer, primary_key=True, autoincrement=False),
+    Column("kind", SmallInteger, nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("created", Float, nullable=False),
+)
+
+log = Table(
+    "aws_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("app", String(64), nullable=False),
+    Column("key", String(128), nullable=False),
+    Column("value", Text, nullable=False),
+    Column("created", Float, nullable=False),
+    Index("aws_log_app_key", "app", "key", "id"),
+)
+
+kv = Table(
+    "aws_kv",
+    metadata,
+    Column("app", String(64), primary_key=True),
+    Column("key", String(128), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+meta = Table(
+    "aws_meta",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)

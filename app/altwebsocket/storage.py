@@ -1,0 +1,545 @@
+"""AltWebSocketStorage: the one storage API under every transport.
+
+It keeps connections, the events queued for them, and application data (a log and a
+key-value table per app). Every transport — the WSGI/CGI endpoints and the native daemon —
+reads and writes only through it, so they share state across processes.
+
+The storage takes an SQLAlchemy URL. SQLite (``sqlite:///path``) is the embedded default and
+is driven through the standard ``sqlite3`` module directly, so that a CGI request does not pay
+~0.3 s to import SQLAlchemy (see ``docs/performance.md``); SQLAlchemy creates the schema once
+and drives other databases (MySQL, PostgreSQL) through its engine's DB-API connections.
+
+SQLite rules kept here: writes start with ``BEGIN IMMEDIATE`` and wait ``busy_timeout`` for the
+lock; readers never hold a transaction open (so WAL checkpoints run); WAL is used only on a
+local filesystem, a rollback journal elsewhere (WAL must not be used over NFS).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import secrets
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+
+from .exceptions import ConfigError, StorageUnavailable
+from .protocol.state import State
+
+__all__ = [
+    "AltWebSocketStorage",
+    "Transaction",
+    "ConnectionRecord",
+    "StoredEvent",
+    "hash_token",
+    "new_token",
+    "filesystem_type",
+]
+
+log = logging.getLogger("altwebsocket.storage")
+
+_NETWORK_FILESYSTEMS = {
+    "nfs", "nfs4", "cifs", "smb3", "smbfs", "fuse.sshfs", "9p", "afs", "glusterfs",
+    "fuse.glusterfs", "ceph", "fuse.ceph", "lustre", "gpfs", "fuse.s3fs", "davfs",
+}
+
+StoredEvent = Tuple[int, int, bytes]
+"""An event as stored: ``(event_id, kind, payload)``."""
+
+
+def new_token() -> str:
+    """A fresh connection token: 192 random bits, URL-safe."""
+    return secrets.token_urlsafe(24)
+
+
+def hash_token(token: str) -> str:
+    """What is stored for a token: its SHA-256, so a leaked database leaks no keys."""
+    return hashlib.sha256(token.encode("utf-8", errors="surrogatepass")).hexdigest()
+
+
+def filesystem_type(path: str) -> str:
+    """The filesystem type of the mount holding ``path`` (from /proc/mounts), or ``""``."""
+    try:
+        with open("/proc/mounts", encoding="utf-8") as mounts:
+            entries = [line.split() for line in mounts]
+    except OSError:
+        return ""
+    real = os.path.realpath(path)
+    best, kind = "", ""
+    for entry in entries:
+        if len(entry) < 3:
+            continue
+        mount = entry[1].replace("\\040", " ")
+        inside = real == mount or real.startswith(mount.rstrip("/") + "/")
+        if inside and len(mount) >= len(best):
+            best, kind = mount, entry[2]
+    return kind
+
+
+@dataclass(frozen=True)
+class ConnectionRecord:
+    """One row of the connections table."""
+
+    id: str
+    app: str
+    token_hash: str
+    protocol: str
+    state: State
+    created: float
+    last_seen: float
+    last_event: int
+    last_seq: int
+    close_code: Optional[int]
+    close_reason: Optional[str]
+    closed_at: Optional[float]
+    waker: Optional[str]
+    origin: Optional[str]
+    transport: str
+
+    def token_matches(self, token: str) -> bool:
+        """Whether ``token`` is this connection's, compared in constant time."""
+        return secrets.compare_digest(self.token_hash, hash_token(token))
+
+
+_CONNECTION_COLUMNS = (
+    "id, app, token_hash, protocol, state, created, last_seen, last_event, last_seq, "
+    "close_code, close_reason, closed_at, waker, origin, transport"
+)
+
+
+def _record(row: Sequence[Any]) -> ConnectionRecord:
+    values = list(row)
+    values[4] = State(values[4])
+    return ConnectionRecord(*values)
+
+
+class _Database:
+    """A DB-API connection factory hiding the differences this storage cares about."""
+
+    def __init__(self, url: str, busy_timeout: float, journal_mode: str) -> None:
+        self.url = url
+        self.busy_timeout = busy_timeout
+        self.journal_mode = journal_mode
+        self.is_sqlite = url.startswith("sqlite:")
+        self._engine: Any = None
+        if self.is_sqlite:
+            self.path = _sqlite_path(url)
+            self.placeholder = "?"
+        else:
+            from sqlalchemy import create_engine
+
+            self._engine = create_engine(url, pool_pre_ping=True)
+            style = self._engine.dialect.paramstyle
+            self.placeholder = "?" if style == "qmark" else "%s"
+            self.path = ""
+
+    def connect(self) -> Any:
+        """A new DB-API connection, in autocommit mode for SQLite."""
+        if not self.is_sqlite:
+            return self._engine.raw_connection()
+        db = sqlite3.connect(
+            self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+        )
+        db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+        db.execute("PRAGMA synchronous = NORMAL")
+        return db
+
+    def sql(self, statement: str) -> str:
+        """``statement`` with ``?`` placeholders turned into the driver's own."""
+        return statement if self.placeholder == "?" else statement.replace("?", self.placeholder)
+
+    def begin_write(self, db: Any) -> None:
+        """Start a write transaction that holds the write lock from its first statement."""
+        if self.is_sqlite:
+            db.execute("BEGIN IMMEDIATE")
+
+    def create_schema(self) -> None:
+        """Create the tables if missing (imports SQLAlchemy: done once per database)."""
+        from sqlalchemy import create_engine
+
+        from . import schema
+
+        if self.is_sqlite:
+            folder = os.path.dirname(os.path.abspath(self.path))
+            if not os.path.isdir(folder):
+                raise ConfigError(f"the data folder {folder} does not exist")
+            mode = self.journal_mode
+            if mode == "auto":
+                kind = filesystem_type(folder)
+                mode = "delete" if kind in _NETWORK_FILESYSTEMS else "wal"
+                if mode == "delete":
+                    log.warning("data folder is on %s: using a rollback journal, not WAL", kind)
+            db = self.connect()
+            try:
+                db.execute(f"PRAGMA journal_mode = {mode}")
+                db.execute("BEGIN IMMEDIATE")
+                version = db.execute("PRAGMA user_version").fetchone()[0]
+                db.execute("COMMIT")
+            finally:
+                db.close()
+            if version >= schema.SCHEMA_VERSION:
+                return
+            engine = create_engine(
+                "sqlite:///" + self.path, connect_args={"timeout": self.busy_timeout}
+            )
+            schema.metadata.create_all(engine)
+            with engine.begin() as conn:
+                conn.exec_driver_sql(f"PRAGMA user_version = {schema.SCHEMA_VERSION}")
+            engine.dispose()
+        else:
+            schema.metadata.create_all(self._engine)
+
+    def schema_ready(self) -> bool:
+        """Whether the tables exist (a cheap check for SQLite: ``PRAGMA user_version``)."""
+        if not self.is_sqlite:
+            return False  # create_all checks for itself
+        if not os.path.exists(self.path):
+            return False
+        db = self.connect()
+        try:
+            return bool(db.execute("PRAGMA user_version").fetchone()[0])
+        finally:
+            db.close()
+
+
+def _sqlite_path(url: str) -> str:
+    if not url.startswith("sqlite:///"):
+        raise ConfigError("an SQLite URL is sqlite:///relative/path or sqlite:////absolute/path")
+    path = url[len("sqlite:///") :].split("?", 1)[0]
+    if not path or path == ":memory:":
+        raise ConfigError("the SQLite storage needs a file (processes share it), not :memory:")
+    return path
+
+
+class Transaction:
+    """A write transaction: every change a request or callback makes, committed at once.
+
+    Connections that got events are collected in :attr:`woken` so the caller can send
+    wake-up hints to their streams after the commit.
+    """
+
+    def __init__(self, storage: "AltWebSocketStorage", db: Any) -> None:
+        self.storage = storage
+        self._db = db
+        self._cursor = db.cursor()
+        self.now = time.time()
+        self.woken: Dict[str, List[str]] = {}  # waker path -> connection ids
+
+    def _run(self, statement: str, params: Sequence[Any] = ()) -> Any:
+        self._cursor.execute(self.storage._database.sql(statement), tuple(params))
+        return self._cursor
+
+    # --- connections -------------------------------------------------------------------
+
+    def insert_connection(
+        self,
+        app: str,
+        token: str,
+        protocol: str,
+        origin: Optional[str],
+        transport: str = "emulation",
+    ) -> ConnectionRecord:
+        """Create an open connection; the token is stored only as its hash."""
+        conn_id = secrets.token_urlsafe(12)
+        self._run(
+            "INSERT INTO aws_connections (id, app, token_hash, protocol, state, created, "
+            "last_seen, last_event, last_seq, origin, transport) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, 0, 0, ?, ?)",
+            (conn_id, app, hash_token(token), protocol, int(State.OPEN), self.now, self.now,
+             origin, transport),
+        )
+        record = self.connection(conn_id)
+        assert record is not None
+        return record
+
+    def connection(self, conn_id: str) -> Optional[ConnectionRecord]:
+        """The connection's row, or ``None``."""
+        row = self._run(
+            f"SELECT {_CONNECTION_COLUMNS} FROM aws_connections WHERE id = ?", (conn_id,)
+        ).fetchone()
+        return _record(row) if row else None
+
+    def open_connection_ids(self, app: str) -> List[str]:
+        """The ids of the app's open connections, oldest first."""
+        rows = self._run(
+            "SELECT id FROM aws_connections WHERE app = ? AND state = ? ORDER BY created, id",
+            (app, int(State.OPEN)),
+        ).fetchall()
+        return [row[0] for row in rows]
+
+    def set_last_seq(self, conn_id: str, seq: int) -> None:
+        """Record the highest client seq accepted, and that the client was seen."""
+        self._run(
+            "UPDATE aws_connections SET last_seq = ?, last_seen = ? WHERE id = ?",
+            (seq, self.now, conn_id),
+        )
+
+    def set_closed(self, conn_id: str, code: int, reason: str) -> None:
+        """Mark the connection closed with its close code and reason."""
+        self._run(
+            "UPDATE aws_connections SET state = ?, close_code = ?, close_reason = ?, "
+            "closed_at = ? WHERE id = ?",
+            (int(State.CLOSED), code, reason, self.now, conn_id),
+        )
+
+    def set_waker(self, conn_id: str, waker: Optional[str]) -> None:
+        """Record which wake-up socket (if any) waits for this connection's events."""
+        self._run(
+            "UPDATE aws_connections SET waker = ?, last_seen = ? WHERE id = ?",
+            (waker, self.now, conn_id),
+        )
+
+    # --- events ------------------------------------------------------------------------
+
+    def enqueue(self, conn_id: str, kind: int, payload: bytes) -> int:
+        """Queue one event for one connection; returns its event id."""
+        self._run(
+            "UPDATE aws_connections SET last_event = last_event + 1 WHERE id = ?", (conn_id,)
+        )
+        row = self._run(
+            "SELECT last_event, waker FROM aws_connections WHERE id = ?", (conn_id,)
+        ).fetchone()
+        event_id, waker = int(row[0]), row[1]
+        self._run(
+            "INSERT INTO aws_events (conn_id, event_id, kind, payload, created) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (conn_id, event_id, kind, payload, self.now),
+        )
+        if waker:
+            self.woken.setdefault(waker, []).append(conn_id)
+        return event_id
+
+    def enqueue_app(
+        self, app: str, kind: int, payload: bytes, exclude: Optional[str] = None
+    ) -> int:
+        """Queue one event for every open connection of ``app`` (but ``exclude``), at once."""
+        where = "app = ? AND state = ?" + (" AND id <> ?" if exclude else "")
+        params: Tuple[Any, ...] = (app, int(State.OPEN)) + ((exclude,) if exclude else ())
+        self._run(f"UPDATE aws_connections SET last_event = last_event + 1 WHERE {where}", params)
+        cursor = self._run(
+            "INSERT INTO aws_events (conn_id, event_id, kind, payload, created) "
+            f"SELECT id, last_event, ?, ?, ? FROM aws_connections WHERE {where}",
+            (kind, payload, self.now) + params,
+        )
+        count = cursor.rowcount
+        for conn_id, waker in self._run(
+            f"SELECT id, waker FROM aws_connections WHERE {where} AND waker IS NOT NULL", params
+        ).fetchall():
+            self.woken.setdefault(waker, []).append(conn_id)
+        return int(count)
+
+    # --- application data --------------------------------------------------------------
+
+    def log_append(self, app: str, key: str, value: str, keep: Optional[int] = None) -> None:
+        """Append ``value`` to the app's log ``key``, keeping only the last ``keep`` entries."""
+        self._run(
+            "INSERT INTO aws_log (app, key, value, created) VALUES (?, ?, ?, ?)",
+            (app, key, value, self.now),
+        )
+        if keep is not None:
+            row = self._run(
+                "SELECT id FROM aws_log WHERE app = ? AND key = ? ORDER BY id DESC "
+                f"LIMIT 1 OFFSET {int(keep)}",
+                (app, key),
+            ).fetchone()
+            if row:
+                self._run(
+                    "DELETE FROM aws_log WHERE app = ? AND key = ? AND id <= ?",
+                    (app, key, row[0]),
+                )
+
+    def log_recent(self, app: str, key: str, count: int) -> List[str]:
+        """The last ``count`` entries of the app's log ``key``, oldest first."""
+        rows = self._run(
+            f"SELECT value FROM aws_log WHERE app = ? AND key = ? ORDER BY id DESC "
+            f"LIMIT {int(count)}",
+            (app, key),
+        ).fetchall()
+        return [row[0] for row in reversed(rows)]
+
+    def kv_get(self, app: str, key: str) -> Optional[str]:
+        """The app's value for ``key``, or ``None``."""
+        row = self._run(
+            "SELECT value FROM aws_kv WHERE app = ? AND key = ?", (app, key)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def kv_set(self, app: str, key: str, value: Optional[str]) -> None:
+        """Set (or with ``None`` delete) the app's value for ``key``."""
+        self._run("DELETE FROM aws_kv WHERE app = ? AND key = ?", (app, key))
+        if value is not None:
+            self._run("INSERT INTO aws_kv (app, key, value) VALUES (?, ?, ?)", (app, key, value))
+
+    # --- housekeeping ------------------------------------------------------------------
+
+    def gone_connections(self, idle_before: float, stream_stale_before: float) -> List[str]:
+        """Open connections whose client is gone: no stream and idle, or a stream gone silent."""
+        rows = self._run(
+            "SELECT id FROM aws_connections WHERE state = ? AND "
+            "((waker IS NULL AND last_seen < ?) OR (waker IS NOT NULL AND last_seen < ?))",
+            (int(State.OPEN), idle_before, stream_stale_before),
+        ).fetchall()
+        return [row[0] for row in rows]
+
+    def purge_closed(self, closed_before: float) -> int:
+        """Delete connections closed before ``closed_before`` and all their events."""
+        self._run(
+            "DELETE FROM aws_events WHERE conn_id IN (SELECT id FROM aws_connections "
+            "WHERE state = ? AND closed_at < ?)",
+            (int(State.CLOSED), closed_before),
+        )
+        cursor = self._run(
+            "DELETE FROM aws_connections WHERE state = ? AND closed_at < ?",
+            (int(State.CLOSED), closed_before),
+        )
+        return int(cursor.rowcount)
+
+    def meta_get(self, name: str) -> Optional[str]:
+        """A value of the storage's own bookkeeping."""
+        row = self._run("SELECT value FROM aws_meta WHERE name = ?", (name,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def meta_set(self, name: str, value: str) -> None:
+        """Set a value of the storage's own bookkeeping."""
+        self._run("DELETE FROM aws_meta WHERE name = ?", (name,))
+        self._run("INSERT INTO aws_meta (name, value) VALUES (?, ?)", (name, value))
+
+
+class AltWebSocketStorage:
+    """The storage of connections, their events and application data.
+
+    Args:
+        url: an SQLAlchemy URL; ``sqlite:///path/to/file.db`` by default.
+        busy_timeout: seconds a writer waits for the database lock before a 503.
+        journal_mode: ``"auto"`` (WAL on a local filesystem, a rollback journal on a network
+            one), ``"wal"``, ``"delete"`` or ``"truncate"`` (SQLite only).
+    """
+
+    def __init__(self, url: str, busy_timeout: float = 10.0, journal_mode: str = "auto") -> None:
+        if journal_mode not in ("auto", "wal", "delete", "truncate"):
+            raise ConfigError("journal_mode is auto, wal, delete or truncate")
+        self.url = url
+        self._database = _Database(url, busy_timeout, journal_mode)
+        self._local = threading.local()
+        self._ready = False
+
+    @property
+    def is_sqlite(self) -> bool:
+        """Whether this storage is an SQLite file."""
+        return self._database.is_sqlite
+
+    def ensure_schema(self) -> None:
+        """Create the tables if this database has none yet (cheap when it has)."""
+        if self._ready:
+            return
+        try:
+            if not self._database.schema_ready():
+                self._database.create_schema()
+        except sqlite3.Error as exc:
+            raise StorageUnavailable(f"cannot open the database: {exc}") from exc
+        self._ready = True
+
+    def _connection(self) -> Any:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            self.ensure_schema()
+            db = self._database.connect()
+            self._local.db = db
+        return db
+
+    def close(self) -> None:
+        """Close this thread's database connection."""
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            self._local.db = None
+            db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """A write transaction; commits on success, rolls back on any exception."""
+        db = self._connection()
+        try:
+            self._database.begin_write(db)
+        except sqlite3.Error as exc:
+            raise _unavailable(exc) from exc
+        tx = Transaction(self, db)
+        try:
+            yield tx
+        except BaseException:
+            try:
+                db.rollback() if not self.is_sqlite else db.execute("ROLLBACK")
+            except Exception:  # the connection may be broken; drop it
+                self.close()
+            raise
+        try:
+            db.commit() if not self.is_sqlite else db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self.close()
+            raise _unavailable(exc) from exc
+
+    # --- reads: one statement each, never a transaction left open ------------------------
+
+    def _query(self, statement: str, params: Sequence[Any] = ()) -> List[Any]:
+        db = self._connection()
+        try:
+            cursor = db.cursor()
+            cursor.execute(self._database.sql(statement), tuple(params))
+            rows = cursor.fetchall()
+            if not self.is_sqlite:
+                db.commit()
+            return rows
+        except sqlite3.Error as exc:
+            raise _unavailable(exc) from exc
+
+    def connection(self, conn_id: str) -> Optional[ConnectionRecord]:
+        """The connection's row, or ``None`` (a read outside any transaction)."""
+        rows = self._query(
+            f"SELECT {_CONNECTION_COLUMNS} FROM aws_connections WHERE id = ?", (conn_id,)
+        )
+        return _record(rows[0]) if rows else None
+
+    def events_after(self, conn_id: str, after: int, limit: int = 200) -> List[StoredEvent]:
+        """Up to ``limit`` events of the connection with an id above ``after``, in order."""
+        rows = self._query(
+            "SELECT event_id, kind, payload FROM aws_events WHERE conn_id = ? AND event_id > ? "
+            f"ORDER BY event_id LIMIT {int(limit)}",
+            (conn_id, after),
+        )
+        return [(int(row[0]), int(row[1]), bytes(row[2])) for row in rows]
+
+    def data_version(self) -> Optional[int]:
+        """SQLite's ``PRAGMA data_version`` on this thread's connection (changes on commits
+        by other connections); ``None`` for databases without it."""
+        if not self.is_sqlite:
+            return None
+        try:
+            return int(self._connection().execute("PRAGMA data_version").fetchone()[0])
+        except sqlite3.Error as exc:
+            raise _unavailable(exc) from exc
+
+    def discard_events(self, conn_id: str, upto: int) -> None:
+        """Delete the connection's events up to ``upto``: the client has seen them."""
+        if upto <= 0:
+            return
+        with self.transaction() as tx:
+            tx._run("DELETE FROM aws_events WHERE conn_id = ? AND event_id <= ?", (conn_id, upto))
+
+    def checkpoint(self) -> None:
+        """Fold the WAL back into the database file (keeps the WAL file bounded)."""
+        if self.is_sqlite:
+            try:
+                self._connection().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:
+                log.warning("WAL checkpoint failed: %s", exc)
+
+
+def _unavailable(exc: Exception) -> StorageUnavailable:
+    text = str(exc)
+    log.error("storage error: %s", text)
+    if "locked" in text or "busy" in text:
+        return StorageUnavailable("the database is busy, retry shortly", retry_after=1)
+    return StorageUnavailable(f"the database is unavailable: {text}", retry_after=5)

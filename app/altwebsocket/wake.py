@@ -1,0 +1,151 @@
+"""Wake-up hints between processes: one datagram to a Unix socket per waiting stream.
+
+A stream that waits for events binds a datagram socket in the wake folder and records its
+path on the connection's row. A writer that queued events for the connection sends the
+connection id to that path after its commit. The hint only shortens the wait: the database
+is the truth, and a waiting stream also polls (``PRAGMA data_version`` for SQLite), so a lost
+hint costs latency, never a message. Sockets left by killed processes are removed when a
+send finds no one listening (``ECONNREFUSED``).
+
+The same folder counts the streams of all processes (one socket per stream), which is how a
+host-wide cap on concurrent streams works without a daemon.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import secrets
+import select
+import socket
+import tempfile
+from typing import Dict, Iterable, List, Optional
+
+__all__ = ["wake_folder", "WakeSocket", "send_hints", "count_streams"]
+
+_MAX_PATH = 100  # sun_path holds 108 bytes; keep a margin
+_MAX_DATAGRAM = 60000
+
+
+def wake_folder(data_dir: str) -> str:
+    """The folder for wake sockets of ``data_dir``: inside it if the paths fit, else in /tmp."""
+    preferred = os.path.join(os.path.abspath(data_dir), "wake")
+    if len(preferred) + 20 <= _MAX_PATH:
+        folder = preferred
+    else:
+        digest = hashlib.sha256(os.path.abspath(data_dir).encode()).hexdigest()[:16]
+        folder = os.path.join(tempfile.gettempdir(), f"altws-{digest}")
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    return folder
+
+
+class WakeSocket:
+    """A bound datagram socket a stream (or the daemon) waits on for hints."""
+
+    def __init__(self, folder: str) -> None:
+        self.path = os.path.join(folder, secrets.token_hex(6) + ".s")
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock.setblocking(False)
+        self._sock.bind(self.path)
+
+    def fileno(self) -> int:
+        """The socket's file descriptor (for ``select`` or an event loop)."""
+        return self._sock.fileno()
+
+    def wait(self, timeout: float) -> List[str]:
+        """Wait up to ``timeout`` s for hints; returns the connection ids hinted (maybe [])."""
+        ready, _, _ = select.select([self._sock], [], [], max(0.0, timeout))
+        return self.drain() if ready else []
+
+    def drain(self) -> List[str]:
+        """Read every pending hint without waiting."""
+        ids: List[str] = []
+        while True:
+            try:
+                data = self._sock.recv(_MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                return ids
+            except OSError:
+                return ids
+            ids.extend(part for part in data.decode("ascii", "replace").split("\n") if part)
+
+    def close(self) -> None:
+        """Close the socket and remove its file."""
+        try:
+            self._sock.close()
+        finally:
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+
+    def __enter__(self) -> "WakeSocket":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_sender: Optional[socket.socket] = None
+
+
+def _send_socket() -> socket.socket:
+    global _sender
+    if _sender is None:
+        _sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        _sender.setblocking(False)
+    return _sender
+
+
+def send_hints(targets: Dict[str, List[str]]) -> None:
+    """Send each waker path the ids of its connections that have new events."""
+    sender = _send_socket()
+    for path, ids in targets.items():
+        payload = "\n".join(ids).encode("ascii")
+        for start in range(0, max(1, len(payload)), _MAX_DATAGRAM):
+            chunk = payload[start : start + _MAX_DATAGRAM]
+            try:
+                sender.sendto(chunk, path)
+            except OSError as exc:
+                if exc.errno == errno.ECONNREFUSED:
+                    _remove(path)  # a killed process left it behind
+                break  # ENOENT: already gone; EAGAIN: its queue is full, it will wake anyway
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def count_streams(folder: str, clean: bool = False) -> int:
+    """How many live wake sockets (streams) the folder holds; ``clean`` drops dead ones."""
+    try:
+        names = [name for name in os.listdir(folder) if name.endswith(".s")]
+    except OSError:
+        return 0
+    if not clean:
+        return len(names)
+    alive = 0
+    probe = _send_socket()
+    for name in names:
+        path = os.path.join(folder, name)
+        try:
+            probe.sendto(b"", path)
+            alive += 1
+        except OSError as exc:
+            if exc.errno == errno.ECONNREFUSED:
+                _remove(path)
+            elif exc.errno == errno.EAGAIN:
+                alive += 1
+    return alive
+
+
+def paths(folder: str) -> Iterable[str]:
+    """The wake socket paths in ``folder`` (for diagnostics)."""
+    try:
+        return [os.path.join(folder, n) for n in os.listdir(folder) if n.endswith(".s")]
+    except OSError:
+        return []

@@ -1,0 +1,231 @@
+"""The HTTP endpoints (wire contract version 1) as a plain WSGI application.
+
+A thin transport: it routes, reads the body, checks the ``Origin``, calls one operation of
+:class:`~altwebsocket.server.AltWebSocketServer` and writes JSON or the SSE stream. It imports
+neither Flask nor SQLAlchemy, so it is cheap to start under CGI. Errors become JSON
+``{"error", "message"}`` with the status their exception names; never a traceback.
+
+Routes, for an app ``B = /<app>``: ``GET B/info``, ``POST B/new``, ``GET B/`` (the stream),
+``POST B/send``, ``POST B/close``, and ``OPTIONS`` on each (CORS preflight).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
+from urllib.parse import parse_qs
+
+from .exceptions import (
+    AltWebSocketError,
+    MessageTooBig,
+    OriginNotAllowed,
+    ProtocolError,
+    UnknownConnection,
+)
+from .protocol import messages as wire
+from .server import AltWebSocketServer, EventStream
+
+__all__ = ["WSGIApp"]
+
+log = logging.getLogger("altwebsocket.wsgi")
+
+StartResponse = Callable[..., Any]
+Headers = List[Tuple[str, str]]
+
+_STATUS = {
+    200: "200 OK", 204: "204 No Content", 400: "400 Bad Request", 403: "403 Forbidden",
+    404: "404 Not Found", 405: "405 Method Not Allowed", 409: "409 Conflict", 410: "410 Gone",
+    413: "413 Payload Too Large", 429: "429 Too Many Requests",
+    500: "500 Internal Server Error", 503: "503 Service Unavailable",
+}
+
+_ROUTES = {
+    ("GET", "info"), ("POST", "new"), ("GET", ""), ("POST", "send"), ("POST", "close"),
+}
+
+
+class MethodNotAllowed(AltWebSocketError):
+    """The path exists but not with this method."""
+
+    status = 405
+    code = "method_not_allowed"
+
+
+def request_origin(environ: Dict[str, Any], trust_proxy: bool) -> str:
+    """This server's own origin as the client sees it (``scheme://host[:port]``)."""
+    scheme = environ.get("wsgi.url_scheme", "http")
+    host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
+    if trust_proxy:
+        scheme = environ.get("HTTP_X_FORWARDED_PROTO", scheme).split(",")[0].strip()
+        host = environ.get("HTTP_X_FORWARDED_HOST", host).split(",")[0].strip()
+    if ":" not in host and environ.get("SERVER_PORT") and not environ.get("HTTP_HOST"):
+        port = environ["SERVER_PORT"]
+        if (scheme, port) not in (("http", "80"), ("https", "443")):
+            host = f"{host}:{port}"
+    return f"{scheme}://{host}".lower()
+
+
+class WSGIApp:
+    """The WSGI application of an :class:`AltWebSocketServer` (``server.wsgi_app``)."""
+
+    def __init__(self, server: AltWebSocketServer) -> None:
+        self.server = server
+        settings = server.settings
+        self.max_body = 4 * settings.max_message + 65536
+        self.allowed = {origin.lower().rstrip("/") for origin in settings.allowed_origins}
+
+    # --- helpers -----------------------------------------------------------------------
+
+    def _origin(self, environ: Dict[str, Any]) -> Optional[str]:
+        """The request's Origin if it is allowed (``None`` if it sent none); else 403."""
+        origin = environ.get("HTTP_ORIGIN")
+        if origin is None:
+            return None  # not a browser's cross-origin request: nothing to check
+        normalized = origin.lower().rstrip("/")
+        if "*" in self.allowed or normalized in self.allowed:
+            return origin
+        if normalized == request_origin(environ, self.server.settings.trust_proxy):
+            return origin
+        raise OriginNotAllowed(f"origin {origin} is not allowed")
+
+    @staticmethod
+    def _cors(origin: Optional[str]) -> Headers:
+        if origin is None:
+            return []
+        return [("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]
+
+    def _body(self, environ: Dict[str, Any]) -> Dict[str, Any]:
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            raise ProtocolError("invalid Content-Length") from None
+        if length < 0:
+            raise ProtocolError("invalid Content-Length")
+        if length > self.max_body:
+            raise MessageTooBig(
+                f"request body of {length} bytes is over the limit of {self.max_body}"
+            )
+        body = environ["wsgi.input"].read(length) if length else b""
+        return wire.parse_json_body(body, self.max_body)
+
+    @staticmethod
+    def _json(start_response: StartResponse, status: int, body: Dict[str, Any],
+              headers: Headers = ()) -> List[bytes]:  # type: ignore[assignment]
+        data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        start_response(_STATUS.get(status, f"{status} Error"), [
+            ("Content-Type", "application/json; charset=utf-8"),
+            ("Content-Length", str(len(data))),
+            ("Cache-Control", "no-store"),
+            *headers,
+        ])
+        return [data]
+
+    # --- the application ---------------------------------------------------------------
+
+    def __call__(self, environ: Dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        method = environ.get("REQUEST_METHOD", "GET").upper()
+        path = environ.get("PATH_INFO", "") or "/"
+        parts = path.strip("/").split("/", 1) if path.strip("/") else []
+        cors: Headers = []
+        try:
+            if not parts:
+                raise UnknownConnection("no app named in the URL; use /<app>/")
+            app, action = parts[0], (parts[1] if len(parts) > 1 else "")
+            self.server.handler(app)
+            if action not in {name for _, name in _ROUTES}:
+                raise UnknownConnection(f"no endpoint {action!r}")
+            origin = self._origin(environ)
+            cors = self._cors(origin)
+            if method == "OPTIONS":
+                return self._preflight(start_response, cors)
+            if method == "HEAD":
+                method = "GET"
+            if (method, action) not in _ROUTES:
+                raise MethodNotAllowed(f"{method} is not allowed on /{action}")
+            if action == "":
+                return self._stream(environ, start_response, app, cors)
+            return self._json(start_response, 200, self._dispatch(environ, app, action, origin),
+                              cors)
+        except AltWebSocketError as exc:
+            return self._json(start_response, exc.status, exc.to_json(),
+                              cors + list(exc.headers().items()))
+        except Exception:  # a bug of ours: log it, answer a clean 500
+            log.exception("internal error on %s %s", method, path)
+            return self._json(start_response, 500, {"error": "internal",
+                                                    "message": "internal server error"}, cors)
+
+    def _preflight(self, start_response: StartResponse, cors: Headers) -> List[bytes]:
+        start_response("204 No Content", cors + [
+            ("Access-Control-Allow-Methods", "GET, POST, OPTIONS"),
+            ("Access-Control-Allow-Headers", "Content-Type, Last-Event-ID"),
+            ("Access-Control-Max-Age", "600"),
+        ])
+        return []
+
+    def _dispatch(self, environ: Dict[str, Any], app: str, action: str,
+                  origin: Optional[str]) -> Dict[str, Any]:
+        server = self.server
+        if action == "info":
+            return self.info(app)
+        body = self._body(environ)
+        if action == "new":
+            return server.open(app, wire.parse_new(body), origin).to_json()
+        if action == "send":
+            request = wire.parse_send(body, server.settings.max_message, server.settings.max_batch)
+            return {"ok": True, "ack": server.receive(app, request)}
+        request_close = wire.parse_close(body)
+        closed = server.close(app, request_close)
+        return {"ok": True} if closed else {"ok": True, "already_closed": True}
+
+    def info(self, app: str) -> Dict[str, Any]:
+        """The ``/info`` body: protocol version, the daemon's URL, the limits."""
+        settings = self.server.settings
+        websocket = None
+        if settings.websocket_url:
+            websocket = settings.websocket_url.rstrip("/") + "/" + app
+        return {
+            "version": wire.PROTOCOL_VERSION,
+            "app": app,
+            "websocket": websocket,
+            "max_message": settings.max_message,
+            "max_batch": settings.max_batch,
+            "heartbeat": settings.heartbeat,
+            "stream_lifetime": settings.stream_lifetime,
+        }
+
+    def _stream(self, environ: Dict[str, Any], start_response: StartResponse, app: str,
+                cors: Headers) -> Iterable[bytes]:
+        query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+        conn_id = (query.get("id") or [""])[0]
+        token = (query.get("token") or [""])[0]
+        if not conn_id or not token:
+            raise ProtocolError("the stream needs ?id=…&token=…")
+        last = environ.get("HTTP_LAST_EVENT_ID")
+        if last is None:
+            last = (query.get("lastEventId") or [None])[0]
+        stream = self.server.open_stream(app, conn_id, token, wire.parse_last_event_id(last))
+        if stream is None:
+            start_response("204 No Content", cors + [("Cache-Control", "no-store")])
+            return []
+        start_response("200 OK", cors + [
+            ("Content-Type", "text/event-stream; charset=utf-8"),
+            ("Cache-Control", "no-cache, no-transform"),
+            ("X-Accel-Buffering", "no"),
+        ])
+        return _Body(stream)
+
+
+class _Body:
+    """The stream as a WSGI body whose ``close()`` ends the stream's generator."""
+
+    def __init__(self, stream: EventStream) -> None:
+        self._iterator: Iterator[bytes] = iter(stream)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._iterator
+
+    def close(self) -> None:
+        close = getattr(self._iterator, "close", None)
+        if close is not None:
+            close()
