@@ -66,24 +66,27 @@ def _serve(args: argparse.Namespace) -> int:
     server = AltWebSocketServer(settings=settings)
     server.storage.ensure_schema()
     site = create_site(server)
-    url = f"http://{args.host}:{args.port}/"
+    httpd = waitress.create_server(
+        site,
+        host=args.host,
+        port=args.port,
+        threads=args.streams + 16,
+        connection_limit=args.streams + 100,
+        channel_timeout=max(120, int(settings.heartbeat * 4)),
+        ident="altws",
+        clear_untrusted_proxy_headers=True,
+    )
+    url = f"http://{args.host}:{httpd.effective_port}/"  # type: ignore[union-attr]
     print(f"AltWebSocket serving {', '.join(server.handlers)} on {url}", flush=True)
     print(f"  storage: {server.storage.url}", flush=True)
     print("  press Ctrl-C to stop", flush=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        waitress.serve(
-            site,
-            host=args.host,
-            port=args.port,
-            threads=args.streams + 16,
-            connection_limit=args.streams + 100,
-            channel_timeout=max(120, int(settings.heartbeat * 4)),
-            ident="altws",
-            _quiet=not args.verbose,
-        )
-    except KeyboardInterrupt:
+        httpd.run()
+    except (KeyboardInterrupt, SystemExit):
         pass
+    finally:
+        httpd.close()
     return 0
 
 

@@ -12,7 +12,12 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple, Union
+
+try:
+    from typing import Protocol
+except ImportError:  # pragma: no cover - Python < 3.8
+    Protocol = object  # type: ignore[assignment]
 
 from .config import Settings, handlers_from
 from .exceptions import (
@@ -47,7 +52,7 @@ class Context:
         self.server = server
         self.tx = tx
         self._connections: Dict[str, AltWebSocketConnection] = {}
-        self.closed: List[Tuple[AltWebSocketConnection, int, str]] = []
+        self.local: List[Tuple[str, int, bytes]] = []
 
     def wrap(self, record: ConnectionRecord) -> AltWebSocketConnection:
         """The one connection object of this operation for ``record``."""
@@ -58,8 +63,12 @@ class Context:
         return conn
 
     def enqueue(self, conn_id: str, kind: int, payload: bytes) -> bool:
-        """Queue an event for one connection."""
-        self.tx.enqueue(conn_id, kind, payload)
+        """Queue an event for one connection (in memory if this process holds it natively)."""
+        sink = self.server.local_sink
+        if sink is not None and kind != wire.CLOSE and sink.owns(conn_id):
+            self.local.append((conn_id, kind, payload))  # delivered after the commit
+        else:
+            self.tx.enqueue(conn_id, kind, payload)
         return True
 
     def enqueue_app(self, app: str, kind: int, payload: bytes, exclude: Optional[str]) -> int:
@@ -87,6 +96,20 @@ class Context:
         self.tx.set_closed(conn.id, code, reason)
         conn._mark_closed()
         self.server._call(conn, "on_close", code, reason)
+
+
+class LocalSink(Protocol):
+    """A transport that holds some connections in this process (the native daemon).
+
+    Events for those connections skip the storage: they are handed to :meth:`deliver` after
+    the transaction commits, in order. Close events always go through the storage.
+    """
+
+    def owns(self, conn_id: str) -> bool:
+        """Whether this process holds ``conn_id`` live."""
+
+    def deliver(self, events: List[Tuple[str, int, bytes]]) -> None:
+        """Send these ``(conn_id, kind, payload)`` events, committed just now."""
 
 
 class Opened:
@@ -153,6 +176,7 @@ class AltWebSocketServer:
             )
         self._wake_dir: Optional[str] = None
         self._wsgi: Any = None
+        self.local_sink: Optional[LocalSink] = None
 
     # --- plumbing ----------------------------------------------------------------------
 
@@ -201,6 +225,8 @@ class AltWebSocketServer:
             result = operation(ctx)
         if tx.woken:
             send_hints(tx.woken)
+        if ctx.local and self.local_sink is not None:
+            self.local_sink.deliver(ctx.local)
         return result
 
     def _owned(self, tx: Transaction, app: str, conn_id: str, token: str) -> ConnectionRecord:
@@ -267,6 +293,20 @@ class AltWebSocketServer:
             conn = ctx.wrap(record)
             ctx.close(conn, request.code, request.reason,
                       wire.close_payload(request.code, request.reason))
+            return True
+
+        return self.run(operation)  # type: ignore[no-any-return]
+
+    def disconnect(self, app: str, conn_id: str, code: int = ABNORMAL, reason: str = "") -> bool:
+        """Close a connection whose transport ended (1006 when the client vanished, 1001
+        when the server goes away); runs ``on_close``. ``False`` if it was already closed."""
+        self.handler(app)
+
+        def operation(ctx: Context) -> bool:
+            record = ctx.tx.connection(conn_id)
+            if record is None or record.app != app or record.state != State.OPEN:
+                return False
+            ctx.close(ctx.wrap(record), code, reason, wire.close_payload(code, reason))
             return True
 
         return self.run(operation)  # type: ignore[no-any-return]

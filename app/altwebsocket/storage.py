@@ -293,6 +293,13 @@ class Transaction:
             (waker, self.now, conn_id),
         )
 
+    def touch_waker(self, waker: str) -> int:
+        """Mark every connection waited on by ``waker`` as seen now (a process heartbeat)."""
+        cursor = self._run(
+            "UPDATE aws_connections SET last_seen = ? WHERE waker = ?", (self.now, waker)
+        )
+        return int(cursor.rowcount)
+
     # --- events ------------------------------------------------------------------------
 
     def enqueue(self, conn_id: str, kind: int, payload: bytes) -> int:

@@ -24,6 +24,7 @@ from .exceptions import (
     UnknownConnection,
 )
 from .protocol import messages as wire
+from .protocol.origin import origin_allowed
 from .server import AltWebSocketServer, EventStream
 
 __all__ = ["WSGIApp"]
@@ -73,21 +74,17 @@ class WSGIApp:
         self.server = server
         settings = server.settings
         self.max_body = 4 * settings.max_message + 65536
-        self.allowed = {origin.lower().rstrip("/") for origin in settings.allowed_origins}
 
     # --- helpers -----------------------------------------------------------------------
 
     def _origin(self, environ: Dict[str, Any]) -> Optional[str]:
         """The request's Origin if it is allowed (``None`` if it sent none); else 403."""
         origin = environ.get("HTTP_ORIGIN")
-        if origin is None:
-            return None  # not a browser's cross-origin request: nothing to check
-        normalized = origin.lower().rstrip("/")
-        if "*" in self.allowed or normalized in self.allowed:
-            return origin
-        if normalized == request_origin(environ, self.server.settings.trust_proxy):
-            return origin
-        raise OriginNotAllowed(f"origin {origin} is not allowed")
+        settings = self.server.settings
+        own = request_origin(environ, settings.trust_proxy)
+        if not origin_allowed(origin, own, settings.allowed_origins):
+            raise OriginNotAllowed(f"origin {origin} is not allowed")
+        return origin
 
     @staticmethod
     def _cors(origin: Optional[str]) -> Headers:

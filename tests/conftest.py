@@ -1,0 +1,37 @@
+"""Fixtures: a fresh data folder per test, in-process servers, and a real ``altws serve``."""
+
+from __future__ import annotations
+
+import os
+from typing import Iterator
+
+import pytest
+
+from altwebsocket import AltWebSocketServer
+from altwebsocket.config import Settings
+
+from .support import ALTWS, Process
+
+
+@pytest.fixture
+def data_dir(tmp_path) -> str:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    return str(folder)
+
+
+@pytest.fixture
+def server(data_dir) -> AltWebSocketServer:
+    """An in-process server with echo and chat on a fresh SQLite file."""
+    settings = Settings(data=data_dir, stream_lifetime=5, heartbeat=1, poll_interval=0.2)
+    return AltWebSocketServer(settings=settings)
+
+
+@pytest.fixture
+def live_server(data_dir) -> Iterator[Process]:
+    """A real ``altws serve`` on 127.0.0.1, a port of its own, a fresh data folder."""
+    proc = Process(ALTWS + ["serve", "--port", "0", "--data", data_dir])
+    try:
+        yield proc
+    finally:
+        proc.stop()

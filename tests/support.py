@@ -1,0 +1,138 @@
+"""Helpers shared by the tests: start real servers on 127.0.0.1, read SSE streams.
+
+One timeout unit for all tests: ``TIMEOUT`` seconds (longer under CI).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Any, Dict, List, Optional, Tuple
+
+import httpx
+
+from altwebsocket.protocol.sse import SSEDecoder, ServerSentEvent
+
+TIMEOUT = 10.0 if os.environ.get("CI") else 5.0
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ALTWS = [sys.executable, "-m", "altwebsocket"]
+
+
+class Process:
+    """A server started as a subprocess; its first URL line tells where it listens."""
+
+    def __init__(self, args: List[str], pattern: str = r"(https?|wss?)://[\d.]+:\d+/?",
+                 env: Optional[Dict[str, str]] = None, cwd: Optional[str] = None) -> None:
+        self.lines: "queue.Queue[str]" = queue.Queue()
+        self.output: List[str] = []
+        self.proc = subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True,
+        )
+        threading.Thread(target=self._pump, daemon=True).start()
+        deadline = time.monotonic() + 3 * TIMEOUT
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                self.stop()
+                raise RuntimeError("server did not start:\n" + "".join(self.output))
+            match = re.search(pattern, line)
+            if match:
+                self.url = match.group(0).rstrip("/")
+                return
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.output.append(line)
+            self.lines.put(line)
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout=TIMEOUT)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=TIMEOUT)
+
+
+class Stream:
+    """An SSE stream read in a thread by an independent client (httpx + SSEDecoder)."""
+
+    def __init__(self, url: str, last_event_id: Optional[int] = None,
+                 headers: Optional[Dict[str, str]] = None) -> None:
+        self.events: "queue.Queue[ServerSentEvent]" = queue.Queue()
+        self.status: Optional[int] = None
+        self.headers: Dict[str, str] = {}
+        self.raw = b""
+        self.ended = threading.Event()
+        self.opened = threading.Event()
+        self.decoder = SSEDecoder()
+        self._stop = False
+        request_headers = dict(headers or {})
+        if last_event_id is not None:
+            request_headers["Last-Event-ID"] = str(last_event_id)
+        self._thread = threading.Thread(target=self._run, args=(url, request_headers),
+                                        daemon=True)
+        self._thread.start()
+        if not self.opened.wait(TIMEOUT):
+            raise RuntimeError("stream did not open")
+
+    def _run(self, url: str, headers: Dict[str, str]) -> None:
+        try:
+            with httpx.stream("GET", url, headers=headers, timeout=None) as response:
+                self.status = response.status_code
+                self.headers = dict(response.headers)
+                self.opened.set()
+                for chunk in response.iter_raw():
+                    self.raw += chunk
+                    for event in self.decoder.feed(chunk):
+                        self.events.put(event)
+                    if self._stop:
+                        break
+        except httpx.HTTPError:
+            pass
+        finally:
+            self.opened.set()
+            self.ended.set()
+
+    def next(self, timeout: float = TIMEOUT) -> ServerSentEvent:
+        return self.events.get(timeout=timeout)
+
+    def take(self, count: int, timeout: float = TIMEOUT) -> List[ServerSentEvent]:
+        return [self.next(timeout) for _ in range(count)]
+
+    def close(self) -> None:
+        self._stop = True
+
+
+def new_connection(base: str, **body: Any) -> Tuple[str, str]:
+    response = httpx.post(base + "/new", json=body or None, timeout=TIMEOUT)
+    response.raise_for_status()
+    data = response.json()
+    return data["id"], data["token"]
+
+
+def stream_url(base: str, conn_id: str, token: str) -> str:
+    return f"{base}/?id={conn_id}&token={token}"
+
+
+def send(base: str, conn_id: str, token: str, seq: int, data: Any = None,
+         binary: Optional[str] = None) -> httpx.Response:
+    body: Dict[str, Any] = {"id": conn_id, "token": token, "seq": seq}
+    if binary is not None:
+        body["binary"] = binary
+    else:
+        body["data"] = data
+    return httpx.post(base + "/send", json=body, timeout=TIMEOUT)
