@@ -80,14 +80,47 @@ def _serve(args: argparse.Namespace) -> int:
     print(f"AltWebSocket serving {', '.join(server.handlers)} on {url}", flush=True)
     print(f"  storage: {server.storage.url}", flush=True)
     print("  press Ctrl-C to stop", flush=True)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    try:
-        httpd.run()
-    except (KeyboardInterrupt, SystemExit):
-        pass
-    finally:
-        httpd.close()
+
+    def stop(signum: int, frame: Any) -> None:
+        # waitress would wait up to 5 s per thread pool; the streams end themselves instead
+        # (their clients resume with Last-Event-ID), then the process exits at once.
+        print("altws: stopping", flush=True)
+        server.shutdown()
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    httpd.run()
     return 0
+
+
+def _add_daemon_command(sub: Any) -> None:
+    """``altws daemon``: serve the apps over native WebSocket (see :mod:`.daemon`)."""
+    daemon = sub.add_parser("daemon", help="run the native WebSocket daemon",
+                            description="Serve every app at ws://HOST:PORT/<app> over native "
+                                        "WebSocket, sharing the storage (and so the chat "
+                                        "rooms) with altws serve and the CGI endpoints.")
+    daemon.add_argument("--host", default="127.0.0.1")
+    daemon.add_argument("--port", type=int, default=8001, help="0 picks a free port")
+    daemon.add_argument("--threaded", action="store_true",
+                        help="run the app callbacks in a worker thread, not the event loop")
+    daemon.add_argument("-v", "--verbose", action="store_true", help="log more")
+    _add_settings_options(daemon)
+
+    def run(args: argparse.Namespace) -> int:
+        from .daemon import run_daemon
+
+        settings = settings_from_args(args)
+        if not settings.storage:
+            os.makedirs(settings.data, exist_ok=True)
+
+        def ready(url: str) -> None:
+            print(f"AltWebSocket daemon serving {', '.join(settings.apps)} on {url}", flush=True)
+            print(f"  storage: {settings.storage_url()}", flush=True)
+
+        return run_daemon(settings, args.host, args.port, ready=ready, threaded=args.threaded)
+
+    daemon.set_defaults(func=run)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("-v", "--verbose", action="store_true", help="log more")
     _add_settings_options(serve)
     serve.set_defaults(func=_serve)
+    _add_daemon_command(sub)
     return parser
 
 

@@ -1,0 +1,500 @@
+"""The native WebSocket daemon: the same apps and storage as the SSE emulation, over RFC 6455.
+
+``altws daemon`` (or :func:`run_daemon`) serves every app at ``ws://host:port/<app>`` with
+the ``websockets`` library (asyncio). It is a thin transport over
+:class:`~altwebsocket.server.AltWebSocketServer`, exactly like the HTTP endpoints:
+
+- a client's handshake → :meth:`~AltWebSocketServer.open` (a connection row,
+  ``transport='websocket'``, the handler's ``on_open``);
+- each frame → :meth:`~AltWebSocketServer.receive` with the client's next seq (1, 2, 3…);
+- its close frame → :meth:`~AltWebSocketServer.close`; a vanished client →
+  :meth:`~AltWebSocketServer.disconnect` with 1006; the daemon's own closes (1009 too big,
+  1008 slow reader, 1001 shutdown) → ``disconnect`` with that code.
+
+Outgoing events take two paths, and frames leave in commit order on both:
+
+- **In memory.** The daemon is the server's :class:`~altwebsocket.server.LocalSink`: what a
+  handler running here sends to a connection held here (the echo reply, the chat history) skips
+  the storage and is queued on the socket after the commit.
+- **Through the storage.** Events queued by other processes (an emulated client posting through
+  WSGI or CGI), broadcasts and closes are stored. The daemon binds one
+  :class:`~altwebsocket.wake.WakeSocket`, records it as the waker of all its connections,
+  reads the hinted ids with the event loop and sends ``events_after(cursor)``. It also polls
+  ``PRAGMA data_version`` every ``poll_interval``, so a lost hint costs latency, not messages.
+  Before in-memory events are sent, hints already received are served, so a broadcast and a
+  direct send of one transaction reach the socket in the order the handler made them.
+
+All database work (the handler callbacks included) runs on ONE thread, so callbacks run one at
+a time and in order per connection. By default that thread is the event loop's own
+(``threaded=False``): an echo round trip then costs the receive transaction and no thread hop.
+With ``threaded=True`` the callbacks run in one worker thread and a slow handler or a busy
+database lock does not stall pings and other sockets; both are measured in ``docs/daemon.md``.
+
+Every ``min(heartbeat, 5)`` seconds the daemon marks its connections as seen
+(``touch_waker``) so the sweep of other processes does not close them, runs the sweep itself,
+and deletes the stored events its clients have received. At start it closes (1006) the native
+connections a killed daemon left open. On SIGTERM or SIGINT it closes every client with 1001.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import errno
+import json
+import logging
+import signal
+import socket
+import threading
+import time
+from http import HTTPStatus
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed as SocketClosed
+from websockets.http11 import Request, Response
+from websockets.protocol import State as SocketState
+from websockets.typing import Subprotocol
+
+from .config import Settings
+from .daemon_client import CloseFrame, Frame, NativeClient, sendable_close
+from .exceptions import (
+    AltWebSocketError,
+    ConnectionClosed,
+    Overloaded,
+    UnknownConnection,
+)
+from .protocol import messages as wire
+from .protocol.origin import origin_allowed
+from .protocol.state import ABNORMAL, GOING_AWAY, INTERNAL_ERROR
+from .server import AltWebSocketServer
+from .wake import WakeSocket
+
+__all__ = ["AltWebSocketDaemon", "run_daemon", "app_from_path", "handshake_origin_allowed"]
+
+log = logging.getLogger("altwebsocket.daemon")
+
+T = TypeVar("T")
+
+TRY_AGAIN_LATER = 1013
+Pushes = List[Tuple[NativeClient, Frame]]
+
+
+def app_from_path(path: str) -> str:
+    """The app name of a request path: ``/chat?x=1`` → ``chat``."""
+    return path.split("?", 1)[0].strip("/")
+
+
+def handshake_origin_allowed(origin: Optional[str], host: Optional[str],
+                             allowed: Sequence[str]) -> bool:
+    """The Origin rule of :mod:`~altwebsocket.protocol.origin` for a WebSocket handshake.
+
+    The daemon's own origin is the handshake's ``Host`` with an ``http`` or ``https`` scheme
+    (the page that opens ``ws://host/`` is served from ``http://host``, or through a TLS proxy
+    from ``https://host``). No ``Origin`` (not a browser) passes.
+    """
+    if origin is None:
+        return True
+    if host:
+        for scheme in ("http", "https"):
+            if origin_allowed(origin, f"{scheme}://{host}", allowed):
+                return True
+    return origin_allowed(origin, None, allowed)
+
+
+def _frame(kind: int, payload: bytes) -> Frame:
+    if kind == wire.TEXT:
+        return payload.decode("utf-8")
+    if kind == wire.BINARY:
+        return payload
+    obj = json.loads(payload.decode("utf-8"))
+    return sendable_close(int(obj.get("code", 1000)), str(obj.get("reason", "")))
+
+
+def _socket_alive(path: str) -> bool:
+    """Whether a process still listens on the wake socket ``path`` (an empty datagram)."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    probe.setblocking(False)
+    try:
+        probe.sendto(b"", path)
+        return True
+    except OSError as exc:
+        return exc.errno == errno.EAGAIN  # alive, its queue is just full
+    finally:
+        probe.close()
+
+
+class AltWebSocketDaemon:
+    """Serves the apps of ``server`` over native WebSocket; the server's ``LocalSink``.
+
+    Args:
+        server: the apps and the storage (shared with the HTTP side).
+        host: interface to listen on.
+        port: TCP port (0 picks a free one; see :attr:`url` once started).
+        threaded: run the database work and callbacks in one worker thread instead of the
+            event loop's thread.
+    """
+
+    def __init__(self, server: AltWebSocketServer, host: str = "127.0.0.1", port: int = 8001,
+                 threaded: bool = False) -> None:
+        self.server = server
+        self.settings: Settings = server.settings
+        self.host = host
+        self.port = port
+        self.url = ""
+        self.clients: Dict[str, NativeClient] = {}
+        self._threaded = threaded
+        self._pool: Optional[concurrent.futures.ThreadPoolExecutor] = None
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._loop_thread = 0
+        self._wake: Optional[WakeSocket] = None
+        self._version: Optional[int] = None
+        self._last_beat = 0.0
+        self._stop: Optional[asyncio.Event] = None
+        self._stopping = False
+        limit = self.settings.max_message
+        self._max_bytes = max(4 * limit + 65536, 1 << 20)
+
+    # --- the database thread -----------------------------------------------------------
+
+    async def _db(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` on the database thread (inline, or the one worker)."""
+        if self._pool is None:
+            return fn(*args)
+        assert self._loop is not None
+        return await self._loop.run_in_executor(self._pool, fn, *args)
+
+    def _dispatch(self, pushes: Pushes) -> None:
+        if not pushes:
+            return
+        if threading.get_ident() == self._loop_thread:
+            self._push_all(pushes)
+        else:
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(self._push_all, pushes)
+
+    @staticmethod
+    def _push_all(pushes: Pushes) -> None:
+        for client, frame in pushes:
+            client.push(frame)
+
+    def _flush(self, client: NativeClient) -> Pushes:
+        """The stored events of ``client`` after its cursor, as frames (database thread)."""
+        pushes: Pushes = []
+        while True:
+            events = self.server.storage.events_after(client.id, client.cursor)
+            for event_id, kind, payload in events:
+                pushes.append((client, _frame(kind, payload)))
+                client.cursor = event_id
+            if len(events) < 200:
+                return pushes
+
+    def _serve_hints(self) -> Pushes:
+        """Read the pending wake-up hints and fetch the hinted connections' stored events."""
+        assert self._wake is not None
+        pushes: Pushes = []
+        for conn_id in dict.fromkeys(self._wake.drain()):
+            client = self.clients.get(conn_id)
+            if client is not None:
+                pushes.extend(self._flush(client))
+        return pushes
+
+    # --- LocalSink ---------------------------------------------------------------------
+
+    def owns(self, conn_id: str) -> bool:
+        """Whether this daemon holds ``conn_id`` (events to it then skip the storage)."""
+        return conn_id in self.clients
+
+    def deliver(self, events: List[Tuple[str, int, bytes]]) -> None:
+        """Queue events just committed for connections held here (database thread).
+
+        Hints already received (a broadcast of the same transaction, say) are served first.
+        """
+        pushes = self._serve_hints()
+        clients = self.clients
+        for conn_id, kind, payload in events:
+            client = clients.get(conn_id)
+            if client is not None:
+                pushes.append((client, _frame(kind, payload)))
+        self._dispatch(pushes)
+
+    # --- connection life (database thread) --------------------------------------------
+
+    def _attach(self, client: NativeClient) -> None:
+        self.clients[client.id] = client
+        assert self._wake is not None
+        with self.server.storage.transaction() as tx:
+            tx.set_waker(client.id, self._wake.path)
+        self._dispatch(self._flush(client))  # what on_open queued, and anything since
+
+    def _receive(self, client: NativeClient, data: wire.Message) -> int:
+        client.seq += 1
+        request = wire.SendRequest(client.id, client.token,
+                                   (wire.InboundMessage(client.seq, data),))
+        return self.server.receive(client.app, request)
+
+    def _finish(self, client: NativeClient) -> None:
+        """Record how the socket ended: the client's close, the daemon's close, or 1006."""
+        self.clients.pop(client.id, None)
+        protocol = client.ws.protocol
+        received, sent = protocol.close_rcvd, protocol.close_sent
+        try:
+            if received is not None and (sent is None or protocol.close_rcvd_then_sent):
+                self.server.close(client.app, wire.CloseRequest(
+                    client.id, client.token, int(received.code), received.reason))
+            elif sent is not None:
+                self.server.disconnect(client.app, client.id, int(sent.code), sent.reason)
+            else:
+                self.server.disconnect(client.app, client.id, ABNORMAL)
+        except AltWebSocketError as exc:  # the sweep of a restarted daemon will close it
+            log.warning("could not record the close of %s: %s", client.id, exc)
+
+    def _tick(self) -> None:
+        """Fallback poll, and every few seconds the heartbeat and housekeeping."""
+        storage = self.server.storage
+        version = storage.data_version()
+        pushes = self._serve_hints()
+        if version is None or version != self._version:
+            self._version = version
+            for client in list(self.clients.values()):
+                pushes.extend(self._flush(client))
+        self._dispatch(pushes)
+        now = time.monotonic()
+        if now - self._last_beat >= min(self.settings.heartbeat, 5.0):
+            self._last_beat = now
+            assert self._wake is not None
+            with storage.transaction() as tx:
+                tx.touch_waker(self._wake.path)
+            for client in list(self.clients.values()):
+                if client.cursor > client.discarded:
+                    storage.discard_events(client.id, client.cursor)
+                    client.discarded = client.cursor
+            self.server.maybe_sweep()
+
+    def _close_orphans(self) -> int:
+        """Close (1006) the native connections whose daemon is gone (its wake socket dead)."""
+        assert self._wake is not None
+        orphans: List[Tuple[str, str]] = []
+        with self.server.storage.transaction() as tx:
+            for app in self.server.handlers:
+                for conn_id in tx.open_connection_ids(app):
+                    record = tx.connection(conn_id)
+                    if (record is not None and record.transport == "websocket"
+                            and record.waker and record.waker != self._wake.path
+                            and not _socket_alive(record.waker)):
+                        orphans.append((app, conn_id))
+        closed = sum(1 for app, conn_id in orphans
+                     if self.server.disconnect(app, conn_id, ABNORMAL))
+        if closed:
+            log.info("closed %d connections left open by a stopped daemon", closed)
+        return closed
+
+    # --- the event loop side ----------------------------------------------------------
+
+    def _on_wake(self) -> None:
+        assert self._loop is not None and self._wake is not None
+        if self._pool is None:
+            try:
+                self._dispatch(self._serve_hints())
+            except AltWebSocketError as exc:
+                log.warning("wake-up: %s (the poll will retry)", exc)
+            return
+        fd = self._wake.fileno()
+        self._loop.remove_reader(fd)
+
+        def job() -> None:
+            try:
+                self._dispatch(self._serve_hints())
+            except AltWebSocketError as exc:
+                log.warning("wake-up: %s (the poll will retry)", exc)
+            finally:
+                assert self._loop is not None
+                self._loop.call_soon_threadsafe(self._watch_wake)
+
+        self._pool.submit(job)
+
+    def _watch_wake(self) -> None:
+        if self._wake is not None and self._loop is not None and not self._loop.is_closed():
+            self._loop.add_reader(self._wake.fileno(), self._on_wake)
+
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.poll_interval)
+            try:
+                await self._db(self._tick)
+            except AltWebSocketError as exc:
+                log.warning("housekeeping: %s", exc)
+            except Exception:  # pragma: no cover - keep the daemon alive
+                log.exception("housekeeping failed")
+
+    def _process_request(self, connection: ServerConnection, request: Request
+                         ) -> Optional[Response]:
+        app = app_from_path(request.path)
+        if app not in self.server.handlers:
+            return connection.respond(HTTPStatus.NOT_FOUND, f"no app named {app!r}\n")
+        origin = request.headers.get("Origin")
+        host = request.headers.get("Host")
+        if not handshake_origin_allowed(origin, host, self.settings.allowed_origins):
+            log.info("refused a handshake from origin %s", origin)
+            return connection.respond(HTTPStatus.FORBIDDEN, f"origin {origin} is not allowed\n")
+        if self._stopping:
+            response = connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "shutting down\n")
+            response.headers["Retry-After"] = "2"
+            return response
+        return None
+
+    def _select_subprotocol(self, connection: ServerConnection,
+                            offered: Sequence[Subprotocol]) -> Optional[Subprotocol]:
+        assert connection.request is not None
+        handler = self.server.handler(app_from_path(connection.request.path))
+        chosen = handler.select_protocol(tuple(offered))
+        return Subprotocol(chosen) if chosen else None
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        assert ws.request is not None
+        app = app_from_path(ws.request.path)
+        offered = (ws.subprotocol,) if ws.subprotocol else ()
+        origin = ws.request.headers.get("Origin")
+        try:
+            opened = await self._db(self.server.open, app, wire.NewRequest(offered), origin,
+                                    "websocket")
+        except AltWebSocketError as exc:
+            log.warning("could not open a connection to %s: %s", app, exc)
+            code = TRY_AGAIN_LATER if isinstance(exc, Overloaded) else INTERNAL_ERROR
+            await ws.close(code, exc.message[:120])
+            return
+        client = NativeClient(ws, app, opened.id, opened.token,
+                              self.settings.max_events_queued, self._max_bytes)
+        client.start()
+        try:
+            await self._db(self._attach, client)
+            async for message in ws:
+                if client.closing:
+                    continue  # closed by the app: the rest is dropped, as after a close
+                try:
+                    await self._db(self._receive, client, message)
+                except ConnectionClosed:
+                    # Closed in the storage (by the app, the sweep, another process): its
+                    # close event is stored; send it now.
+                    await self._db(lambda: self._dispatch(self._flush(client)))
+                except UnknownConnection:
+                    client.push(CloseFrame(GOING_AWAY, "connection purged"))
+                except Overloaded as exc:
+                    client.push(CloseFrame(TRY_AGAIN_LATER, exc.message[:120]))
+        except SocketClosed:
+            pass
+        except AltWebSocketError as exc:
+            log.warning("connection %s: %s", client.id, exc)
+            await ws.close(INTERNAL_ERROR, "internal error")
+        finally:
+            if ws.protocol.state is not SocketState.CLOSED:
+                await ws.close(INTERNAL_ERROR, "internal error")  # bounded by close_timeout
+            await self._db(self._finish, client)
+            await client.stop()
+
+    # --- running -----------------------------------------------------------------------
+
+    async def serve(self, ready: Optional[Callable[[str], None]] = None,
+                    stop: Optional[asyncio.Event] = None) -> None:
+        """Serve until ``stop`` is set (or :meth:`request_stop`, SIGTERM, SIGINT), then close
+        every client with 1001 and record it."""
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self._stop = stop or asyncio.Event()
+        if self._threaded:
+            self._pool = concurrent.futures.ThreadPoolExecutor(1, "altws-db")
+        self._wake = WakeSocket(self.server.wake_dir)
+        self.server.local_sink = self
+        ticker: Optional["asyncio.Task[None]"] = None
+        try:
+            await self._db(self.server.storage.ensure_schema)
+            await self._db(self._close_orphans)
+            self._version = await self._db(self.server.storage.data_version)
+            self._watch_wake()
+            settings = self.settings
+            async with serve(
+                self._handle, self.host, self.port,
+                process_request=self._process_request,
+                select_subprotocol=self._select_subprotocol,
+                max_size=settings.max_message,
+                ping_interval=settings.heartbeat,
+                ping_timeout=max(settings.heartbeat, 20.0),
+                server_header="altws",
+            ) as ws_server:
+                port = self._bound_port(ws_server)
+                self.url = f"ws://{self.host}:{port}/"
+                ticker = asyncio.get_running_loop().create_task(self._ticker())
+                if ready is not None:
+                    ready(self.url)
+                await self._stop.wait()
+                self._stopping = True
+                log.info("stopping: closing %d clients with 1001", len(self.clients))
+        finally:
+            if ticker is not None:
+                ticker.cancel()
+            if self._wake is not None:
+                if not self._loop.is_closed():
+                    self._loop.remove_reader(self._wake.fileno())
+                self._wake.close()
+            if self.server.local_sink is self:
+                self.server.local_sink = None
+            if self._pool is not None:
+                self._pool.submit(self.server.storage.close)
+                self._pool.shutdown(wait=True)
+                self._pool = None
+            else:
+                self.server.storage.close()
+
+    @staticmethod
+    def _bound_port(ws_server: Server) -> int:
+        for sock in ws_server.sockets:
+            return int(sock.getsockname()[1])
+        raise RuntimeError("the daemon is not listening")
+
+    def request_stop(self) -> None:
+        """Ask :meth:`serve` to stop (from any thread or a signal handler)."""
+        loop, stop = self._loop, self._stop
+        if loop is None or stop is None or loop.is_closed():
+            return
+        if threading.get_ident() == self._loop_thread:
+            stop.set()
+        else:
+            loop.call_soon_threadsafe(stop.set)
+
+
+def run_daemon(settings: Settings, host: str = "127.0.0.1", port: int = 8001,
+               ready: Optional[Callable[[str], None]] = None,
+               stop: Optional[threading.Event] = None,
+               threaded: bool = False) -> int:
+    """Run the daemon until SIGTERM/SIGINT (main thread) or until ``stop`` is set.
+
+    Args:
+        settings: the same settings as the HTTP side (same ``data`` or ``storage``).
+        host: interface to listen on.
+        port: TCP port; 0 picks a free one.
+        ready: called with the ``ws://host:port/`` URL once listening.
+        stop: a :class:`threading.Event` another thread sets to stop the daemon.
+        threaded: run the callbacks in one worker thread (see the module docstring).
+
+    Returns:
+        0 once stopped.
+    """
+    server = AltWebSocketServer(settings=settings)
+    daemon = AltWebSocketDaemon(server, host, port, threaded=threaded)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        stop_event = asyncio.Event()
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop_event.set)
+        if stop is not None:
+            def watch() -> None:
+                stop.wait()
+                loop.call_soon_threadsafe(stop_event.set)
+
+            threading.Thread(target=watch, name="altws-daemon-stop", daemon=True).start()
+        await daemon.serve(ready, stop_event)
+
+    asyncio.run(main())
+    return 0
