@@ -11,6 +11,7 @@ that got events.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple, Union
 
@@ -177,8 +178,18 @@ class AltWebSocketServer:
         self._wake_dir: Optional[str] = None
         self._wsgi: Any = None
         self.local_sink: Optional[LocalSink] = None
+        self.stopping = threading.Event()
+        self.active_streams = 0  # streams of this process being served now
 
     # --- plumbing ----------------------------------------------------------------------
+
+    def shutdown(self, timeout: float = 2.0) -> None:
+        """End every open stream of this process (their clients resume with
+        ``Last-Event-ID``) and wait up to ``timeout`` s for them to let go of the storage."""
+        self.stopping.set()
+        deadline = time.monotonic() + timeout
+        while self.active_streams and time.monotonic() < deadline:
+            time.sleep(0.02)
 
     @property
     def wake_dir(self) -> str:
@@ -381,6 +392,9 @@ class AltWebSocketServer:
         return result
 
 
+_count_lock = threading.Lock()
+
+
 class EventStream:
     """The SSE body of ``GET B/?id=…``: an iterator of byte chunks, one per write.
 
@@ -399,6 +413,8 @@ class EventStream:
         server, settings, storage = self.server, self.server.settings, self.server.storage
         conn_id = self.record.id
         wake = WakeSocket(server.wake_dir)
+        with _count_lock:
+            server.active_streams += 1
         try:
             with storage.transaction() as tx:
                 tx.set_waker(conn_id, wake.path)
@@ -425,7 +441,7 @@ class EventStream:
                         if len(events) < 200:
                             break
                 now = time.monotonic()
-                if now >= deadline:
+                if now >= deadline or server.stopping.is_set():
                     return
                 if now >= next_beat:
                     yield encode_comment()
@@ -436,7 +452,7 @@ class EventStream:
                     check = True
                     continue
                 timeout = min(deadline, next_beat, now + settings.poll_interval) - now
-                check = bool(wake.wait(timeout))
+                check = bool(wake.wait(min(timeout, 0.25) if server.stopping.is_set() else timeout))
                 if not check:
                     current = storage.data_version()
                     check = current is None or current != version
@@ -454,5 +470,7 @@ class EventStream:
             log.debug("could not release the stream of %s: %s", self.record.id, exc)
         finally:
             wake.close()
+            with _count_lock:
+                self.server.active_streams -= 1
 
 

@@ -71,18 +71,22 @@ class SSEDecoder:
         self.retry: Optional[int] = None
         self.comments = 0
         self._first = True
+        self._skip_lf = False
 
     def feed(self, chunk: bytes) -> List[ServerSentEvent]:
         """Parse ``chunk``; return the events that are now complete, in order."""
+        if self._skip_lf and chunk[:1] == b"\n":
+            chunk = chunk[1:]  # the LF of a CRLF split across chunks
+        self._skip_lf = False
         self._buffer += chunk
         events: List[ServerSentEvent] = []
         while True:
             match = re.search(rb"\r\n|\r|\n", self._buffer)
             if match is None:
                 break
-            if match.group() == b"\r" and match.end() == len(self._buffer):
-                break  # a lone CR at the end may be the first half of CRLF
             raw, self._buffer = self._buffer[: match.start()], self._buffer[match.end() :]
+            if match.group() == b"\r" and not self._buffer:
+                self._skip_lf = True  # a CR ends the line; a LF arriving next belongs to it
             line = raw.decode("utf-8", errors="replace")
             if self._first:
                 self._first = False

@@ -1,0 +1,128 @@
+"""The contract against a real ``altws serve`` on 127.0.0.1, read by an independent SSE
+client (httpx + a line parser): streaming, resume, big messages, real sockets."""
+
+from __future__ import annotations
+
+import base64
+import time
+
+import httpx
+
+from altwebsocket.protocol import messages as wire
+
+from .support import TIMEOUT, Process, ALTWS, Stream, new_connection, send, stream_url
+
+
+def test_index_and_info(live_server) -> None:
+    index = httpx.get(live_server.url + "/", timeout=TIMEOUT)
+    assert index.status_code == 200 and "/chat/" in index.text
+    assert httpx.get(live_server.url + "/echo/info", timeout=TIMEOUT).json()["version"] == 1
+
+
+def test_events_arrive_one_by_one_while_the_stream_is_open(live_server) -> None:
+    base = live_server.url + "/echo"
+    conn_id, token = new_connection(base)
+    stream = Stream(stream_url(base, conn_id, token))
+    assert stream.status == 200
+    for seq in (1, 2, 3):
+        assert send(base, conn_id, token, seq, f"m{seq}").json()["ack"] == seq
+        event = stream.next()  # each arrives before the next is even sent
+        assert (event.id, wire.message_from_event(event)) == (str(seq), f"m{seq}")
+    assert not stream.ended.is_set()
+    stream.close()
+
+
+def test_one_mebibyte_text_and_binary_round_trip(live_server) -> None:
+    base = live_server.url + "/echo"
+    conn_id, token = new_connection(base)
+    stream = Stream(stream_url(base, conn_id, token))
+    text = ("\u00e9\U0001f600a\r\n\x00" * 200000)[: 1024 * 1024 // 4]
+    big = b"\x00\xff" * (512 * 1024)
+    assert send(base, conn_id, token, 1, text).status_code == 200
+    assert send(base, conn_id, token, 2, binary=base64.b64encode(big).decode()).status_code == 200
+    first, second = stream.take(2)
+    assert wire.message_from_event(first) == text
+    assert wire.message_from_event(second) == big
+    stream.close()
+
+
+def test_stream_cut_and_resumed_loses_and_repeats_nothing(live_server) -> None:
+    base = live_server.url + "/echo"
+    conn_id, token = new_connection(base)
+    url = stream_url(base, conn_id, token)
+    first = Stream(url)
+    for seq in range(1, 4):
+        send(base, conn_id, token, seq, f"m{seq}")
+    got = first.take(3)
+    first.close()  # the client goes away mid-conversation
+    seen = [wire.message_from_event(e) for e in got]
+    for seq in range(4, 7):
+        send(base, conn_id, token, seq, f"m{seq}")
+    resumed = Stream(url, last_event_id=int(got[-1].id))
+    more = resumed.take(3)
+    seen += [wire.message_from_event(e) for e in more]
+    assert seen == [f"m{i}" for i in range(1, 7)]
+    assert [e.id for e in more] == ["4", "5", "6"]
+    send(base, conn_id, token, 7, "m7")
+    assert wire.message_from_event(resumed.next()) == "m7"
+    resumed.close()
+
+
+def test_stream_ends_after_its_lifetime_and_resumes(tmp_path) -> None:
+    config = tmp_path / "altws.ini"
+    config.write_text("[altws]\ndata = data\nstream_lifetime = 1\nheartbeat = 0.3\n")
+    proc = Process(ALTWS + ["serve", "--port", "0", "--config", str(config)])
+    try:
+        base = proc.url + "/echo"
+        conn_id, token = new_connection(base)
+        url = stream_url(base, conn_id, token)
+        stream = Stream(url)
+        send(base, conn_id, token, 1, "before")
+        assert wire.message_from_event(stream.next()) == "before"
+        assert stream.ended.wait(TIMEOUT)  # the server rotated it
+        assert stream.decoder.comments >= 2  # the opening comment and heartbeats
+        send(base, conn_id, token, 2, "between")
+        again = Stream(url, last_event_id=1)
+        assert [wire.message_from_event(e) for e in [again.next()]] == ["between"]
+        again.close()
+    finally:
+        proc.stop()
+
+
+def test_chat_between_two_clients(live_server) -> None:
+    base = live_server.url + "/chat"
+    a_id, a_token = new_connection(base)
+    b_id, b_token = new_connection(base)
+    a, b = Stream(stream_url(base, a_id, a_token)), Stream(stream_url(base, b_id, b_token))
+    send(base, a_id, a_token, 1, "<script>alert(1)</script>")
+    assert wire.message_from_event(a.next()) == "<script>alert(1)</script>"
+    assert wire.message_from_event(b.next()) == "<script>alert(1)</script>"
+    a.close()
+    b.close()
+
+
+def test_close_ends_the_stream_and_then_204(live_server) -> None:
+    base = live_server.url + "/echo"
+    conn_id, token = new_connection(base)
+    stream = Stream(stream_url(base, conn_id, token))
+    httpx.post(base + "/close", json={"id": conn_id, "token": token, "code": 4001,
+                                      "reason": "done"}, timeout=TIMEOUT)
+    event = stream.next()
+    assert event.event == "close" and wire.message_from_event(event) == (4001, "done")
+    assert stream.ended.wait(TIMEOUT)
+    after = httpx.get(stream_url(base, conn_id, token), headers={"Last-Event-ID": event.id},
+                      timeout=TIMEOUT)
+    assert after.status_code == 204
+
+
+def test_many_open_streams_at_once(live_server) -> None:
+    base = live_server.url + "/chat"
+    clients = [new_connection(base) for _ in range(40)]
+    streams = [Stream(stream_url(base, i, t)) for i, t in clients]
+    started = time.monotonic()
+    send(base, clients[0][0], clients[0][1], 1, "all")
+    for stream in streams:
+        assert wire.message_from_event(stream.next()) == "all"
+    assert time.monotonic() - started < TIMEOUT
+    for stream in streams:
+        stream.close()
