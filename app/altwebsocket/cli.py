@@ -147,6 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_settings_options(serve)
     serve.set_defaults(func=_serve)
     _add_daemon_command(sub)
+    from .client.cli import add_parser as add_client_parser
+    add_client_parser(sub)
     return parser
 
 
