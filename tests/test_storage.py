@@ -1,0 +1,96 @@
+"""The storage and the housekeeping built on it: gone clients, purging, schema, journal."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+import pytest
+
+from altwebsocket import AltWebSocketHandler, AltWebSocketServer, AltWebSocketStorage
+from altwebsocket.config import Settings
+from altwebsocket.exceptions import ConfigError
+from altwebsocket.protocol.messages import NewRequest
+from altwebsocket.protocol.state import State
+from altwebsocket.storage import filesystem_type
+
+
+class Recorder(AltWebSocketHandler):
+    def on_close(self, conn, code, reason):
+        conn.storage.append("closed", f"{conn.id}:{code}")
+
+
+def test_gone_connection_is_closed_with_1006_once(data_dir) -> None:
+    server = AltWebSocketServer({"r": Recorder()},
+                                settings=Settings(data=data_dir, gone_timeout=0.2))
+    opened = server.open("r", NewRequest())
+    time.sleep(0.3)
+    closed, _ = server.sweep()
+    assert closed == 1
+    record = server.storage.connection(opened.id)
+    assert record.state == State.CLOSED and record.close_code == 1006
+    assert server.sweep()[0] == 0  # on_close ran once
+    log = server.run(lambda ctx: ctx.tx.log_recent("r", "closed", 10))
+    assert log == [f"{opened.id}:1006"]
+
+
+def test_closed_connections_are_purged_with_their_events(data_dir) -> None:
+    server = AltWebSocketServer(settings=Settings(data=data_dir, gone_timeout=0.1,
+                                                  keep_closed=0.1))
+    opened = server.open("echo", NewRequest())
+    time.sleep(0.2)
+    server.sweep()
+    time.sleep(0.2)
+    assert server.sweep()[1] == 1
+    assert server.storage.connection(opened.id) is None
+    assert server.storage.events_after(opened.id, 0) == []
+
+
+def test_wal_on_a_local_filesystem(data_dir) -> None:
+    storage = AltWebSocketStorage(f"sqlite:///{data_dir}/x.db")
+    storage.ensure_schema()
+    mode = sqlite3.connect(f"{data_dir}/x.db").execute("PRAGMA journal_mode").fetchone()[0]
+    assert filesystem_type(data_dir) not in ("nfs", "nfs4")
+    assert mode == "wal"
+
+
+def test_rollback_journal_when_asked(data_dir) -> None:
+    storage = AltWebSocketStorage(f"sqlite:///{data_dir}/y.db", journal_mode="delete")
+    storage.ensure_schema()
+    mode = sqlite3.connect(f"{data_dir}/y.db").execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "delete"
+
+
+def test_memory_database_is_refused_clearly() -> None:
+    with pytest.raises(ConfigError):
+        AltWebSocketStorage("sqlite:///:memory:")
+
+
+def test_missing_data_folder_is_a_clear_error(tmp_path) -> None:
+    storage = AltWebSocketStorage(f"sqlite:///{tmp_path}/missing/altws.db")
+    with pytest.raises(ConfigError, match="does not exist"):
+        storage.ensure_schema()
+
+
+def test_transaction_rolls_back_on_error(data_dir) -> None:
+    server = AltWebSocketServer(settings=Settings(data=data_dir))
+    opened = server.open("echo", NewRequest())
+    with pytest.raises(RuntimeError):
+        with server.storage.transaction() as tx:
+            tx.enqueue(opened.id, 0, b"lost")
+            raise RuntimeError("boom")
+    assert server.storage.events_after(opened.id, 0) == []
+    assert server.storage.connection(opened.id).last_event == 0
+
+
+def test_tokens_are_stored_only_as_hashes(data_dir) -> None:
+    server = AltWebSocketServer(settings=Settings(data=data_dir))
+    opened = server.open("echo", NewRequest())
+    raw = open(f"{data_dir}/altws.db", "rb").read()
+    wal = b""
+    try:
+        wal = open(f"{data_dir}/altws.db-wal", "rb").read()
+    except OSError:
+        pass
+    assert opened.token.encode() not in raw + wal
+    assert server.storage.connection(opened.id).token_matches(opened.token)
