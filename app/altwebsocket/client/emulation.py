@@ -45,7 +45,8 @@ class HttpError(Exception):
     def __init__(self, status: int, error: str, message: str,
                  body: Optional[Dict[str, Any]] = None, retry_after: Optional[float] = None
                  ) -> None:
-        super().__init__(f"HTTP {status} {error}: {message}")
+        super().__init__(f"HTTP {status} {error}: {message}" if error != "http"
+                         else f"HTTP {status} {message}")
         self.status = status
         self.error = error
         self.message = message
@@ -430,6 +431,8 @@ class EmulatedTransport(Transport):
         if isinstance(value, tuple):
             code, reason = value
             self._log(f"< event id={event_id} close code={code} reason={reason!r}")
+            if self._close_request is not None and len(self._threads) > 1:
+                self._threads[1].join(1.0)  # let the answer to our /close be seen (debug)
             self._finish((code, reason))
             return True
         size = len(value) if isinstance(value, bytes) else len(value.encode("utf-8"))

@@ -9,6 +9,7 @@ every frame with its opcode and length (``> TEXT 'hi' [2 bytes]``,
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import logging
 import socket
@@ -27,6 +28,8 @@ from .transport import ABNORMAL, Debug, Sink, Transport
 __all__ = ["NativeTransport"]
 
 _ids = itertools.count(1)
+# websockets 17 warns unless a connection that is not a context manager says legacy=True.
+_LEGACY = {"legacy": True} if "legacy" in inspect.signature(ws_connect).parameters else {}
 
 
 class _DebugHandler(logging.Handler):
@@ -86,6 +89,7 @@ class NativeTransport(Transport):
                 max_size=None,
                 compression=None,
                 logger=self._logger,
+                **_LEGACY,
             )
         except InvalidStatus as exc:
             status = exc.response.status_code
@@ -116,7 +120,7 @@ class NativeTransport(Transport):
         except Exception as exc:  # any failure of the library: report the connection lost
             if self.debug:
                 self.debug(f"! reader failed: {exc!r}")
-        received = ws.close_rcvd
+        received = ws.protocol.close_rcvd
         if received is not None:
             sink.on_close(int(received.code), received.reason)
         else:
