@@ -311,11 +311,15 @@ class AltWebSocketDaemon:
                 assert self._loop is not None
                 self._loop.call_soon_threadsafe(self._watch_wake)
 
-        self._pool.submit(job)
+        try:
+            self._pool.submit(job)
+        except RuntimeError:  # shutting down
+            pass
 
     def _watch_wake(self) -> None:
-        if self._wake is not None and self._loop is not None and not self._loop.is_closed():
-            self._loop.add_reader(self._wake.fileno(), self._on_wake)
+        wake, loop = self._wake, self._loop
+        if wake is not None and loop is not None and not loop.is_closed() and wake.fileno() >= 0:
+            loop.add_reader(self._wake.fileno(), self._on_wake)
 
     async def _ticker(self) -> None:
         while True:
@@ -371,6 +375,7 @@ class AltWebSocketDaemon:
             async for message in ws:
                 if client.closing:
                     continue  # closed by the app: the rest is dropped, as after a close
+                client.hold()
                 try:
                     await self._db(self._receive, client, message)
                 except ConnectionClosed:
@@ -381,6 +386,8 @@ class AltWebSocketDaemon:
                     client.push(CloseFrame(GOING_AWAY, "connection purged"))
                 except Overloaded as exc:
                     client.push(CloseFrame(TRY_AGAIN_LATER, exc.message[:120]))
+                finally:
+                    await client.release()
         except SocketClosed:
             pass
         except AltWebSocketError as exc:
@@ -436,6 +443,7 @@ class AltWebSocketDaemon:
                 if not self._loop.is_closed():
                     self._loop.remove_reader(self._wake.fileno())
                 self._wake.close()
+                self._wake = None
             if self.server.local_sink is self:
                 self.server.local_sink = None
             if self._pool is not None:

@@ -84,6 +84,8 @@ class NativeClient:
         self._bytes = 0
         self._ready = asyncio.Event()
         self._closing = False
+        self._held = False
+        self._busy = False
         self._writer: Optional["asyncio.Task[None]"] = None
 
     @property
@@ -108,19 +110,31 @@ class NativeClient:
                 return
             self._bytes += size
         self._queue.append(frame)
-        self._ready.set()
+        if not self._held:
+            self._ready.set()
+
+    def hold(self) -> None:
+        """The caller will send what gets queued now itself (:meth:`release`): the echo path
+        then writes its reply without waking the writer task."""
+        self._held = True
+
+    async def release(self) -> None:
+        """End :meth:`hold`: send the queued frames here, or hand them to the writer."""
+        self._held = False
+        if self._queue:
+            if self._busy:
+                self._ready.set()
+            else:
+                await self._send_queued()
 
     def _overflow(self) -> None:
         log.warning("client %s/%s reads too slowly: closing it with 1008", self.app, self.id)
+        frame = CloseFrame(POLICY_VIOLATION, "send queue full: reading too slowly")
         self._queue.clear()
         self._bytes = 0
         self._closing = True
-        self._queue.append(CloseFrame(POLICY_VIOLATION, "send queue full: reading too slowly"))
-        self._ready.set()
         # The writer may be stuck waiting for a slow reader: close without waiting for it.
-        asyncio.get_running_loop().create_task(
-            self._close(CloseFrame(POLICY_VIOLATION, "send queue full: reading too slowly"))
-        )
+        asyncio.get_running_loop().create_task(self._close(frame))
 
     async def _close(self, frame: CloseFrame) -> None:
         try:
@@ -128,13 +142,13 @@ class NativeClient:
         except Exception as exc:  # the socket may already be gone
             log.debug("closing %s: %s", self.id, exc)
 
-    async def _write(self) -> None:
+    async def _send_queued(self) -> None:
+        if self._busy:
+            return  # the other sender's loop takes what was queued
+        self._busy = True
         ws, queue = self.ws, self._queue
         try:
-            while True:
-                while not queue:
-                    self._ready.clear()
-                    await self._ready.wait()
+            while queue:
                 frame = queue.popleft()
                 if isinstance(frame, CloseFrame):
                     await self._close(frame)
@@ -142,7 +156,16 @@ class NativeClient:
                 self._bytes -= len(frame)
                 await ws.send(frame)
         except ConnectionClosed:
-            return
+            queue.clear()
+        finally:
+            self._busy = False
+
+    async def _write(self) -> None:
+        try:
+            while True:
+                await self._ready.wait()
+                self._ready.clear()
+                await self._send_queued()
         except asyncio.CancelledError:
             raise
         except Exception:  # pragma: no cover - a bug here must not kill the daemon
