@@ -290,7 +290,8 @@ class EmulatedTransport(Transport):
                                          ConnectionResetError))
                 if not (reused and stale and attempt == 1):
                     raise
-                self._log(f"  kept-alive connection was closed by the server; reopening")
+                self._log(f"! POST {endpoint} failed on a kept-alive connection "
+                          f"({_describe(exc)}); reopening and resending it")
         raise AssertionError("unreachable")
 
     def _best_effort_close(self) -> None:
