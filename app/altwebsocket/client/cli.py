@@ -8,10 +8,11 @@ The rules it keeps (also in ``altws client --help`` and ``docs/cli.md``):
 - Received messages go to stdout: text as it is, binary as ``[binary] `` and the hex of the
   bytes. Interactive mode prefixes them with ``< ``. Status and ``--debug`` lines go to
   stderr.
-- Piped (stdin or stdout not a terminal): after the end of input, the client waits until
-  every message it sent is accepted by the server, then until it has received at least as
-  many messages as it sent **and** no message arrived for ``--quiet`` seconds; at most
-  ``--wait`` seconds in all after the end of input. Then it closes with 1000 and exits.
+- Piped (stdin or stdout not a terminal): after the end of input (or a ``/close`` or
+  ``/quit`` line, which ends the input), the client waits until every message it sent is
+  accepted by the server, then until it has received at least as many messages as it sent
+  **and** no message arrived for ``--quiet`` seconds; at most ``--wait`` seconds in all.
+  Then it closes (with 1000, or as the ``/close`` line says) and exits.
 - Exit status: 0 when the session ended normally (closed by the client, or by the server
   with 1000, 1001, 1005 or an application code 3000–4999); 1 when the server cannot be
   reached or refuses the connection; 2 for a usage error; 3 when the connection was lost
@@ -27,12 +28,13 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Optional, TextIO, Union
+from typing import Any, Optional, TextIO, Tuple, Union
 
 from ..exceptions import ProtocolError
-from ..protocol.messages import Message, validate_close
+from ..protocol.messages import validate_close
 from .connection import Client, connect
 from .errors import Closed, ConnectFailed
+from .transport import Message
 
 __all__ = ["add_parser", "run", "Command", "parse_command", "format_message", "exit_status"]
 
@@ -44,10 +46,11 @@ modes:
                 message; messages are printed as they arrive ("< " in front) above the
                 line you are typing, which stays intact. Ctrl-D (or Ctrl-C) closes with
                 1000 and exits.
-  piped         otherwise: every input line is sent; after the end of input the client
-                waits until the server accepted them all, then until it has received at
-                least as many messages as it sent and none arrived for --quiet seconds
-                (at most --wait seconds after the end of input); then it closes with 1000.
+  piped         otherwise: every input line is sent; at the end of input (or at a /close
+                or /quit line, which ends it) the client waits until the server accepted
+                them all, then until it has received at least as many messages as it sent
+                and none arrived for --quiet seconds (at most --wait seconds in all); then
+                it closes (with 1000, or as /close says) and exits.
 
 lines:
   TEXT                    sent as a text message (without the line end)
@@ -284,8 +287,25 @@ def _piped(client: Client, args: argparse.Namespace, screen: Screen) -> int:
 
     receiver = threading.Thread(target=receive, name="altws-client-printer", daemon=True)
     receiver.start()
+
+    def wait_for_replies(sent: int) -> None:
+        """The rule of the module docstring: flush, then replies and a quiet period."""
+        deadline = time.monotonic() + max(0.0, args.wait)
+        client.flush(timeout=max(0.0, deadline - time.monotonic()))
+        flushed = time.monotonic()
+        with cond:
+            while not client.closed:
+                now = time.monotonic()
+                if now >= deadline:
+                    break
+                silent = now - max(state["last"], flushed)
+                if state["printed"] >= sent and silent >= args.quiet:
+                    break
+                cond.wait(min(deadline - now, max(0.02, args.quiet - silent)))
+
     sent = 0
     by_user = False
+    close: Tuple[Optional[int], str] = (1000, "")
     for raw in sys.stdin:
         if client.closed:
             break
@@ -300,28 +320,14 @@ def _piped(client: Client, args: argparse.Namespace, screen: Screen) -> int:
         elif command.kind == "error":
             screen.info(f"altws client: {command.data}")
         else:
-            by_user = True
             if command.kind == "close":
-                client.close(command.code, command.reason, timeout=args.timeout)
-            else:
-                client.close(1000, timeout=args.timeout)
+                close = (command.code, command.reason)
             break
     if not client.closed:
-        deadline = time.monotonic() + max(0.0, args.wait)
-        client.flush(timeout=max(0.0, deadline - time.monotonic()))
-        flushed = time.monotonic()
-        with cond:
-            while not client.closed:
-                now = time.monotonic()
-                if now >= deadline:
-                    break
-                silent = now - max(state["last"], flushed)
-                if state["printed"] >= sent and silent >= args.quiet:
-                    break
-                cond.wait(min(deadline - now, max(0.02, args.quiet - silent)))
-        if not client.closed:
-            by_user = True
-            client.close(1000, timeout=args.timeout)
+        wait_for_replies(sent)
+    if not client.closed:
+        by_user = True
+        client.close(*close, timeout=args.timeout)
     receiver.join(args.timeout)
     if not by_user:
         screen.info(f"altws client: closed by the server: {client.close_code}"

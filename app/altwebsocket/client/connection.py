@@ -12,11 +12,11 @@ import time
 from typing import Iterator, Optional, Sequence, Union
 from urllib.parse import urlsplit
 
-from ..protocol.messages import Message, validate_close
+from ..protocol.messages import validate_close
 from .emulation import EmulatedTransport, fetch_info
 from .errors import Closed, ConnectFailed
 from .native import NativeTransport
-from .transport import ABNORMAL, Debug, Sink, Transport
+from .transport import ABNORMAL, Debug, Message, Sink, Transport
 
 __all__ = ["Client", "connect", "CONNECTING", "OPEN", "CLOSING", "CLOSED"]
 

@@ -27,10 +27,10 @@ from typing import Any, Deque, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import quote, urlsplit
 
 from .. import __version__
-from ..protocol.messages import InboundMessage, Message, batch, message_from_event
+from ..protocol.messages import InboundMessage, batch, message_from_event
 from ..protocol.sse import ServerSentEvent, SSEDecoder
 from .errors import Closed, ConnectFailed
-from .transport import ABNORMAL, Debug, Sink, Transport
+from .transport import ABNORMAL, Debug, Message, Sink, Transport
 
 __all__ = ["EmulatedTransport", "HttpError", "http_request", "fetch_info"]
 

@@ -21,9 +21,8 @@ from websockets.exceptions import (ConnectionClosed, InvalidHandshake, InvalidSt
 from websockets.sync.client import ClientConnection
 from websockets.sync.client import connect as ws_connect
 
-from ..protocol.messages import Message
 from .errors import Closed, ConnectFailed
-from .transport import ABNORMAL, Debug, Sink, Transport
+from .transport import ABNORMAL, Debug, Message, Sink, Transport
 
 __all__ = ["NativeTransport"]
 

@@ -8,11 +8,12 @@ interface: :mod:`.emulation` (SSE + POST) and :mod:`.native` (RFC 6455 WebSocket
 from __future__ import annotations
 
 import abc
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
-from ..protocol.messages import Message
+__all__ = ["Message", "Debug", "Sink", "Transport", "NO_STATUS", "ABNORMAL"]
 
-__all__ = ["Debug", "Sink", "Transport", "NO_STATUS", "ABNORMAL"]
+Message = Union[str, bytes]
+"""A message: ``str`` for text, ``bytes`` for binary."""
 
 Debug = Optional[Callable[[str], None]]
 """A debug callback: called with one line of text per thing that happens on the wire."""
