@@ -149,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_daemon_command(sub)
     from .client.cli import add_parser as add_client_parser
     add_client_parser(sub)
+    from .cgiserver import add_parser as add_cgi_server_parser
+    add_cgi_server_parser(sub)
     return parser
 
 

@@ -15,47 +15,86 @@ Under CGI the settings come from a file next to the script (suEXEC wipes the env
 
 from __future__ import annotations
 
-import configparser
-import importlib
 import os
-from dataclasses import dataclass, field, fields
-from typing import Any, Dict, List, Optional, Tuple
 
 from .exceptions import ConfigError
 
-__all__ = ["Settings", "load_settings", "load_handler", "DEFAULT_APPS"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover  (typing costs a CGI request milliseconds)
+    from typing import Any, Dict, List, Optional, Tuple
 
-DEFAULT_APPS: Dict[str, str] = {
+__all__ = ["Settings", "load_settings", "load_handler", "handlers_from", "read_ini",
+           "DEFAULT_APPS"]
+
+DEFAULT_APPS = {
     "echo": "altwebsocket.apps.echo:Echo",
     "chat": "altwebsocket.apps.chat:Chat",
 }
 
+# name: (default, kind, meaning). Times are in seconds.
+FIELDS: "Dict[str, Tuple[Any, str, str]]" = {
+    "data": ("./var", "str", "data folder; the SQLite file lives here"),
+    "storage": ("", "str", "SQLAlchemy URL; default sqlite:///<data>/altws.db"),
+    "allowed_origins": ((), "list", "origins besides the server's own; * = any"),
+    "max_message": (1024 * 1024, "int", "bytes per message (413 beyond)"),
+    "max_batch": (1000, "int", "messages per /send request"),
+    "stream_lifetime": (300.0, "float", "a stream ends itself after this; the client resumes"),
+    "heartbeat": (15.0, "float", "a ':' comment on the stream at least this often"),
+    "retry_ms": (1000, "int", "the SSE retry: field (ms)"),
+    "poll_interval": (1.0, "float", "a waiting stream re-checks the database this often"),
+    "gone_timeout": (60.0, "float", "no stream and no request this long: closed with 1006"),
+    "keep_closed": (300.0, "float", "closed connections and their events are purged after"),
+    "sweep_interval": (10.0, "float", "how often any request may run that housekeeping"),
+    "max_streams": (1000, "int", "concurrent streams, all processes together; 503 beyond"),
+    "max_events_queued": (10000, "int", "undelivered events per connection; 1008 beyond"),
+    "max_rate": (0.0, "float", "messages per second per connection; 0 = no limit; 429"),
+    "max_connections_per_ip": (0, "int", "open connections per client address; 0 = no limit"),
+    "busy_timeout": (10.0, "float", "seconds a write waits for the database lock"),
+    "journal_mode": ("auto", "str", "auto | wal | delete | truncate"),
+    "websocket_url": (None, "optional", "the daemon's public ws:// base URL, for /info"),
+    "trust_proxy": (False, "bool", "take scheme, host and client address from X-Forwarded-*"),
+}
 
-@dataclass
+
 class Settings:
-    """Every tunable of the server, with its default. Times are in seconds."""
+    """Every tunable of the server, with its default (see ``FIELDS``; times in seconds).
 
-    data: str = "./var"
-    storage: str = ""  # SQLAlchemy URL; default sqlite:///<data>/altws.db
-    allowed_origins: Tuple[str, ...] = ()  # besides the server's own origin; "*" = any
-    max_message: int = 1024 * 1024  # bytes per message (413 beyond)
-    max_batch: int = 1000  # messages per /send request
-    stream_lifetime: float = 300.0  # a stream ends itself after this; the client resumes
-    heartbeat: float = 15.0  # a ":" comment at least this often
-    retry_ms: int = 1000  # the SSE retry: field
-    poll_interval: float = 1.0  # a waiting stream re-checks the database this often
-    gone_timeout: float = 60.0  # no stream and no request for this long: closed with 1006
-    keep_closed: float = 300.0  # closed connections (and events) are purged after this
-    sweep_interval: float = 10.0  # how often any request may run the sweep above
-    max_streams: int = 1000  # concurrent streams (all processes); 503 beyond
-    max_events_queued: int = 10000  # undelivered events per connection; closed 1008 beyond
-    max_rate: float = 0.0  # messages per second per connection (0 = no limit); 429 beyond
-    max_connections_per_ip: int = 0  # open connections per client address (0 = no limit)
-    busy_timeout: float = 10.0  # seconds a write waits for the database lock
-    journal_mode: str = "auto"  # auto | wal | delete | truncate
-    websocket_url: Optional[str] = None  # the daemon's public ws:// URL, advertised by /info
-    trust_proxy: bool = False  # take the client address from X-Forwarded-For
-    apps: Dict[str, str] = field(default_factory=lambda: dict(DEFAULT_APPS))
+    ``Settings(max_message=65536)`` overrides one; ``apps`` maps app names to
+    ``module:Class`` strings.
+    """
+
+    data: str
+    storage: str
+    allowed_origins: "Tuple[str, ...]"
+    max_message: int
+    max_batch: int
+    stream_lifetime: float
+    heartbeat: float
+    retry_ms: int
+    poll_interval: float
+    gone_timeout: float
+    keep_closed: float
+    sweep_interval: float
+    max_streams: int
+    max_events_queued: int
+    max_rate: float
+    max_connections_per_ip: int
+    busy_timeout: float
+    journal_mode: str
+    websocket_url: "Optional[str]"
+    trust_proxy: bool
+    apps: "Dict[str, str]"
+
+    def __init__(self, **values: "Any") -> None:
+        for name, (default, _, _) in FIELDS.items():
+            setattr(self, name, values.pop(name, default))
+        self.apps = dict(values.pop("apps", DEFAULT_APPS))
+        if values:
+            raise ConfigError(f"unknown setting {sorted(values)[0]!r}")
+        self.allowed_origins = tuple(self.allowed_origins)
+
+    def __repr__(self) -> str:
+        return "Settings(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in FIELDS) + ")"
 
     def storage_url(self) -> str:
         """The storage URL: the ``storage`` setting, or an SQLite file in the data folder."""
@@ -70,8 +109,6 @@ class Settings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"setting {name} must be positive")
-        if self.heartbeat >= self.stream_lifetime and self.stream_lifetime > 0:
-            pass  # a short lifetime simply ends before the first heartbeat
         for origin in self.allowed_origins:
             if origin != "*" and "://" not in origin:
                 raise ConfigError(f"allowed origin {origin!r} must look like https://host")
@@ -81,46 +118,68 @@ class Settings:
         return self
 
 
-_KINDS: Dict[str, Any] = {f.name: f.type for f in fields(Settings)}
-
-
-def _convert(name: str, text: str) -> Any:
-    kind = _KINDS[name]
+def convert(name: str, text: str) -> "Any":
+    """A setting's value from its text in a file or on the command line."""
+    if name not in FIELDS:
+        raise ConfigError(f"unknown setting {name!r}")
+    kind = FIELDS[name][1]
+    text = text.strip()
     try:
         if kind == "int":
             return int(text)
         if kind == "float":
             return float(text)
-        if kind == "bool":
-            return text.strip().lower() in ("1", "yes", "true", "on")
-        if kind.startswith("Tuple"):
-            return tuple(part for part in text.replace(",", " ").split() if part)
-        if kind.startswith("Optional"):
-            return text.strip() or None
     except ValueError:
         raise ConfigError(f"setting {name} = {text!r} is not a valid {kind}") from None
-    return text.strip()
+    if kind == "bool":
+        return text.lower() in ("1", "yes", "true", "on")
+    if kind == "list":
+        return tuple(part for part in text.replace(",", " ").split() if part)
+    if kind == "optional":
+        return text or None
+    return text
 
 
-def load_settings(path: str, **overrides: Any) -> Settings:
-    """Read an INI file (see the module docstring); relative ``data`` is relative to it."""
-    parser = configparser.ConfigParser(inline_comment_prefixes=(";", "#"))
-    parser.optionxform = str  # type: ignore[assignment,method-assign]
+def read_ini(path: str) -> "Dict[str, Dict[str, str]]":
+    """Read an INI file: ``[section]`` headers, ``name = value`` lines, ``;``/``#`` comments
+    (whole-line, or after whitespace). A small reader: ``configparser`` costs a CGI request
+    several milliseconds."""
+    sections: "Dict[str, Dict[str, str]]" = {}
+    current: "Optional[Dict[str, str]]" = None
     try:
         with open(path, encoding="utf-8") as handle:
-            parser.read_file(handle)
+            lines = handle.read().splitlines()
     except OSError as exc:
         raise ConfigError(f"cannot read the configuration file {path}: {exc}") from None
-    except configparser.Error as exc:
-        raise ConfigError(f"the configuration file {path} is malformed: {exc}") from None
-    values: Dict[str, Any] = {}
-    if parser.has_section("altws"):
-        for name, text in parser.items("altws"):
-            if name not in _KINDS or name == "apps":
-                raise ConfigError(f"unknown setting {name!r} in {path}")
-            values[name] = _convert(name, text)
-    if parser.has_section("apps"):
-        values["apps"] = dict(parser.items("apps"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"the configuration file {path} is not UTF-8") from None
+    for number, raw in enumerate(lines, 1):
+        line = raw.strip()
+        if not line or line[0] in ";#":
+            continue
+        for marker in (" ;", "\t;", " #", "\t#"):
+            if marker in line:
+                line = line[: line.index(marker)].rstrip()
+        if line.startswith("[") and line.endswith("]"):
+            current = sections.setdefault(line[1:-1].strip(), {})
+            continue
+        name, sep, value = line.partition("=")
+        if not sep or current is None or not name.strip():
+            raise ConfigError(f"{path}, line {number}: expected [section] or name = value")
+        current[name.strip()] = value.strip()
+    return sections
+
+
+def load_settings(path: str, **overrides: "Any") -> Settings:
+    """Read an INI file (see the module docstring); relative ``data`` is relative to it."""
+    sections = read_ini(path)
+    values: "Dict[str, Any]" = {}
+    for name, text in sections.get("altws", {}).items():
+        if name not in FIELDS:
+            raise ConfigError(f"unknown setting {name!r} in {path}")
+        values[name] = convert(name, text)
+    if "apps" in sections:
+        values["apps"] = dict(sections["apps"])
     values.update(overrides)
     settings = Settings(**values)
     if not os.path.isabs(settings.data):
@@ -128,24 +187,24 @@ def load_settings(path: str, **overrides: Any) -> Settings:
     return settings.validate()
 
 
-def load_handler(spec: str) -> Any:
+def load_handler(spec: str) -> "Any":
     """Import ``module:Class`` and return an instance of the handler class."""
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise ConfigError(f"an app is given as module:Class, not {spec!r}")
     try:
-        module = importlib.import_module(module_name)
+        module = __import__(module_name, fromlist=[attr])
         target = getattr(module, attr)
     except (ImportError, AttributeError) as exc:
         raise ConfigError(f"cannot load the app {spec!r}: {exc}") from None
     return target() if isinstance(target, type) else target
 
 
-def handlers_from(apps: Dict[str, str]) -> Dict[str, Any]:
+def handlers_from(apps: "Dict[str, str]") -> "Dict[str, Any]":
     """Instances of the handlers named in an ``apps`` mapping."""
     return {name: load_handler(spec) for name, spec in apps.items()}
 
 
-def split_list(text: str) -> List[str]:
+def split_list(text: str) -> "List[str]":
     """A whitespace- or comma-separated list."""
     return [part for part in text.replace(",", " ").split() if part]

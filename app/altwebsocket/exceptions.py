@@ -21,7 +21,9 @@ Transports map an error to a response with :attr:`AltWebSocketError.status` and
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover  (typing costs a CGI request milliseconds)
+    from typing import Any, Dict, Optional
 
 __all__ = [
     "AltWebSocketError",

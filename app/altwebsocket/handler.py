@@ -12,19 +12,18 @@ sends is committed together with the message that caused it, or not at all.
 
 from __future__ import annotations
 
-import logging
-from typing import TYPE_CHECKING, List, Optional, Sequence
-
+from ._lazy import logger
 from .protocol.messages import Message, close_payload, payload_for
 from .protocol.state import INTERNAL_ERROR, Input, State, transition, validate_server_close
 
-if TYPE_CHECKING:  # pragma: no cover
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover  (typing costs a CGI request milliseconds)
+    from typing import List, Optional, Sequence
+
     from .server import Context
     from .storage import ConnectionRecord
 
 __all__ = ["AltWebSocketHandler", "AltWebSocketConnection", "AppStorage"]
-
-log = logging.getLogger("altwebsocket.handler")
 
 
 class AltWebSocketHandler:
@@ -55,7 +54,8 @@ class AltWebSocketHandler:
 
     def on_error(self, conn: "AltWebSocketConnection", exc: BaseException) -> None:
         """A callback raised ``exc``. By default: log it and close the connection with 1011."""
-        log.error("handler error on %s/%s", conn.app, conn.id, exc_info=exc)
+        logger("altwebsocket.handler").error(
+            "handler error on %s/%s", conn.app, conn.id, exc_info=exc)
         if conn.state == State.OPEN:
             conn.close(INTERNAL_ERROR, "internal error")
 

@@ -10,15 +10,11 @@ that got events.
 
 from __future__ import annotations
 
-import logging
-import threading
+import os
 import time
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple, Union
+from _thread import allocate_lock
 
-try:
-    from typing import Protocol
-except ImportError:  # pragma: no cover - Python < 3.8
-    Protocol = object  # type: ignore[assignment]
+from ._lazy import logger
 
 from .config import Settings, handlers_from
 from .exceptions import (
@@ -41,9 +37,15 @@ from .protocol.state import (
 from .storage import AltWebSocketStorage, ConnectionRecord, Transaction, new_token
 from .wake import WakeSocket, count_streams, send_hints, wake_folder
 
-__all__ = ["AltWebSocketServer", "Context", "EventStream", "Opened"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover  (typing costs a CGI request milliseconds)
+    from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple, Union
 
-log = logging.getLogger("altwebsocket.server")
+    from typing import Protocol
+else:
+    Protocol = object
+
+__all__ = ["AltWebSocketServer", "Context", "EventStream", "Opened"]
 
 
 class Context:
@@ -167,8 +169,6 @@ class AltWebSocketServer:
             self.storage = storage
         else:
             if storage is None and not self.settings.storage:
-                import os
-
                 os.makedirs(self.settings.data, exist_ok=True)
             self.storage = AltWebSocketStorage(
                 storage or self.settings.storage_url(),
@@ -178,7 +178,7 @@ class AltWebSocketServer:
         self._wake_dir: Optional[str] = None
         self._wsgi: Any = None
         self.local_sink: Optional[LocalSink] = None
-        self.stopping = threading.Event()
+        self.stopping = False  # set by shutdown(): streams of this process end
         self.active_streams = 0  # streams of this process being served now
 
     # --- plumbing ----------------------------------------------------------------------
@@ -186,7 +186,7 @@ class AltWebSocketServer:
     def shutdown(self, timeout: float = 2.0) -> None:
         """End every open stream of this process (their clients resume with
         ``Last-Event-ID``) and wait up to ``timeout`` s for them to let go of the storage."""
-        self.stopping.set()
+        self.stopping = True
         deadline = time.monotonic() + timeout
         while self.active_streams and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -222,12 +222,12 @@ class AltWebSocketServer:
             getattr(handler, callback)(conn, *args)
         except Exception as exc:  # the handler's bug must not break the protocol
             if callback == "on_error":
-                log.exception("on_error of %s raised", conn.app)
+                logger("altwebsocket.server").exception("on_error of %s raised", conn.app)
                 return
             try:
                 handler.on_error(conn, exc)
             except Exception:
-                log.exception("on_error of %s raised", conn.app)
+                logger("altwebsocket.server").exception("on_error of %s raised", conn.app)
 
     def run(self, operation: Callable[[Context], Any]) -> Any:
         """Run ``operation`` in one transaction, then wake the streams that got events."""
@@ -392,7 +392,7 @@ class AltWebSocketServer:
         return result
 
 
-_count_lock = threading.Lock()
+_count_lock = allocate_lock()
 
 
 class EventStream:
@@ -441,7 +441,7 @@ class EventStream:
                         if len(events) < 200:
                             break
                 now = time.monotonic()
-                if now >= deadline or server.stopping.is_set():
+                if now >= deadline or server.stopping:
                     return
                 if now >= next_beat:
                     yield encode_comment()
@@ -452,7 +452,7 @@ class EventStream:
                     check = True
                     continue
                 timeout = min(deadline, next_beat, now + settings.poll_interval) - now
-                check = bool(wake.wait(min(timeout, 0.25) if server.stopping.is_set() else timeout))
+                check = bool(wake.wait(min(timeout, 0.25) if server.stopping else timeout))
                 if not check:
                     current = storage.data_version()
                     check = current is None or current != version
@@ -467,7 +467,8 @@ class EventStream:
                 if record is not None and record.waker == wake.path:
                     tx.set_waker(self.record.id, None)
         except Exception as exc:  # the process may be going down; the sweep will notice
-            log.debug("could not release the stream of %s: %s", self.record.id, exc)
+            logger("altwebsocket.server").debug(
+                "could not release the stream of %s: %s", self.record.id, exc)
         finally:
             wake.close()
             with _count_lock:

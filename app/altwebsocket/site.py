@@ -5,28 +5,19 @@ from __future__ import annotations
 
 import html
 import os
-import sys
 from typing import Any, Callable, Dict, Iterable
 
 from flask import Flask, abort, send_from_directory
 
+from .resources import shipped
 from .server import AltWebSocketServer
 
 __all__ = ["static_dir", "create_site"]
 
 
 def static_dir() -> str:
-    """The folder of the shipped browser files (``static/``): beside the package in a
-    checkout, or under ``<prefix>/share/altwebsocket/static`` once installed."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    candidates = [
-        os.path.join(here, "..", "..", "static"),
-        os.path.join(sys.prefix, "share", "altwebsocket", "static"),
-    ]
-    for folder in candidates:
-        if os.path.isfile(os.path.join(folder, "altwebsocket.js")):
-            return os.path.abspath(folder)
-    return os.path.abspath(candidates[0])
+    """The folder of the shipped browser files (``static/``)."""
+    return shipped("static", "altwebsocket.js")
 
 
 _PAGES = {"chat": "chat.html", "echo": "echo.html"}

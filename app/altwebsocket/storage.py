@@ -16,19 +16,21 @@ local filesystem, a rollback journal elsewhere (WAL must not be used over NFS).
 
 from __future__ import annotations
 
-import hashlib
-import logging
+import binascii
 import os
-import secrets
 import sqlite3
-import threading
 import time
+from _thread import _local
+from collections import namedtuple
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
+from ._lazy import compare_digest, logger, sha256_hex
 from .exceptions import ConfigError, StorageUnavailable
 from .protocol.state import State
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover  (typing costs a CGI request milliseconds)
+    from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 __all__ = [
     "AltWebSocketStorage",
@@ -40,25 +42,35 @@ __all__ = [
     "filesystem_type",
 ]
 
-log = logging.getLogger("altwebsocket.storage")
-
 _NETWORK_FILESYSTEMS = {
     "nfs", "nfs4", "cifs", "smb3", "smbfs", "fuse.sshfs", "9p", "afs", "glusterfs",
     "fuse.glusterfs", "ceph", "fuse.ceph", "lustre", "gpfs", "fuse.s3fs", "davfs",
 }
 
-StoredEvent = Tuple[int, int, bytes]
-"""An event as stored: ``(event_id, kind, payload)``."""
+if TYPE_CHECKING:  # pragma: no cover
+    StoredEvent = Tuple[int, int, bytes]
+    """An event as stored: ``(event_id, kind, payload)``."""
+else:
+    StoredEvent = tuple
+
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
+def random_name(nbytes: int) -> str:
+    """``nbytes`` random bytes from the OS as URL-safe base64 without padding
+    (what ``secrets.token_urlsafe`` does, without its import cost)."""
+    raw = binascii.b2a_base64(os.urandom(nbytes), newline=False)
+    return raw.translate(_URLSAFE).rstrip(b"=").decode("ascii")
 
 
 def new_token() -> str:
     """A fresh connection token: 192 random bits, URL-safe."""
-    return secrets.token_urlsafe(24)
+    return random_name(24)
 
 
 def hash_token(token: str) -> str:
     """What is stored for a token: its SHA-256, so a leaked database leaks no keys."""
-    return hashlib.sha256(token.encode("utf-8", errors="surrogatepass")).hexdigest()
+    return sha256_hex(token.encode("utf-8", errors="surrogatepass"))
 
 
 def filesystem_type(path: str) -> str:
@@ -80,35 +92,22 @@ def filesystem_type(path: str) -> str:
     return kind
 
 
-@dataclass(frozen=True)
-class ConnectionRecord:
-    """One row of the connections table."""
-
-    id: str
-    app: str
-    token_hash: str
-    protocol: str
-    state: State
-    created: float
-    last_seen: float
-    last_event: int
-    last_seq: int
-    close_code: Optional[int]
-    close_reason: Optional[str]
-    closed_at: Optional[float]
-    waker: Optional[str]
-    origin: Optional[str]
-    transport: str
-
-    def token_matches(self, token: str) -> bool:
-        """Whether ``token`` is this connection's, compared in constant time."""
-        return secrets.compare_digest(self.token_hash, hash_token(token))
-
-
 _CONNECTION_COLUMNS = (
     "id, app, token_hash, protocol, state, created, last_seen, last_event, last_seq, "
     "close_code, close_reason, closed_at, waker, origin, transport"
 )
+
+
+class ConnectionRecord(namedtuple("ConnectionRecord", _CONNECTION_COLUMNS)):  # type: ignore[misc]
+    """One row of the connections table: ``id, app, token_hash, protocol, state (State),
+    created, last_seen, last_event, last_seq, close_code, close_reason, closed_at, waker,
+    origin, transport``."""
+
+    __slots__ = ()
+
+    def token_matches(self, token: str) -> bool:
+        """Whether ``token`` is this connection's, compared in constant time."""
+        return bool(compare_digest(self.token_hash, hash_token(token)))
 
 
 def _record(row: Sequence[Any]) -> ConnectionRecord:
@@ -172,7 +171,8 @@ class _Database:
                 kind = filesystem_type(folder)
                 mode = "delete" if kind in _NETWORK_FILESYSTEMS else "wal"
                 if mode == "delete":
-                    log.warning("data folder is on %s: using a rollback journal, not WAL", kind)
+                    logger("altwebsocket.storage").warning(
+                        "data folder is on %s: using a rollback journal, not WAL", kind)
             db = self.connect()
             try:
                 db.execute(f"PRAGMA journal_mode = {mode}")
@@ -244,7 +244,7 @@ class Transaction:
         transport: str = "emulation",
     ) -> ConnectionRecord:
         """Create an open connection; the token is stored only as its hash."""
-        conn_id = secrets.token_urlsafe(12)
+        conn_id = random_name(12)
         self._run(
             "INSERT INTO aws_connections (id, app, token_hash, protocol, state, created, "
             "last_seen, last_event, last_seq, origin, transport) "
@@ -431,7 +431,7 @@ class AltWebSocketStorage:
             raise ConfigError("journal_mode is auto, wal, delete or truncate")
         self.url = url
         self._database = _Database(url, busy_timeout, journal_mode)
-        self._local = threading.local()
+        self._local = _local()
         self._ready = False
 
     @property
@@ -541,12 +541,12 @@ class AltWebSocketStorage:
             try:
                 self._connection().execute("PRAGMA wal_checkpoint(TRUNCATE)")
             except sqlite3.Error as exc:
-                log.warning("WAL checkpoint failed: %s", exc)
+                logger("altwebsocket.storage").warning("WAL checkpoint failed: %s", exc)
 
 
 def _unavailable(exc: Exception) -> StorageUnavailable:
     text = str(exc)
-    log.error("storage error: %s", text)
+    logger("altwebsocket.storage").error("storage error: %s", text)
     if "locked" in text or "busy" in text:
         return StorageUnavailable("the database is busy, retry shortly", retry_after=1)
     return StorageUnavailable(f"the database is unavailable: {text}", retry_after=5)

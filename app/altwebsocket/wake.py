@@ -14,13 +14,13 @@ host-wide cap on concurrent streams works without a daemon.
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
-import secrets
 import select
 import socket
-import tempfile
-from typing import Dict, Iterable, List, Optional
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover  (typing costs a CGI request milliseconds)
+    from typing import Dict, Iterable, List, Optional
 
 __all__ = ["wake_folder", "WakeSocket", "send_hints", "count_streams"]
 
@@ -34,6 +34,9 @@ def wake_folder(data_dir: str) -> str:
     if len(preferred) + 20 <= _MAX_PATH:
         folder = preferred
     else:
+        import hashlib
+        import tempfile
+
         digest = hashlib.sha256(os.path.abspath(data_dir).encode()).hexdigest()[:16]
         folder = os.path.join(tempfile.gettempdir(), f"altws-{digest}")
     os.makedirs(folder, mode=0o700, exist_ok=True)
@@ -44,7 +47,7 @@ class WakeSocket:
     """A bound datagram socket a stream (or the daemon) waits on for hints."""
 
     def __init__(self, folder: str) -> None:
-        self.path = os.path.join(folder, secrets.token_hex(6) + ".s")
+        self.path = os.path.join(folder, os.urandom(6).hex() + ".s")
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._sock.setblocking(False)
         self._sock.bind(self.path)

@@ -12,9 +12,8 @@ Routes, for an app ``B = /<app>``: ``GET B/info``, ``POST B/new``, ``GET B/`` (t
 from __future__ import annotations
 
 import json
-import logging
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
-from urllib.parse import parse_qs
+
+from ._lazy import logger
 
 from .exceptions import (
     AltWebSocketError,
@@ -27,12 +26,13 @@ from .protocol import messages as wire
 from .protocol.origin import origin_allowed
 from .server import AltWebSocketServer, EventStream
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover  (typing costs a CGI request milliseconds)
+    from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
+
+    StartResponse = Callable[..., Any]
+    Headers = List[Tuple[str, str]]
 __all__ = ["WSGIApp"]
-
-log = logging.getLogger("altwebsocket.wsgi")
-
-StartResponse = Callable[..., Any]
-Headers = List[Tuple[str, str]]
 
 _STATUS = {
     200: "200 OK", 204: "204 No Content", 400: "400 Bad Request", 403: "403 Forbidden",
@@ -108,7 +108,7 @@ class WSGIApp:
 
     @staticmethod
     def _json(start_response: StartResponse, status: int, body: Dict[str, Any],
-              headers: Headers = ()) -> List[bytes]:  # type: ignore[assignment]
+              headers: "Iterable[Tuple[str, str]]" = ()) -> List[bytes]:
         data = json.dumps(body, ensure_ascii=False).encode("utf-8")
         start_response(_STATUS.get(status, f"{status} Error"), [
             ("Content-Type", "application/json; charset=utf-8"),
@@ -148,7 +148,7 @@ class WSGIApp:
             return self._json(start_response, exc.status, exc.to_json(),
                               cors + list(exc.headers().items()))
         except Exception:  # a bug of ours: log it, answer a clean 500
-            log.exception("internal error on %s %s", method, path)
+            logger("altwebsocket.wsgi").exception("internal error on %s %s", method, path)
             return self._json(start_response, 500, {"error": "internal",
                                                     "message": "internal server error"}, cors)
 
@@ -193,6 +193,8 @@ class WSGIApp:
 
     def _stream(self, environ: Dict[str, Any], start_response: StartResponse, app: str,
                 cors: Headers) -> Iterable[bytes]:
+        from urllib.parse import parse_qs  # only streams need it
+
         query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
         conn_id = (query.get("id") or [""])[0]
         token = (query.get("token") or [""])[0]

@@ -11,22 +11,31 @@ NUL, any Unicode) and any bytes survive exactly.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
-from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from ..exceptions import MessageTooBig, ProtocolError
 from .sse import ServerSentEvent
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover  (typing costs a CGI request milliseconds)
+    from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+    Message = Union[str, bytes]
+    """An application message: ``str`` for a text message, ``bytes`` for a binary one."""
+
+    Payload = Tuple[int, bytes]
+    """A stored event: its kind and its bytes (UTF-8 text, raw binary, JSON for a close)."""
+else:  # names for annotations only; typing is not imported at run time
+    Message = Payload = object
+
 __all__ = [
     "PROTOCOL_VERSION",
+    "Message",
+    "Payload",
     "TEXT",
     "BINARY",
     "CLOSE",
-    "Message",
-    "Payload",
     "InboundMessage",
     "NewRequest",
     "SendRequest",
@@ -42,6 +51,8 @@ __all__ = [
     "close_payload",
     "message_from_event",
     "batch",
+    "b64encode",
+    "b64decode",
 ]
 
 PROTOCOL_VERSION = 1
@@ -51,49 +62,92 @@ TEXT = 0
 BINARY = 1
 CLOSE = 2
 
-Message = Union[str, bytes]
-"""An application message: ``str`` for a text message, ``bytes`` for a binary one."""
-
-Payload = Tuple[int, bytes]
-"""A stored event: its kind and its bytes (UTF-8 for text, raw for binary, JSON for close)."""
-
 _MAX_SEQ = 2**53 - 1  # the largest integer a JavaScript client can count to exactly
 _MAX_REASON_BYTES = 123
 NO_STATUS = 1005
 
 
-@dataclass(frozen=True)
-class InboundMessage:
+class _Value:
+    """A small immutable value object (``dataclasses`` costs a CGI request ~10 ms)."""
+
+    __slots__: "Tuple[str, ...]" = ()
+
+    def _values(self) -> "Tuple[Any, ...]":
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and self._values() == other._values()  # type: ignore
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__)
+        return f"{type(self).__name__}({fields})"
+
+    def __setattr__(self, name: str, value: "Any") -> None:
+        if hasattr(self, name):
+            raise AttributeError(f"{type(self).__name__} is immutable")
+        object.__setattr__(self, name, value)
+
+
+class InboundMessage(_Value):
     """One message of a ``/send`` request: its ``seq`` and its content."""
 
-    seq: int
-    data: Message
+    __slots__ = ("seq", "data")
+
+    def __init__(self, seq: int, data: "Message") -> None:
+        self.seq = seq
+        self.data = data
 
 
-@dataclass(frozen=True)
-class NewRequest:
+class NewRequest(_Value):
     """A ``/new`` request: the subprotocols the client offers, in its order of preference."""
 
-    protocols: Tuple[str, ...] = ()
+    __slots__ = ("protocols",)
+
+    def __init__(self, protocols: "Tuple[str, ...]" = ()) -> None:
+        self.protocols = tuple(protocols)
 
 
-@dataclass(frozen=True)
-class SendRequest:
+class SendRequest(_Value):
     """A ``/send`` request: the connection's credentials and one or more messages."""
 
-    id: str
-    token: str
-    messages: Tuple[InboundMessage, ...] = field(default_factory=tuple)
+    __slots__ = ("id", "token", "messages")
+
+    def __init__(self, id: str, token: str, messages: "Tuple[InboundMessage, ...]" = ()) -> None:
+        self.id = id
+        self.token = token
+        self.messages = tuple(messages)
 
 
-@dataclass(frozen=True)
-class CloseRequest:
+class CloseRequest(_Value):
     """A ``/close`` request."""
 
-    id: str
-    token: str
-    code: int = 1000
-    reason: str = ""
+    __slots__ = ("id", "token", "code", "reason")
+
+    def __init__(self, id: str, token: str, code: int = 1000, reason: str = "") -> None:
+        self.id = id
+        self.token = token
+        self.code = code
+        self.reason = reason
+
+
+def b64encode(data: bytes) -> str:
+    """Standard base64 with padding, as the wire format carries binary messages."""
+    return binascii.b2a_base64(data, newline=False).decode("ascii")
+
+
+def b64decode(text: str) -> bytes:
+    """Strict base64 decoding: only the standard alphabet, correct padding (else ``ValueError``
+    or ``binascii.Error``)."""
+    raw = text.encode("ascii")
+    try:
+        return binascii.a2b_base64(raw, strict_mode=True)
+    except TypeError:  # pragma: no cover - Python < 3.11 has no strict mode
+        import base64
+
+        return base64.b64decode(raw, validate=True)
 
 
 def parse_json_body(body: bytes, limit: int) -> Dict[str, Any]:
@@ -177,7 +231,7 @@ def _message(obj: Any, max_message: int) -> InboundMessage:
     if len(encoded) > (max_message + 2) // 3 * 4 + 4:
         raise MessageTooBig(f"message is over the limit of {max_message} bytes")
     try:
-        data = base64.b64decode(encoded.encode("ascii"), validate=True)
+        data = b64decode(encoded)
     except (binascii.Error, UnicodeEncodeError, ValueError):
         raise ProtocolError("field 'binary' is not valid base64") from None
     if len(data) > max_message:
@@ -252,7 +306,7 @@ def event_for(event_id: int, kind: int, payload: bytes) -> ServerSentEvent:
         )
     if kind == BINARY:
         return ServerSentEvent(
-            data=json.dumps(base64.b64encode(payload).decode("ascii")),
+            data=json.dumps(b64encode(payload)),
             event="binary",
             id=str(event_id),
         )
@@ -283,7 +337,7 @@ def message_from_event(event: ServerSentEvent) -> Union[Message, Tuple[int, str]
             raise ProtocolError("a text event's data must be a JSON string")
         return text
     if event.event == "binary":
-        return base64.b64decode(json.loads(event.data), validate=True)
+        return b64decode(json.loads(event.data))
     if event.event == "close":
         obj = json.loads(event.data)
         return int(obj.get("code", 1005)), str(obj.get("reason", ""))
@@ -297,5 +351,5 @@ def batch(messages: Sequence[InboundMessage]) -> List[Dict[str, Any]]:
         if isinstance(message.data, str):
             out.append({"seq": message.seq, "data": message.data})
         else:
-            out.append({"seq": message.seq, "binary": base64.b64encode(message.data).decode()})
+            out.append({"seq": message.seq, "binary": b64encode(message.data)})
     return out

@@ -8,7 +8,9 @@ Cross-Site WebSocket Hijacking by default.
 
 from __future__ import annotations
 
-from typing import Iterable, Optional
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Iterable, Optional
 
 __all__ = ["normalize", "origin_allowed"]
 

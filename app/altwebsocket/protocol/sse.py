@@ -8,42 +8,64 @@ and a blank line ends the event. The decoder is the standard's parser (it accept
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-from typing import List, Optional
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import List, Optional
 
 __all__ = ["ServerSentEvent", "encode_comment", "encode_retry", "SSEDecoder"]
 
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
-@dataclass(frozen=True)
+def _lines(text: str) -> "List[str]":
+    """``text`` split at CRLF, CR and LF (the SSE line breaks), and only there."""
+    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+
+
+def _has_break(text: str) -> bool:
+    return "\n" in text or "\r" in text
+
+
 class ServerSentEvent:
-    """One event: ``data`` plus optional ``event`` type and ``id``."""
+    """One event: ``data`` plus optional ``event`` type and ``id`` (an immutable value)."""
 
-    data: str = ""
-    event: Optional[str] = None
-    id: Optional[str] = None
+    __slots__ = ("data", "event", "id")
+
+    def __init__(self, data: str = "", event: "Optional[str]" = None,
+                 id: "Optional[str]" = None) -> None:
+        self.data = data
+        self.event = event
+        self.id = id
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ServerSentEvent):
+            return NotImplemented
+        return (self.data, self.event, self.id) == (other.data, other.event, other.id)
+
+    def __hash__(self) -> int:
+        return hash((self.data, self.event, self.id))
+
+    def __repr__(self) -> str:
+        return f"ServerSentEvent(data={self.data!r}, event={self.event!r}, id={self.id!r})"
 
     def encode(self) -> bytes:
         """The event as UTF-8 bytes, ending with the blank line that dispatches it."""
         lines: List[str] = []
         if self.id is not None:
-            if _LINE_BREAK.search(self.id) or "\0" in self.id:
+            if _has_break(self.id) or "\0" in self.id:
                 raise ValueError("an SSE id cannot contain a line break or NUL")
             lines.append(f"id: {self.id}")
         if self.event is not None:
-            if _LINE_BREAK.search(self.event):
+            if _has_break(self.event):
                 raise ValueError("an SSE event type cannot contain a line break")
             lines.append(f"event: {self.event}")
-        for part in _LINE_BREAK.split(self.data):
+        for part in _lines(self.data):
             lines.append(f"data: {part}")
         return ("\n".join(lines) + "\n\n").encode("utf-8")
 
 
 def encode_comment(text: str = "") -> bytes:
     """A comment line (ignored by clients; used as a heartbeat and to flush proxies)."""
-    return "".join(f":{' ' if part else ''}{part}\n" for part in _LINE_BREAK.split(text)).encode(
+    return "".join(f":{' ' if part else ''}{part}\n" for part in _lines(text)).encode(
         "utf-8"
     ) + b"\n"
 
@@ -64,7 +86,7 @@ class SSEDecoder:
 
     def __init__(self) -> None:
         self._buffer = b""
-        self._data: List[str] = []
+        self._data: "List[str]" = []
         self._event: Optional[str] = None
         self._id_seen = False
         self.last_event_id = ""
@@ -73,19 +95,21 @@ class SSEDecoder:
         self._first = True
         self._skip_lf = False
 
-    def feed(self, chunk: bytes) -> List[ServerSentEvent]:
+    def feed(self, chunk: bytes) -> "List[ServerSentEvent]":
         """Parse ``chunk``; return the events that are now complete, in order."""
         if self._skip_lf and chunk[:1] == b"\n":
             chunk = chunk[1:]  # the LF of a CRLF split across chunks
         self._skip_lf = False
         self._buffer += chunk
-        events: List[ServerSentEvent] = []
+        events: "List[ServerSentEvent]" = []
         while True:
-            match = re.search(rb"\r\n|\r|\n", self._buffer)
-            if match is None:
+            cr, lf = self._buffer.find(b"\r"), self._buffer.find(b"\n")
+            if cr < 0 and lf < 0:
                 break
-            raw, self._buffer = self._buffer[: match.start()], self._buffer[match.end() :]
-            if match.group() == b"\r" and not self._buffer:
+            end = lf if cr < 0 or (0 <= lf < cr) else cr
+            width = 2 if end == cr and self._buffer[cr + 1 : cr + 2] == b"\n" else 1
+            raw, self._buffer = self._buffer[:end], self._buffer[end + width :]
+            if end == cr and width == 1 and not self._buffer:
                 self._skip_lf = True  # a CR ends the line; a LF arriving next belongs to it
             line = raw.decode("utf-8", errors="replace")
             if self._first:

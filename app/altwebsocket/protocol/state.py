@@ -16,10 +16,12 @@ Rules this module keeps (the rest of the server relies on them):
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
-from typing import Dict, Sequence, Tuple
 
 from ..exceptions import ConnectionClosed, ProtocolError, SeqGap
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover  (typing costs a CGI request milliseconds)
+    from typing import Dict, Sequence, Tuple
 
 __all__ = [
     "State",
@@ -82,12 +84,21 @@ def transition(state: State, event: Input) -> State:
         raise ConnectionClosed(f"the connection is closed ({event.value} not allowed)") from None
 
 
-@dataclass(frozen=True)
 class SeqDecision:
     """What to do with a batch of seqs: deliver ``deliver_from`` on, and acknowledge ``ack``."""
 
-    deliver_from: int  # index of the first message to deliver (len(seqs) if none)
-    ack: int  # the highest seq accepted after this batch
+    __slots__ = ("deliver_from", "ack")
+
+    def __init__(self, deliver_from: int, ack: int) -> None:
+        self.deliver_from = deliver_from  # index of the first message to deliver
+        self.ack = ack  # the highest seq accepted after this batch
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SeqDecision) and (self.deliver_from, self.ack) == (
+            other.deliver_from, other.ack)
+
+    def __repr__(self) -> str:
+        return f"SeqDecision(deliver_from={self.deliver_from}, ack={self.ack})"
 
 
 def accept_seqs(last_accepted: int, seqs: Sequence[int]) -> SeqDecision:

@@ -1,0 +1,40 @@
+"""Cheap imports for the CGI hot path.
+
+Every CGI request is a new interpreter, so each module imported costs every request. These
+helpers defer what is rarely needed (``logging``) and pick the cheapest implementation of what
+is always needed (SHA-256 without loading OpenSSL, a constant-time compare).
+"""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    import logging
+
+__all__ = ["logger", "sha256_hex", "compare_digest"]
+
+
+def logger(name: str) -> "logging.Logger":
+    """``logging.getLogger(name)``, importing ``logging`` only when something is logged."""
+    import logging
+
+    return logging.getLogger(name)
+
+
+try:  # the built-in module: no OpenSSL to load (CPython 3.12+: _sha2, before: _sha256)
+    from _sha2 import sha256 as _sha256  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - depends on the Python version
+    try:
+        from _sha256 import sha256 as _sha256  # type: ignore[import-not-found,no-redef]
+    except ImportError:
+        from hashlib import sha256 as _sha256  # type: ignore[assignment]
+
+try:
+    from _operator import _compare_digest as compare_digest  # the one hmac uses
+except ImportError:  # pragma: no cover - not CPython
+    from hmac import compare_digest  # type: ignore[assignment]
+
+
+def sha256_hex(data: bytes) -> str:
+    """The SHA-256 of ``data`` as hex."""
+    return str(_sha256(data).hexdigest())

@@ -1,0 +1,118 @@
+"""Run the apps as a CGI script (``cgi-bin/altws.cgi`` calls :func:`run`).
+
+Settings come from an INI file next to the script (suEXEC wipes the environment). Under CGI
+the defaults respect a shared host: streams live 45 s (well inside Apache's 60 s ``Timeout``
+and proxies' idle limits) and at most 12 run at once (each holds one of the host's ~20 entry
+processes; the 13th client gets a 503 and retries).
+
+Every request is a new interpreter, so this module and everything it imports stay cheap:
+no Flask, no SQLAlchemy, no ``wsgiref`` (:func:`serve_cgi` is the few lines of CGI/1.1 it
+needs), and the package's modules avoid costly standard modules at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+
+__all__ = ["run", "serve_cgi", "CGI_DEFAULTS"]
+
+CGI_DEFAULTS = {"stream_lifetime": 45.0, "max_streams": 12}
+
+
+def _terminate(signum: int, frame: "Any") -> None:
+    # Apache sends SIGTERM when the client has gone (then SIGKILL 3 s later). Python's
+    # default action would skip ``finally`` blocks; SystemExit runs them.
+    raise SystemExit(0)
+
+
+def run(config_path: "Optional[str]" = None) -> None:
+    """Serve one CGI request with the apps and settings of ``config_path``."""
+    signal.signal(signal.SIGTERM, _terminate)
+    from .config import convert, load_settings, read_ini
+    from .exceptions import ConfigError
+
+    path = config_path or os.path.join(os.path.dirname(os.path.abspath(sys.argv[0])),
+                                       "altws.ini")
+    try:
+        given = read_ini(path).get("altws", {})
+        defaults = {name: convert(name, str(value)) for name, value in CGI_DEFAULTS.items()
+                    if name not in given}
+        settings = load_settings(path, **defaults)
+        from .server import AltWebSocketServer
+
+        server = AltWebSocketServer(settings=settings)
+    except ConfigError as exc:
+        sys.stderr.write(f"AltWebSocket configuration error: {exc.message}\n")  # error log
+        body = b'{"error": "config", "message": "the server is misconfigured; see its log"}'
+        _write_response("503 Service Unavailable",
+                        [("Content-Type", "application/json"), ("Retry-After", "60")], [body])
+        return
+    serve_cgi(server.wsgi_app)
+
+
+def serve_cgi(app: "Callable[..., Iterable[bytes]]") -> None:
+    """Run a WSGI application for the CGI request in ``os.environ`` (CGI/1.1, RFC 3875).
+
+    Headers go out with the first body chunk, and every chunk is flushed at once, so an
+    SSE stream reaches the client event by event.
+    """
+    environ: "Dict[str, Any]" = dict(os.environ)
+    environ.update({
+        "wsgi.input": sys.stdin.buffer,
+        "wsgi.errors": sys.stderr,
+        "wsgi.version": (1, 0),
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": True,
+        "wsgi.url_scheme": "https" if environ.get("HTTPS", "off").lower() in
+                           ("on", "1", "yes") else "http",
+    })
+    environ.setdefault("PATH_INFO", "")
+    environ.setdefault("SCRIPT_NAME", "")
+    state: "Dict[str, Any]" = {}
+
+    def start_response(status: str, headers: "List[Tuple[str, str]]",
+                       exc_info: "Any" = None) -> "Callable[[bytes], None]":
+        state["status"], state["headers"] = status, headers
+        return lambda data: None  # the write() callable: unused by our apps
+
+    body = app(environ, start_response)
+    out = sys.stdout.buffer
+    try:
+        sent = False
+        for chunk in body:
+            if not chunk:
+                continue
+            if not sent:
+                out.write(_head(state["status"], state["headers"]))
+                sent = True
+            out.write(chunk)
+            out.flush()
+        if not sent:
+            out.write(_head(state["status"], state["headers"]))
+            out.flush()
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the client went away
+    finally:
+        close = getattr(body, "close", None)
+        if close is not None:
+            close()
+
+
+def _head(status: str, headers: "List[Tuple[str, str]]") -> bytes:
+    lines = [f"Status: {status}"] + [f"{name}: {value}" for name, value in headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def _write_response(status: str, headers: "List[Tuple[str, str]]", body: "List[bytes]") -> None:
+    out = sys.stdout.buffer
+    out.write(_head(status, headers + [("Content-Length", str(sum(map(len, body))))]))
+    for chunk in body:
+        out.write(chunk)
+    out.flush()

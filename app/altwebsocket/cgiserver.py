@@ -1,0 +1,292 @@
+"""``altws cgi-server``: try the shared-hosting mode locally, under a real Apache.
+
+It lays out what a user uploads to a host — the web root with ``static/`` and
+``cgi-bin/altws.cgi`` + ``altws.ini`` + the shipped ``.htaccess`` files from
+``deploy/apache-cgi/`` — in a run folder, builds the CGI's Python from Debian's
+``/usr/bin/python3`` (the web server user cannot read root's pyenv), and runs Debian's
+``apache2`` in the foreground with a configuration like a shared host's
+(``deploy/apache-cgi/local/httpd.conf.in``). Ctrl-C stops Apache and removes the run folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Dict, List, Optional
+
+from .exceptions import ConfigError
+from .resources import shipped
+
+__all__ = ["CGIServer", "add_parser"]
+
+APACHE = "/usr/sbin/apache2"
+MODULES = "/usr/lib/apache2/modules"
+SYSTEM_PYTHON = "/usr/bin/python3"
+RUN_USER = "www-data"
+# What the CGI's Python needs (SQLAlchemy only creates the tables on the first request).
+CGI_REQUIREMENTS = ["sqlalchemy>=2.0"]
+
+
+def _say(message: str) -> None:
+    print(f"altws cgi-server: {message}", flush=True)
+
+
+def ensure_apache() -> None:
+    """Install Debian's apache2 if it is missing (needs root)."""
+    if os.path.exists(APACHE):
+        return
+    if os.geteuid() != 0:
+        raise ConfigError("apache2 is not installed: run `apt-get install apache2` as root")
+    _say("installing apache2 (apt-get) ...")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "apache2"], check=True, env=env,
+                   stdout=subprocess.DEVNULL)
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def _package_root() -> str:
+    """The folder that holds the ``altwebsocket`` package."""
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def cgi_python(cache: str) -> str:
+    """A venv made from Debian's python3 with the CGI's requirements; built once, cached."""
+    if not os.path.exists(SYSTEM_PYTHON):
+        raise ConfigError(f"{SYSTEM_PYTHON} is missing: install Debian's python3 and python3-venv")
+    key = hashlib.sha256(" ".join(CGI_REQUIREMENTS).encode()).hexdigest()[:12]
+    venv = os.path.join(cache, f"cgi-venv-{key}")
+    python = os.path.join(venv, "bin", "python3")
+    if os.path.exists(os.path.join(venv, ".complete")):
+        return python
+    _say(f"building the CGI's Python in {venv} (once) ...")
+    shutil.rmtree(venv, ignore_errors=True)
+    subprocess.run([SYSTEM_PYTHON, "-m", "venv", venv], check=True)
+    subprocess.run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                    *CGI_REQUIREMENTS], check=True)
+    open(os.path.join(venv, ".complete"), "w").close()
+    _make_readable(venv)
+    return python
+
+
+def _make_readable(top: str) -> None:
+    for folder, dirs, files in os.walk(top):
+        os.chmod(folder, 0o755)
+        for name in files:
+            path = os.path.join(folder, name)
+            if not os.path.islink(path):
+                os.chmod(path, os.stat(path).st_mode | 0o444)
+
+
+class CGIServer:
+    """A run folder laid out like a shared host, and Apache serving it."""
+
+    def __init__(self, data: str, host: str = "127.0.0.1", port: int = 8080,
+                 settings: Optional[Dict[str, str]] = None,
+                 cache: str = "/var/tmp/altws") -> None:
+        self.data = os.path.abspath(data)
+        self.host = host
+        self.port = port or _free_port(host)
+        self.settings = settings or {}
+        self.cache = cache
+        self.run_dir = ""
+        self.proc: Optional[subprocess.Popen] = None  # type: ignore[type-arg]
+
+    @property
+    def url(self) -> str:
+        """The site's base URL."""
+        return f"http://{self.host}:{self.port}"
+
+    def prepare(self) -> None:
+        """Lay out the run folder: web root, cgi-bin, settings, Apache configuration."""
+        ensure_apache()
+        os.makedirs(self.cache, mode=0o755, exist_ok=True)
+        os.chmod(self.cache, 0o755)
+        python = cgi_python(self.cache)
+        self.run_dir = tempfile.mkdtemp(prefix="altws-cgi-", dir=self.cache)
+        os.chmod(self.run_dir, 0o755)
+        run = self.run_dir
+        deploy = shipped("deploy", "apache-cgi/altws.ini")
+        htdocs = os.path.join(run, "htdocs")
+        cgi_bin = os.path.join(htdocs, "cgi-bin")
+        os.makedirs(os.path.join(run, "logs"))
+        # the package, where the web server user can read it
+        shutil.copytree(os.path.join(_package_root(), "altwebsocket"),
+                        os.path.join(run, "lib", "altwebsocket"),
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        # Byte-compile now: the web server user cannot write __pycache__ here, and compiling
+        # every module on every request would cost ~0.2 s per request.
+        subprocess.run([python, "-m", "compileall", "-q", os.path.join(run, "lib")],
+                       check=True)
+        static = shipped("static", "altwebsocket.js")
+        shutil.copytree(static, os.path.join(htdocs, "static"))
+        os.makedirs(cgi_bin)
+        shutil.copy(os.path.join(deploy, "apache-cgi", "docroot.htaccess"),
+                    os.path.join(htdocs, ".htaccess"))
+        shutil.copy(os.path.join(deploy, "apache-cgi", "cgi-bin.htaccess"),
+                    os.path.join(cgi_bin, ".htaccess"))
+        script = open(os.path.join(shipped("cgi-bin", "altws.cgi"), "altws.cgi"),
+                      encoding="utf-8").read()
+        lines = script.split("\n")
+        lines[0] = f"#!{python}"
+        script = "\n".join(lines).replace(
+            '#   sys.path.insert(0, "/home/me/altwebsocket/app")',
+            f'sys.path.insert(0, {os.path.join(run, "lib")!r})')
+        with open(os.path.join(cgi_bin, "altws.cgi"), "w", encoding="utf-8") as out:
+            out.write(script)
+        os.chmod(os.path.join(cgi_bin, "altws.cgi"), 0o755)
+        self._write_settings(os.path.join(deploy, "apache-cgi", "altws.ini"),
+                             os.path.join(cgi_bin, "altws.ini"))
+        with open(os.path.join(htdocs, "index.html"), "w", encoding="utf-8") as out:
+            out.write(_INDEX)
+        os.makedirs(self.data, exist_ok=True)
+        if os.geteuid() == 0:
+            entry = pwd.getpwnam(RUN_USER)
+            for folder, _, files in os.walk(self.data):
+                os.chown(folder, entry.pw_uid, entry.pw_gid)
+                for name in files:
+                    os.chown(os.path.join(folder, name), entry.pw_uid, entry.pw_gid)
+            user = f"User {RUN_USER}\nGroup {RUN_USER}"
+        else:
+            user = ""
+        template = open(os.path.join(deploy, "apache-cgi", "local", "httpd.conf.in"),
+                        encoding="utf-8").read()
+        config = (template.replace("@RUN@", run).replace("@HOST@", self.host)
+                  .replace("@PORT@", str(self.port)).replace("@MODULES@", MODULES)
+                  .replace("@USER@", user))
+        with open(os.path.join(run, "httpd.conf"), "w", encoding="utf-8") as out:
+            out.write(config)
+        _make_readable(run)
+
+    def _write_settings(self, template: str, target: str) -> None:
+        lines: List[str] = []
+        given = dict(self.settings, data=self.data)
+        for line in open(template, encoding="utf-8").read().split("\n"):
+            name = line.split("=", 1)[0].strip()
+            if "=" in line and not line.lstrip().startswith(";") and name in given:
+                line = f"{name} = {given.pop(name)}"
+            lines.append(line)
+            if line.strip() == "[altws]":
+                marker = len(lines)
+        for name, value in given.items():
+            lines.insert(marker, f"{name} = {value}")
+        with open(target, "w", encoding="utf-8") as out:
+            out.write("\n".join(lines))
+
+    def start(self) -> None:
+        """Start Apache in the foreground (as a child process) and wait until it answers."""
+        conf = os.path.join(self.run_dir, "httpd.conf")
+        check = subprocess.run([APACHE, "-t", "-f", conf], capture_output=True, text=True)
+        if check.returncode != 0:
+            raise ConfigError(f"Apache refused the configuration: {check.stderr.strip()}")
+        self.proc = subprocess.Popen([APACHE, "-f", conf, "-DFOREGROUND"],
+                                     start_new_session=True)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise ConfigError("Apache exited at start:\n" + self.error_log())
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise ConfigError("Apache did not start listening:\n" + self.error_log())
+
+    def error_log(self) -> str:
+        """Apache's error log so far (where CGI scripts' stderr goes)."""
+        try:
+            return open(os.path.join(self.run_dir, "logs", "error.log"),
+                        encoding="utf-8", errors="replace").read()
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        """Stop Apache and remove the run folder (the data folder stays)."""
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(timeout=10)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        if self.run_dir:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+            self.run_dir = ""
+
+
+_INDEX = """<!doctype html><meta charset=utf-8>
+<meta name=viewport content="width=device-width,initial-scale=1">
+<title>AltWebSocket under CGI</title>
+<h1>AltWebSocket under CGI</h1>
+<ul>
+<li><a href="static/chat.html?url=/cgi-bin/altws.cgi/chat">chat</a>
+<li><a href="static/echo.html?url=/cgi-bin/altws.cgi/echo">echo</a>
+</ul>
+"""
+
+
+def _run(args: argparse.Namespace) -> int:
+    settings = {}
+    for item in args.set or []:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {item!r}: give NAME=VALUE")
+        settings[name.strip()] = value.strip()
+    server = CGIServer(args.data, args.host, args.port, settings)
+    stopping = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        server.prepare()
+        server.start()
+        print(f"AltWebSocket under Apache CGI on {server.url}/", flush=True)
+        print(f"  apps: {server.url}/cgi-bin/altws.cgi/<app> (or {server.url}/ws/<app>)",
+              flush=True)
+        print(f"  data: {server.data}   run folder: {server.run_dir}", flush=True)
+        print("  press Ctrl-C to stop", flush=True)
+        while not stopping and server.proc is not None and server.proc.poll() is None:
+            time.sleep(0.2)
+        if server.proc is not None and server.proc.poll() is not None and not stopping:
+            print(server.error_log(), file=sys.stderr)
+            return 1
+        return 0
+    finally:
+        server.stop()
+
+
+def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """Register ``altws cgi-server``."""
+    parser = sub.add_parser(
+        "cgi-server", help="run the apps as CGI under a real local Apache (shared-host mode)",
+        description="Lay out the CGI deployment from deploy/apache-cgi/ and cgi-bin/altws.cgi "
+                    "and serve it with Debian's apache2 in the foreground (installed if "
+                    "missing). Ctrl-C stops it.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080, help="0 picks a free port")
+    parser.add_argument("--data", default="./var-cgi", metavar="DIR",
+                        help="data folder (default ./var-cgi)")
+    parser.add_argument("--set", action="append", metavar="NAME=VALUE",
+                        help="a setting written into altws.ini (repeatable), "
+                             "e.g. --set stream_lifetime=5")
+    parser.set_defaults(func=_run)
