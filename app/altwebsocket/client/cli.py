@@ -380,6 +380,9 @@ def _interactive(client: Client, args: argparse.Namespace, screen: Screen) -> in
                     screen.message("")
                     by_user.set()
                     client.close(1000, timeout=args.timeout)
+                else:  # woken up by the printer: erase the prompt it redrew
+                    sys.stdout.write("\r\x1b[K")
+                    sys.stdout.flush()
                 break
             command = parse_command(line)
             if command.kind in ("text", "binary"):
