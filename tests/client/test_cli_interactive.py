@@ -120,6 +120,25 @@ def test_a_message_arriving_while_typing_keeps_the_half_line(site: Site, transpo
     term.wait(has("EXIT=0"), "the exit")
 
 
+def test_history_arriving_with_the_first_prompt(site: Site, transport: str,
+                                                terminal) -> None:
+    with connect(site.base("chat"), emulate=True) as alice:
+        for number in range(10):
+            alice.send(f"old {number}")
+        for number in range(10):
+            alice.recv(TIMEOUT)
+    for attempt in range(3):  # a race with the first prompt: try it a few times
+        term = terminal([cli_flag(transport), site.base("chat")])
+        lines = term.wait(lambda lines: "< old 9" in lines and lines[-1] == ">",
+                          "the history, then the prompt")
+        assert [line for line in lines if line.startswith("<")] == \
+            [f"< old {n}" for n in range(10)]
+        assert not any(line.startswith("><") or line.startswith("> <") for line in lines)
+        term.keys("typed", literal=True)
+        term.wait(lambda lines: lines[-1] == "> typed", "the typed text on the prompt line")
+        term.close()
+
+
 def test_close_command_with_code_and_reason(site: Site, transport: str, terminal) -> None:
     term = terminal([cli_flag(transport), site.base("echo")])
     term.keys("/close 4000 see you", literal=True)

@@ -184,6 +184,7 @@ class Screen:
         self.interactive = interactive
         self.prompt_shown = False
         self.reading = False
+        self._dirty = False
         self.lock = threading.RLock()
         self.started = time.monotonic()
         self._readline: Any = None
@@ -207,17 +208,43 @@ class Screen:
         self._write(sys.stderr, f"[{time.monotonic() - self.started:8.3f}] {text}")
 
     def _write(self, stream: TextIO, text: str) -> None:
+        if not self.interactive:
+            with self.lock:
+                stream.write(text + "\n")
+                stream.flush()
+            return
         with self.lock:
-            redraw = self.interactive and self.prompt_shown
-            if redraw:
-                sys.stdout.write("\r\x1b[K")
-                sys.stdout.flush()
-            stream.write(text + "\n")
-            stream.flush()
-            if redraw:
+            # One write() per stream, each starting with "erase this line": readline may
+            # draw its prompt between two writes, and must not end up in front of a message.
+            line = "\r\x1b[K" + text + "\n"
+            after = ""
+            if self.prompt_shown:
                 buffer = self._readline.get_line_buffer() if self._readline else ""
-                sys.stdout.write(PROMPT + buffer)
-                sys.stdout.flush()
+                after = PROMPT + buffer
+            elif self.reading:
+                self._dirty = True  # the pre-input hook draws the prompt again
+            if stream is sys.stdout:
+                self._raw(sys.stdout, line + after)
+            else:
+                self._raw(sys.stdout, "\r\x1b[K")
+                self._raw(stream, line)
+                self._raw(sys.stdout, after)
+
+    @staticmethod
+    def _raw(stream: TextIO, text: str) -> None:
+        """Write ``text`` with one system call (the terminal sees it whole)."""
+        if not text:
+            return
+        stream.flush()
+        data = text.encode(stream.encoding or "utf-8", "backslashreplace")
+        try:
+            fd = stream.fileno()
+        except (AttributeError, OSError, ValueError):
+            stream.write(text)
+            stream.flush()
+            return
+        while data:
+            data = data[os.write(fd, data):]
 
     def read_line(self) -> str:
         """``input()`` with the prompt; messages may be written while it waits."""
@@ -227,6 +254,7 @@ class Screen:
             self._prompt_on()
         with self.lock:
             self.reading = True
+            self._dirty = False
         try:
             return input(PROMPT)
         finally:
@@ -235,8 +263,13 @@ class Screen:
                 self.reading = False
 
     def _prompt_on(self) -> None:
+        # readline's pre-input hook: the prompt is drawn, no key is read yet.
         with self.lock:
             self.prompt_shown = True
+            if self._dirty:
+                self._dirty = False
+                sys.stdout.write("\r\x1b[K" + PROMPT)
+                sys.stdout.flush()
 
 
 def run(args: argparse.Namespace) -> int:
