@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import time
 
@@ -13,7 +14,7 @@ from websockets.sync.client import connect
 
 from altwebsocket.protocol.messages import message_from_event
 
-from ..support import TIMEOUT, Process, Stream, new_connection, stream_url
+from ..support import TIMEOUT, Process, Stream, new_connection, send, stream_url
 
 
 def test_echo_text_and_binary(daemon: Process) -> None:
@@ -137,3 +138,54 @@ def test_info_advertises_the_daemon(daemon: Process, http: Process) -> None:
         deadline = time.monotonic() + TIMEOUT
         while ws.recv(timeout=TIMEOUT) != "via info":  # the history may come first
             assert time.monotonic() < deadline
+
+
+def test_threaded_mode_echo_and_broadcast(data_dir: str, http: Process) -> None:
+    from .conftest import start_daemon
+
+    proc = start_daemon(data_dir, "--threaded")
+    base = http.url + "/chat"
+    conn_id, token = new_connection(base)
+    try:
+        with connect(proc.url + "/echo", open_timeout=TIMEOUT) as ws:
+            for message in ["t", b"\x01"]:
+                ws.send(message)
+                assert ws.recv(timeout=TIMEOUT) == message
+        with connect(proc.url + "/chat", open_timeout=TIMEOUT) as ws:
+            assert send(base, conn_id, token, 1, "from emulation").json()["ack"] == 1
+            assert ws.recv(timeout=TIMEOUT) == "from emulation"
+    finally:
+        proc.stop()
+
+
+def test_slow_reader_is_closed_1008(data_dir: str, http: Process) -> None:
+    from .conftest import start_daemon
+
+    config = os.path.join(data_dir, "slow.ini")
+    with open(config, "w", encoding="utf-8") as handle:
+        handle.write(f"[altws]\ndata = {data_dir}\nmax_events_queued = 20\n")
+    proc = start_daemon(data_dir, "--config", config)
+    base = http.url + "/chat"
+    conn_id, token = new_connection(base)
+    big = "x" * 50_000
+    try:
+        # max_queue=1: the client stops reading from its socket at once.
+        with connect(proc.url + "/chat", open_timeout=TIMEOUT, max_queue=1) as ws:
+            seq = 0
+            for _ in range(4):  # 200 messages of 50 kB: ~10 MB, more than socket buffers
+                messages = [{"seq": seq + i + 1, "data": big} for i in range(50)]
+                seq += 50
+                response = httpx.post(base + "/send", json={"id": conn_id, "token": token,
+                                                            "messages": messages},
+                                      timeout=TIMEOUT)
+                assert response.json()["ack"] == seq
+            time.sleep(1.5)  # the daemon's poll or hints queue them all meanwhile
+            received = 0
+            with pytest.raises(ConnectionClosed) as info:
+                while True:
+                    ws.recv(timeout=TIMEOUT)
+                    received += 1
+        assert info.value.rcvd is not None and info.value.rcvd.code == 1008, info.value
+        assert received < 200
+    finally:
+        proc.stop()
