@@ -29,7 +29,9 @@ KNOWN_FAILURES: Dict[str, str] = {
 CASES = ["1.*", "2.*", "3.*", "4.*", "5.*", "6.*", "7.*", "10.*"]
 
 
-def _wstest() -> str:
+@pytest.fixture
+def wstest() -> str:
+    """The wstest binary (checked before the daemon starts)."""
     path = os.environ.get("AUTOBAHN_WSTEST", "")
     if not path:
         message = ("AUTOBAHN_WSTEST is not set: install wstest as in docs/daemon.md and set it "
@@ -42,8 +44,7 @@ def _wstest() -> str:
     return path
 
 
-def test_autobahn_fuzzingclient(daemon: Process, tmp_path) -> None:
-    wstest = _wstest()
+def test_autobahn_fuzzingclient(wstest: str, daemon: Process, tmp_path) -> None:
     spec = {
         "outdir": str(tmp_path / "reports" / "servers"),
         "servers": [{"agent": "altws", "url": daemon.url + "/echo"}],
