@@ -15,23 +15,27 @@ CSP = "default-src 'self'"
 
 
 def open_chat(browser, server_url: str, name: str, transport: str = "emulation",
-              csp: bool = True):  # type: ignore[no-untyped-def]
+              csp: str = CSP):  # type: ignore[no-untyped-def]
     """A fresh browser context on chat.html, served with a strict CSP; returns (page, errors)."""
     context = browser.new_context(viewport={"width": 390, "height": 700})
     page = context.new_page()
     page.set_default_timeout(3 * MS)
     errors: List[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("console", lambda m: errors.append(m.text)
+            if m.type == "error" and "404" not in m.text else None)  # 404: the favicon
     page.on("pageerror", lambda e: errors.append(str(e)))
     if csp:
         def with_csp(route):  # type: ignore[no-untyped-def]
             response = route.fetch()
             route.fulfill(response=response,
-                          headers={**response.headers, "content-security-policy": CSP})
+                          headers={**response.headers, "content-security-policy": csp})
         page.route(lambda url: "/static/" in url and ".html" in url, with_csp)
     page.add_init_script(f"localStorage.setItem('altws-chat-name', {json.dumps(name)})")
     page.goto(f"{server_url}/static/chat.html?url=/chat&transport={transport}")
-    page.wait_for_selector("#status[data-state=open]")
+    try:
+        page.wait_for_selector("#status[data-state=open]")
+    except Exception:
+        raise AssertionError(f"the chat did not open: {errors} {page.text_content('#log')}")
     if csp:  # the policy is in force: an inline script is refused
         assert page.evaluate(INLINE_REFUSED)
         errors.clear()
@@ -148,3 +152,44 @@ def test_chat_through_cut_streams_loses_and_doubles_nothing(browser, short_strea
         assert page.get_attribute("#status", "data-state") == "open"
     alice.context.close()
     bob.context.close()
+
+
+@pytest.fixture
+def serve_and_daemon(tmp_path) -> Iterator[Process]:
+    """``altws daemon`` and ``altws serve`` on one data folder; /info advertises the daemon."""
+    from ..support import ALTWS, ROOT
+
+    data = str(tmp_path / "data")
+    daemon = Process(ALTWS + ["daemon", "--port", "0", "--data", data, "--allow-origin", "*"],
+                     pattern=r"wss?://[\d.]+:\d+", cwd=ROOT)
+    try:
+        serve = start_altws(data, "--websocket-url", daemon.url)
+        serve.daemon_url = daemon.url  # type: ignore[attr-defined]
+        try:
+            yield serve
+        finally:
+            serve.stop()
+    finally:
+        daemon.stop()
+
+
+def test_emulated_and_native_browsers_share_the_chat(browser, serve_and_daemon):
+    # No CSP through request interception here: a page fulfilled by Playwright loses its
+    # loopback address space, and Chromium's local network access checks then block ws://.
+    policy = ""
+    alice, alice_errors = open_chat(browser, serve_and_daemon.url, "alice", "emulation", policy)
+    say(alice, "from the emulation")
+    assert wait_bodies(alice, 1) == ["from the emulation"]
+    bob, bob_errors = open_chat(browser, serve_and_daemon.url, "bob", "native", policy)
+    assert alice.get_attribute("#status", "data-transport") == "emulation"
+    assert bob.get_attribute("#status", "data-transport") == "native"
+    assert wait_bodies(bob, 1) == ["from the emulation"]  # history, through the daemon
+    say(bob, "from native <b>WebSocket</b>")
+    assert wait_bodies(alice, 2)[-1] == "from native <b>WebSocket</b>"
+    say(alice, "both ways")
+    assert wait_bodies(bob, 3)[-2:] == ["from native <b>WebSocket</b>", "both ways"]
+    auto, _ = open_chat(browser, serve_and_daemon.url, "carol", "auto", policy)
+    assert auto.get_attribute("#status", "data-transport") == "native"
+    assert alice_errors == [] and bob_errors == []
+    for page in (alice, bob, auto):
+        page.context.close()
