@@ -92,6 +92,20 @@ def _make_readable(top: str) -> None:
                 os.chmod(path, os.stat(path).st_mode | 0o444)
 
 
+def _check_reachable(folder: str) -> None:
+    """Refuse a data folder the web server user cannot reach (a parent it cannot enter)."""
+    path = os.path.abspath(folder)
+    parent = os.path.dirname(path)
+    while parent and parent != os.path.dirname(parent):
+        mode = os.stat(parent).st_mode
+        if not mode & 0o001:
+            raise ConfigError(
+                f"the data folder {path} is not reachable by {RUN_USER}: its parent {parent} "
+                f"is not searchable by others (mode {oct(mode & 0o777)}); choose a folder such "
+                f"as /var/tmp/altws-data or /srv/altws-data")
+        parent = os.path.dirname(parent)
+
+
 class CGIServer:
     """A run folder laid out like a shared host, and Apache serving it."""
 
@@ -155,6 +169,7 @@ class CGIServer:
             out.write(_INDEX)
         os.makedirs(self.data, exist_ok=True)
         if os.geteuid() == 0:
+            _check_reachable(self.data)
             entry = pwd.getpwnam(RUN_USER)
             for folder, _, files in os.walk(self.data):
                 os.chown(folder, entry.pw_uid, entry.pw_gid)
