@@ -233,3 +233,14 @@ def test_handler_error_closes_with_1011_and_no_500(data_dir) -> None:
     conn = new(app, "b")
     assert post(app, "/b/send", {**conn, "seq": 1, "data": "x"})["ack"] == 1
     assert events(server, conn["id"]) == [(1, "before the bug"), (2, (1011, "internal error"))]
+
+
+def test_head_on_the_stream_answers_its_status_without_streaming(app) -> None:
+    conn = new(app)
+    url = f"/echo/?id={conn['id']}&token={conn['token']}"
+    response = app.head(url, status=200)
+    assert response.headers["Content-Type"].startswith("text/event-stream")
+    assert response.body == b""
+    app.head(f"/echo/?id={conn['id']}&token=wrong", status=403)
+    post(app, "/echo/close", {**conn, "code": 1000})
+    app.head(url, headers={"Last-Event-ID": "1"}, status=204)

@@ -63,11 +63,9 @@ def _serve(args: argparse.Namespace) -> int:
     if args.websocket_url:
         settings.websocket_url = args.websocket_url
     os.makedirs(settings.data, exist_ok=True)
-    server = AltWebSocketServer(settings=settings)
-    server.storage.ensure_schema()
-    site = create_site(server)
+    site_app = _LateApp()
     httpd = waitress.create_server(
-        site,
+        site_app,
         host=args.host,
         port=args.port,
         threads=args.streams + 16,
@@ -76,8 +74,23 @@ def _serve(args: argparse.Namespace) -> int:
         ident="altws",
         clear_untrusted_proxy_headers=True,
     )
-    url = f"http://{args.host}:{httpd.effective_port}/"  # type: ignore[union-attr]
+    port = int(httpd.effective_port)  # type: ignore[union-attr]
+    url = f"http://{args.host}:{port}/"
+    daemon = None
+    if not args.no_daemon:
+        # the pages served here connect to the daemon: their origin must be allowed there
+        own = tuple(f"http://{host}:{port}" for host in {args.host, "localhost", "127.0.0.1"})
+        daemon_settings = settings.replace(
+            allowed_origins=tuple(settings.allowed_origins) + own)
+        daemon = _start_daemon_beside(daemon_settings, args, port)
+        if daemon is not None and not settings.websocket_url:
+            settings = settings.replace(websocket_url=daemon.url.rstrip("/"))
+    server = AltWebSocketServer(settings=settings)
+    server.storage.ensure_schema()
+    site_app.app = create_site(server)
     print(f"AltWebSocket serving {', '.join(server.handlers)} on {url}", flush=True)
+    if daemon is not None:
+        print(f"  native WebSocket daemon on {daemon.url} (advertised by /info)", flush=True)
     print(f"  storage: {server.storage.url}", flush=True)
     print("  press Ctrl-C to stop", flush=True)
 
@@ -85,6 +98,8 @@ def _serve(args: argparse.Namespace) -> int:
         # waitress would wait up to 5 s per thread pool; the streams end themselves instead
         # (their clients resume with Last-Event-ID), then the process exits at once.
         print("altws: stopping", flush=True)
+        if daemon is not None:
+            daemon.stop()  # native clients get 1001
         server.shutdown()
         os._exit(0)
 
@@ -123,6 +138,62 @@ def _add_daemon_command(sub: Any) -> None:
     daemon.set_defaults(func=run)
 
 
+class _DaemonThread:
+    """The native WebSocket daemon running in a thread beside ``altws serve``."""
+
+    def __init__(self, settings: Settings, host: str, port: int) -> None:
+        import threading
+
+        from .daemon import run_daemon
+
+        self.url = ""
+        self._ready = threading.Event()
+        self._stop = threading.Event()
+        self.error: Optional[BaseException] = None
+
+        def ready(url: str) -> None:
+            self.url = url
+            self._ready.set()
+
+        def target() -> None:
+            try:
+                run_daemon(settings, host, port, ready=ready, stop=self._stop)
+            except BaseException as exc:  # reported by _start_daemon_beside
+                self.error = exc
+                self._ready.set()
+
+        self._thread = threading.Thread(target=target, name="altws-daemon", daemon=True)
+        self._thread.start()
+        self._ready.wait(15)
+
+    def stop(self, timeout: float = 3.0) -> None:
+        """Close every native client with 1001 and stop."""
+        self._stop.set()
+        self._thread.join(timeout)
+
+
+class _LateApp:
+    """A WSGI app whose target is set once the server's port (and so its origin) is known."""
+
+    app: Any = None
+
+    def __call__(self, environ: Dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        return self.app(environ, start_response)
+
+
+def _start_daemon_beside(settings: Settings, args: argparse.Namespace,
+                         http_port: int) -> "Optional[_DaemonThread]":
+    port = args.daemon_port if args.daemon_port is not None else (
+        http_port + 1 if args.port else 0)
+    daemon = _DaemonThread(settings, args.host, port)
+    if daemon.error is not None or not daemon.url:
+        print(f"altws: the native WebSocket daemon did not start on port {port} "
+              f"({daemon.error or 'timeout'}); serving the emulation only", file=sys.stderr,
+              flush=True)
+        return None
+    return daemon
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``altws`` argument parser with all subcommands."""
     parser = argparse.ArgumentParser(
@@ -135,14 +206,22 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the local server with the chat and echo pages",
                            description="Serve the apps over SSE + POST with a threaded WSGI "
                                        "server (waitress), plus an index page and the static "
-                                       "pages.")
+                                       "pages, and the native WebSocket daemon beside it "
+                                       "(advertised by /info, so browsers in auto mode use "
+                                       "it).")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--streams", type=int, default=500,
                        help="concurrent streams this server holds (one thread each; "
                             "503 beyond; default 500)")
+    serve.add_argument("--daemon-port", type=int, default=None, metavar="PORT",
+                       help="port of the native WebSocket daemon started beside the server "
+                            "(default: --port + 1, i.e. 8001; 0 when --port is 0)")
+    serve.add_argument("--no-daemon", action="store_true",
+                       help="do not start the daemon: the emulation (SSE + POST) only")
     serve.add_argument("--websocket-url", default=None, metavar="URL",
-                       help="advertise a native WebSocket daemon at this base URL in /info")
+                       help="advertise this native WebSocket base URL in /info instead "
+                            "(e.g. a daemon behind a proxy)")
     serve.add_argument("-v", "--verbose", action="store_true", help="log more")
     _add_settings_options(serve)
     serve.set_defaults(func=_serve)

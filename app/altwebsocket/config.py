@@ -96,6 +96,13 @@ class Settings:
     def __repr__(self) -> str:
         return "Settings(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in FIELDS) + ")"
 
+    def replace(self, **changes: "Any") -> "Settings":
+        """A copy with ``changes`` applied (settings are shared, so never mutated in place)."""
+        values = {name: getattr(self, name) for name in FIELDS}
+        values["apps"] = dict(self.apps)
+        values.update(changes)
+        return Settings(**values)
+
     def storage_url(self) -> str:
         """The storage URL: the ``storage`` setting, or an SQLite file in the data folder."""
         if self.storage:

@@ -146,11 +146,7 @@ class AltWebSocketServer:
         settings: Optional[Settings] = None,
         **options: Any,
     ) -> None:
-        self.settings = settings or Settings()
-        for name, value in options.items():
-            if not hasattr(self.settings, name):
-                raise ConfigError(f"unknown setting {name!r}")
-            setattr(self.settings, name, value)
+        self.settings = (settings or Settings()).replace(**options).validate()
         if apps is None:
             apps = dict(self.settings.apps)
         handlers: Dict[str, Any] = handlers_from(
@@ -159,8 +155,6 @@ class AltWebSocketServer:
         for name, handler in apps.items():
             if not isinstance(handler, str):
                 handlers[name] = handler
-        self.settings.apps = {name: "" for name in handlers}
-        self.settings.validate()
         for name, handler in handlers.items():
             if not isinstance(handler, AltWebSocketHandler):
                 raise ConfigError(f"app {name!r} is not an AltWebSocketHandler")

@@ -21,6 +21,8 @@ def static_dir() -> str:
 
 
 _PAGES = {"chat": "chat.html", "echo": "echo.html"}
+# 'self' plus WebSocket connections (the daemon listens on another port of the same host)
+_CSP = "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:"
 
 
 def create_site(server: AltWebSocketServer, static: str = "") -> Callable[..., Iterable[bytes]]:
@@ -43,23 +45,27 @@ def create_site(server: AltWebSocketServer, static: str = "") -> Callable[..., I
             "<title>AltWebSocket</title><h1>AltWebSocket</h1><ul>" + "".join(rows) + "</ul>"
         )
         return body, 200, {"Content-Type": "text/html; charset=utf-8",
-                           "Content-Security-Policy": "default-src 'self'"}
+                           "Content-Security-Policy": _CSP}
 
     @site.route("/static/<path:name>")
     def static_file(name: str) -> Any:
         if not os.path.isdir(folder):
             abort(404)
-        return send_from_directory(folder, name, max_age=0)
+        response = send_from_directory(folder, name, max_age=0)
+        if name.endswith(".html"):
+            # the pages render other people's text: no inline script may ever run
+            response.headers["Content-Security-Policy"] = _CSP
+        return response
 
     endpoints = server.wsgi_app
     flask_wsgi = site.wsgi_app
-    apps = set(server.handlers)
 
     def dispatch(environ: Dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         first = environ.get("PATH_INFO", "/").lstrip("/").split("/", 1)[0]
-        if first in apps:
-            return endpoints(environ, start_response)  # type: ignore[no-any-return]
-        return flask_wsgi(environ, start_response)  # type: ignore[no-any-return]
+        if first in ("", "static", "favicon.ico"):
+            return flask_wsgi(environ, start_response)  # type: ignore[no-any-return]
+        # every other path is an app's (a JSON 404 "unknown" for an app that does not exist)
+        return endpoints(environ, start_response)  # type: ignore[no-any-return]
 
     site.wsgi_app = dispatch  # type: ignore[method-assign]
     return site

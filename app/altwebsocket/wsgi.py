@@ -136,12 +136,13 @@ class WSGIApp:
             cors = self._cors(origin)
             if method == "OPTIONS":
                 return self._preflight(start_response, cors)
-            if method == "HEAD":
+            head = method == "HEAD"
+            if head:
                 method = "GET"
             if (method, action) not in _ROUTES:
                 raise MethodNotAllowed(f"{method} is not allowed on /{action}")
             if action == "":
-                return self._stream(environ, start_response, app, cors)
+                return self._stream(environ, start_response, app, cors, head)
             return self._json(start_response, 200, self._dispatch(environ, app, action, origin),
                               cors)
         except AltWebSocketError as exc:
@@ -192,7 +193,7 @@ class WSGIApp:
         }
 
     def _stream(self, environ: Dict[str, Any], start_response: StartResponse, app: str,
-                cors: Headers) -> Iterable[bytes]:
+                cors: Headers, head: bool = False) -> Iterable[bytes]:
         from urllib.parse import parse_qs  # only streams need it
 
         query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
@@ -212,6 +213,8 @@ class WSGIApp:
             ("Cache-Control", "no-cache, no-transform"),
             ("X-Accel-Buffering", "no"),
         ])
+        if head:  # the status alone: would this stream open? (nothing is started)
+            return []
         return _Body(stream)
 
 
