@@ -230,6 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_client_parser(sub)
     from .cgiserver import add_parser as add_cgi_server_parser
     add_cgi_server_parser(sub)
+    from .bench.cli import add_parser as add_bench_parser
+    add_bench_parser(sub)
     return parser
 
 

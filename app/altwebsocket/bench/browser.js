@@ -1,0 +1,66 @@
+/* The paper's echo procedure inside the page (injected by altwebsocket/bench/browser.py).
+ *
+ * altwsBench.open(url, mode): mode "emulation" / "native" (AltWebSocket with emulate
+ *   true / false) or "websocket" (the browser's own WebSocket at a ws:// URL).
+ * altwsBench.run(rounds, size, timeoutMs): that many round trips of `size` random bytes;
+ *   resolves to {total, samples} in ms (performance.now()).
+ * altwsBench.close().
+ */
+(function () {
+  "use strict";
+  var ws = null;
+  var waiting = null;
+
+  function opened(socket, ms) {
+    return new Promise(function (resolve, reject) {
+      var timer = setTimeout(function () { reject(new Error("no open within " + ms + " ms")); }, ms);
+      socket.onopen = function () { clearTimeout(timer); resolve(); };
+      socket.onclose = function (e) { clearTimeout(timer); reject(new Error("closed " + e.code)); };
+    });
+  }
+
+  function same(a, b) {
+    if (a.length !== b.length) { return false; }
+    for (var i = 0; i < a.length; i++) { if (a[i] !== b[i]) { return false; } }
+    return true;
+  }
+
+  window.altwsBench = {
+    open: function (url, mode, ms) {
+      ws = mode === "websocket" ? new WebSocket(url)
+        : new AltWebSocket(url, mode === "emulation");
+      ws.binaryType = "arraybuffer";
+      ws.onmessage = function (e) {
+        var w = waiting; waiting = null;
+        if (w) { w(e.data); }
+      };
+      var socket = ws;
+      return opened(ws, ms || 10000).then(function () {
+        socket.onclose = null;
+        return socket.transport || "websocket";
+      });
+    },
+    run: async function (rounds, size, ms) {
+      var payload = new Uint8Array(size);
+      var samples = [];
+      var started = performance.now();
+      for (var i = 0; i < rounds; i++) {
+        crypto.getRandomValues(payload);
+        var timer = null;
+        var before = performance.now();
+        var answer = await new Promise(function (resolve, reject) {
+          waiting = resolve;
+          timer = setTimeout(function () { reject(new Error("no echo within " + ms + " ms")); }, ms);
+          ws.send(payload);
+        });
+        samples.push(performance.now() - before);
+        clearTimeout(timer);
+        if (!same(new Uint8Array(answer), payload)) { throw new Error("the echo differs"); }
+      }
+      return { total: performance.now() - started, samples: samples };
+    },
+    close: function () {
+      if (ws) { ws.close(1000); ws = null; }
+    },
+  };
+})();

@@ -1,0 +1,199 @@
+"""The ``altws bench`` command.
+
+::
+
+    altws bench URL [--transport emulation|native|both] [--rounds 100,1000,10000] [--size 4]
+    altws bench --local [--quick] [--no-browser] [--no-cgi] [--no-extras]
+    ... [--json FILE] [--plot FILE.png]
+
+Exit status: 0 when everything was measured, 1 when a part failed (the table shows which),
+2 for a usage error (including ``--plot`` without matplotlib, checked before measuring).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, Dict, List, Optional
+
+from .procedure import (PAPER, PlotUnavailable, Series, bench_url, format_ms,
+                        format_series_table, parse_rounds, write_json, write_plot)
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """Register ``altws bench``."""
+    parser = sub.add_parser(
+        "bench", help="measure echo round trips like the paper's Table 3 (and more)",
+        description="Run the paper's echo procedure (send a few random bytes, wait for the "
+                    "echo, repeat) against an AltWebSocket echo app at URL, or, with --local, "
+                    "set up every transport on this machine (bare websockets, the daemon, "
+                    "the emulation on altws serve and under Apache CGI, headless Chromium) "
+                    "and measure them side by side, with throughput, fan-out, held "
+                    "connections and memory.")
+    parser.add_argument("url", nargs="?", metavar="URL",
+                        help="an echo app's base URL (http://host/cgi-bin/altws.cgi/echo, "
+                             "http://127.0.0.1:8000/echo) or a ws:// URL")
+    parser.add_argument("--local", action="store_true",
+                        help="set everything up on this machine and measure it all")
+    parser.add_argument("--transport", choices=("emulation", "native", "both"),
+                        default="both",
+                        help="with URL: which transport (native: the daemon B/info "
+                             "advertises; default both)")
+    parser.add_argument("--rounds", default=None, metavar="N,N,...",
+                        help="round counts (default 100,1000,10000; with --local the CGI "
+                             "setups use the counts up to 1000)")
+    parser.add_argument("--size", type=int, default=4, metavar="BYTES",
+                        help="random bytes per message (default 4)")
+    parser.add_argument("--quick", action="store_true",
+                        help="--local with tiny sizes (a smoke test, not a measurement)")
+    parser.add_argument("--no-browser", action="store_true", help="--local without Chromium")
+    parser.add_argument("--no-cgi", action="store_true", help="--local without Apache CGI")
+    parser.add_argument("--no-extras", action="store_true",
+                        help="--local: round trips only (no throughput, fan-out, held "
+                             "connections)")
+    parser.add_argument("--timeout", type=float, default=10.0, metavar="S",
+                        help="seconds to wait for one echo (default 10)")
+    parser.add_argument("--json", default=None, metavar="FILE", help="write the raw figures")
+    parser.add_argument("--plot", default=None, metavar="FILE.png",
+                        help="draw the distributions per transport (needs matplotlib)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run)
+
+
+def _fail(message: str) -> int:
+    print(f"altws bench: {message}", file=sys.stderr)
+    return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``altws bench`` with parsed arguments; return the exit status."""
+    if bool(args.url) == bool(args.local):
+        return _fail("give an echo app's URL, or --local")
+    if args.size <= 0:
+        return _fail("--size must be positive")
+    try:
+        rounds = parse_rounds(args.rounds) if args.rounds else None
+    except ValueError as exc:
+        return _fail(str(exc))
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            return _fail(str(PlotUnavailable(
+                "--plot needs matplotlib: pip install 'altwebsocket[plot]' "
+                "(or pip install matplotlib)")))
+    if args.local:
+        return _run_local(args, rounds)
+    return _run_url(args, rounds or [100, 1000, 10000])
+
+
+def _finish(args: argparse.Namespace, series: List[Series], document: Dict[str, Any],
+            title: str) -> int:
+    status = 0
+    if args.json:
+        try:
+            write_json(args.json, document)
+            print(f"raw figures: {args.json}")
+        except OSError as exc:
+            print(f"altws bench: cannot write {args.json}: {exc}", file=sys.stderr)
+            status = 1
+    if args.plot:
+        try:
+            write_plot(args.plot, series, title)
+            print(f"plot: {args.plot}")
+        except (PlotUnavailable, ValueError, OSError) as exc:
+            print(f"altws bench: no plot: {exc}", file=sys.stderr)
+            status = 1
+    return status
+
+
+def _run_url(args: argparse.Namespace, rounds: List[int]) -> int:
+    url: str = args.url
+    if url.startswith(("ws://", "wss://")):
+        if args.transport == "emulation":
+            return _fail("a ws:// URL has no emulation: give the app's http(s):// URL")
+        transports = ["native"]
+    elif url.startswith(("http://", "https://")):
+        transports = ["emulation", "native"] if args.transport == "both" else [args.transport]
+    else:
+        return _fail(f"not an http(s):// or ws(s):// URL: {url}")
+    series: List[Series] = []
+    for transport in transports:
+        if transport == "native" and url.startswith("http") and args.transport == "both":
+            from ..client.emulation import fetch_info
+
+            try:
+                advertised = fetch_info(url.rstrip("/"), args.timeout).get("websocket")
+            except Exception as exc:  # unreachable: the emulation run reports it too
+                advertised = None
+                reason = f"GET {url.rstrip('/')}/info failed: {exc}"
+            else:
+                reason = "B/info advertises no native WebSocket (no daemon)"
+            if not advertised:
+                series.append(Series("native", "native", "python", "native", skipped=reason))
+                continue
+        series.append(bench_url(url, transport, rounds, args.size, label=transport,
+                                key=transport, timeout=args.timeout, quiet=args.quiet))
+    print(f"altws bench {url}   ({args.size} random bytes, wait for the echo, repeat)")
+    print(format_series_table(series, rounds))
+    _print_paper(series)
+    measured = [one for one in series if one.totals]
+    if len(measured) == 2:
+        native, emulated = (next(one for one in measured if one.key == key)
+                            for key in ("native", "emulation"))
+        print(f"emulation / native (medians): {emulated.median() / native.median():.2f}×"
+              f"   (paper: {PAPER['emulation'][10000] / PAPER['websocket'][10000]:.1f}×)")
+    document = {"version": 1, "kind": "url", "url": url, "size": args.size,
+                "rounds": rounds, "echo": [one.to_json() for one in series],
+                "paper": {name: {str(k): v for k, v in figures.items()}
+                          for name, figures in PAPER.items()}}
+    status = _finish(args, series, document, f"altws bench {url}")
+    failed = [one for one in series if one.error]
+    return 1 if failed or status else 0
+
+
+def _print_paper(series: List[Series]) -> None:
+    for one in series:
+        paper = PAPER["websocket" if one.transport == "native" else "emulation"]
+        cells = [f"{count:,}: {format_ms(paper[count])}" for count in sorted(one.totals)
+                 if count in paper]
+        if cells:
+            print(f"paper, {'WebSocket' if one.transport == 'native' else 'SSE + Ajax'} "
+                  f"(total ms): " + "; ".join(cells))
+
+
+def _run_local(args: argparse.Namespace, rounds: Optional[List[int]]) -> int:
+    from .local import Plan, format_report, run_local
+
+    plan = Plan.quick() if args.quick else Plan()
+    if rounds:
+        plan.rounds = rounds
+        plan.cgi_rounds = [count for count in rounds if count <= 1000] or [min(rounds)]
+    plan.size = args.size
+    plan.browser = not args.no_browser
+    plan.cgi = not args.no_cgi
+    plan.extras = not args.no_extras
+
+    def log(line: str) -> None:
+        if not args.quiet:
+            print(line, file=sys.stderr, flush=True)
+
+    report = run_local(plan, quiet=args.quiet, log=log)
+    print(format_report(report))
+    status = _finish(args, report.echo, report.to_json(),
+                     f"AltWebSocket echo round trips on this machine "
+                     f"(load {' '.join(map(str, report.machine.get('load_average', [])))})")
+    return 1 if report.errors or status else 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """``python -m altwebsocket.bench.cli`` (the same as ``altws bench``)."""
+    parser = argparse.ArgumentParser(prog="altws")
+    add_parser(parser.add_subparsers(dest="command"))
+    return run(parser.parse_args(["bench"] + list(sys.argv[1:] if argv is None else argv)))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,426 @@
+"""Many clients from one process: chat fan-out and held connections, emulated and native.
+
+The Python client (:mod:`altwebsocket.client`) spends two threads per emulated connection;
+hundreds of them would measure the client's GIL, not the server. So the load generator here
+speaks the wire protocol (``docs/protocol.md``) directly on one asyncio event loop: a small
+HTTP/1.1 client (keep-alive, ``Content-Length`` or chunked bodies), one SSE stream per
+connection decoded by :class:`~altwebsocket.protocol.sse.SSEDecoder`, and a pool of
+keep-alive connections for the POSTs. Native clients use ``websockets``' asyncio client.
+
+Every figure is a dict ready for JSON: latencies in ms, counts of lost messages and errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import time
+from typing import Any, AsyncIterator, Callable, Dict, List, Optional, Tuple
+from urllib.parse import quote, urlsplit
+
+from ..protocol.sse import SSEDecoder
+from .procedure import summary
+
+__all__ = ["HttpConnection", "HttpPool", "fanout_emulated", "hold_emulated", "fanout_native"]
+
+Headers = Dict[str, str]
+
+
+class HttpConnection:
+    """One keep-alive HTTP/1.1 connection (plain ``http://`` only)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self._reader: Optional[asyncio.StreamReader] = None
+        self._writer: Optional[asyncio.StreamWriter] = None
+
+    async def _ensure(self) -> Tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self._reader is None or self._writer is None or self._writer.is_closing():
+            self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
+        return self._reader, self._writer
+
+    def close(self) -> None:
+        """Drop the connection."""
+        if self._writer is not None:
+            self._writer.close()
+        self._reader = self._writer = None
+
+    async def _send_head(self, method: str, path: str, body: bytes, headers: Headers
+                         ) -> Tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        reader, writer = await self._ensure()
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}",
+                 "User-Agent: altws-bench"]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        if method == "POST":
+            lines.append(f"Content-Length: {len(body)}")
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+        await writer.drain()
+        return reader, writer
+
+    @staticmethod
+    async def _read_head(reader: asyncio.StreamReader) -> Tuple[int, Headers]:
+        status_line = await reader.readline()
+        if not status_line:
+            raise ConnectionError("the server closed the connection")
+        status = int(status_line.split()[1])
+        headers: Headers = {}
+        while True:
+            line = await reader.readline()
+            if line in (b"\r\n", b"\n", b""):
+                break
+            name, _, value = line.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        return status, headers
+
+    async def request(self, method: str, path: str, body: bytes = b"",
+                      headers: Optional[Headers] = None) -> Tuple[int, Headers, bytes]:
+        """Send one request and read the whole answer; reconnects once if the kept-alive
+        connection was closed by the server."""
+        for attempt in (1, 2):
+            try:
+                reader, _ = await self._send_head(method, path, body, headers or {})
+                status, answer_headers = await self._read_head(reader)
+                data = b"".join([chunk async for chunk in self._body(reader, answer_headers)])
+                if answer_headers.get("connection", "").lower() == "close":
+                    self.close()
+                return status, answer_headers, data
+            except (ConnectionError, asyncio.IncompleteReadError):
+                self.close()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def stream(self, path: str, headers: Optional[Headers] = None
+                     ) -> Tuple[int, AsyncIterator[bytes]]:
+        """Open a streamed GET; return its status and an iterator over the body's pieces."""
+        reader, _ = await self._send_head("GET", path, b"", headers or {})
+        status, answer_headers = await self._read_head(reader)
+        return status, self._body(reader, answer_headers)
+
+    @staticmethod
+    async def _body(reader: asyncio.StreamReader, headers: Headers) -> AsyncIterator[bytes]:
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            while True:
+                size_line = await reader.readline()
+                if not size_line:
+                    return
+                size = int(size_line.split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    await reader.readline()
+                    return
+                data = await reader.readexactly(size)
+                await reader.readexactly(2)
+                yield data
+        elif "content-length" in headers:
+            length = int(headers["content-length"])
+            if length:
+                yield await reader.readexactly(length)
+        else:
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    return
+                yield data
+
+
+class HttpPool:
+    """Up to ``size`` keep-alive connections shared by many tasks."""
+
+    def __init__(self, host: str, port: int, size: int) -> None:
+        self._free: "asyncio.Queue[HttpConnection]" = asyncio.Queue()
+        self._all = [HttpConnection(host, port) for _ in range(size)]
+        for conn in self._all:
+            self._free.put_nowait(conn)
+
+    async def post(self, path: str, body: Dict[str, Any]) -> Tuple[int, Dict[str, Any]]:
+        """POST ``body`` as JSON; return the status and the JSON answer."""
+        conn = await self._free.get()
+        try:
+            status, _, data = await conn.request(
+                "POST", path, json.dumps(body).encode(), {"Content-Type": "application/json"})
+        finally:
+            self._free.put_nowait(conn)
+        try:
+            answer = json.loads(data or b"{}")
+        except ValueError:
+            answer = {}
+        return status, answer if isinstance(answer, dict) else {}
+
+    def close(self) -> None:
+        """Close every connection."""
+        for conn in self._all:
+            conn.close()
+
+
+class EmulatedPeer:
+    """One emulated connection: its id, token, next seq and SSE stream task."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.id = ""
+        self.token = ""
+        self.seq = 0
+        self.opened = asyncio.Event()
+        self.ended = asyncio.Event()
+        self.stream_status = 0
+        self.task: Optional["asyncio.Task[None]"] = None
+
+    async def open(self, pool: HttpPool, path: str) -> None:
+        """``POST B/new``."""
+        status, answer = await pool.post(path + "/new", {})
+        if status != 200:
+            raise ConnectionError(f"POST /new: HTTP {status} {answer}")
+        self.id, self.token = str(answer["id"]), str(answer["token"])
+
+    def start_stream(self, host: str, port: int, path: str,
+                     on_text: Callable[["EmulatedPeer", str], None]) -> None:
+        """Read ``GET B/?id&token`` in a task, calling ``on_text`` for each text message."""
+        self.task = asyncio.ensure_future(self._stream(host, port, path, on_text))
+
+    async def _stream(self, host: str, port: int, path: str,
+                      on_text: Callable[["EmulatedPeer", str], None]) -> None:
+        conn = HttpConnection(host, port)
+        try:
+            status, body = await conn.stream(
+                f"{path}/?id={quote(self.id)}&token={quote(self.token)}",
+                {"Accept": "text/event-stream"})
+            self.stream_status = status
+            self.opened.set()
+            if status != 200:
+                return
+            decoder = SSEDecoder()
+            async for chunk in body:
+                for event in decoder.feed(chunk):
+                    if event.event is None and event.data.startswith('"'):
+                        on_text(self, json.loads(event.data))
+        except (OSError, asyncio.IncompleteReadError, ValueError):
+            pass
+        finally:
+            self.opened.set()
+            self.ended.set()
+            conn.close()
+
+    async def send(self, pool: HttpPool, path: str, text: str) -> int:
+        """``POST B/send`` one text message with the next seq; return the status."""
+        self.seq += 1
+        status, _ = await pool.post(path + "/send", {"id": self.id, "token": self.token,
+                                                      "seq": self.seq, "data": text})
+        return status
+
+    async def close(self, pool: HttpPool, path: str) -> None:
+        """``POST B/close`` (best effort), then stop reading."""
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError, ValueError):
+            await pool.post(path + "/close", {"id": self.id, "token": self.token,
+                                              "code": 1000})
+        if self.task is not None:
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(self.ended.wait()), 2.0)
+            self.task.cancel()
+
+
+def _split(base: str) -> Tuple[str, int, str]:
+    parts = urlsplit(base)
+    return parts.hostname or "127.0.0.1", parts.port or 80, parts.path.rstrip("/")
+
+
+async def _open_peers(base: str, count: int, pool: HttpPool,
+                      on_text: Callable[[EmulatedPeer, str], None], timeout: float
+                      ) -> Tuple[List[EmulatedPeer], int]:
+    """``count`` connections with their streams open; return them and the failures."""
+    host, port, path = _split(base)
+    peers = [EmulatedPeer(index) for index in range(count)]
+    results = await asyncio.gather(*(peer.open(pool, path) for peer in peers),
+                                   return_exceptions=True)
+    opened = [peer for peer, result in zip(peers, results) if not isinstance(result, Exception)]
+    for peer in opened:
+        peer.start_stream(host, port, path, on_text)
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(asyncio.gather(*(peer.opened.wait() for peer in opened)),
+                               timeout)
+    good = [peer for peer in opened if peer.stream_status == 200]
+    return good, count - len(good)
+
+
+async def _close_peers(peers: List[EmulatedPeer], pool: HttpPool, path: str) -> None:
+    await asyncio.gather(*(peer.close(pool, path) for peer in peers),
+                         return_exceptions=True)
+
+
+async def fanout_emulated(base: str, clients: int, messages: int, timeout: float = 10.0,
+                          after_open: Optional[Callable[[], Dict[str, Any]]] = None
+                          ) -> Dict[str, Any]:
+    """Chat fan-out: ``clients`` emulated connections to a chat app at ``base``; one of them
+    posts ``messages`` messages, one at a time; each is timed from the POST to its arrival
+    on every stream. ``after_open`` is called once all streams are open (to read memory)."""
+    host, port, path = _split(base)
+    run = os.urandom(4).hex()
+    pool = HttpPool(host, port, min(16, clients))
+    arrived: Dict[int, float] = {}
+    expected = {"text": ""}
+    complete = asyncio.Event()
+    peers: List[EmulatedPeer] = []
+
+    def on_text(peer: EmulatedPeer, text: str) -> None:
+        if text == expected["text"] and peer.index not in arrived:
+            arrived[peer.index] = time.perf_counter()
+            if len(arrived) >= len(peers):
+                complete.set()
+
+    started = time.perf_counter()
+    peers, failed = await _open_peers(base, clients, pool, on_text, timeout)
+    result: Dict[str, Any] = {"clients": clients, "connected": len(peers),
+                              "connect_failed": failed,
+                              "open_s": round(time.perf_counter() - started, 3)}
+    if after_open is not None:
+        result.update(after_open())
+    samples: List[float] = []
+    lost = 0
+    try:
+        if not peers:
+            raise ConnectionError("no stream opened")
+        await asyncio.sleep(0.2)  # the chat history each new stream replays has arrived
+        for number in range(messages):
+            arrived.clear()
+            complete.clear()
+            expected["text"] = f"fanout {run} {number}"
+            sent = time.perf_counter()
+            status = await peers[0].send(pool, path, expected["text"])
+            if status != 200:
+                raise ConnectionError(f"POST /send: HTTP {status}")
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(complete.wait(), timeout)
+            lost += len(peers) - len(arrived)
+            samples.extend((when - sent) * 1000.0 for when in arrived.values())
+            await asyncio.sleep(0.05)
+    finally:
+        await _close_peers(peers, pool, path)
+        pool.close()
+    result.update({"messages": messages, "lost": lost, "latency_ms": _stats(samples)})
+    return result
+
+
+async def hold_emulated(base: str, clients: int, seconds: float, timeout: float = 10.0,
+                        after_open: Optional[Callable[[], Dict[str, Any]]] = None
+                        ) -> Dict[str, Any]:
+    """``clients`` emulated connections to an echo app, each sending one message a second
+    (spread evenly over the second) for ``seconds``; echo latency, lost messages, errors."""
+    host, port, path = _split(base)
+    pool = HttpPool(host, port, min(32, clients))
+    sent_at: Dict[Tuple[int, int], float] = {}
+    samples: List[float] = []
+    errors = {"http": 0}
+
+    def on_text(peer: EmulatedPeer, text: str) -> None:
+        key = tuple(int(part) for part in text.split()[:2])
+        when = sent_at.pop(key, None)  # type: ignore[arg-type]
+        if when is not None:
+            samples.append((time.perf_counter() - when) * 1000.0)
+
+    started = time.perf_counter()
+    peers, failed = await _open_peers(base, clients, pool, on_text, timeout)
+    result: Dict[str, Any] = {"clients": clients, "connected": len(peers),
+                              "connect_failed": failed,
+                              "open_s": round(time.perf_counter() - started, 3)}
+    if after_open is not None:
+        result.update(after_open())
+    total = 0
+
+    async def talk(peer: EmulatedPeer, begin: float) -> None:
+        nonlocal total
+        for number in range(int(seconds)):
+            delay = begin + number + peer.index / max(1, len(peers)) - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            sent_at[(peer.index, number)] = time.perf_counter()
+            total += 1
+            try:
+                status = await peer.send(pool, path, f"{peer.index} {number}")
+            except (OSError, asyncio.IncompleteReadError):
+                status = 0
+            if status != 200:
+                errors["http"] += 1
+
+    try:
+        begin = time.perf_counter() + 0.2
+        await asyncio.gather(*(talk(peer, begin) for peer in peers))
+        deadline = time.perf_counter() + timeout
+        while sent_at and time.perf_counter() < deadline:
+            await asyncio.sleep(0.05)
+        streams_lost = sum(1 for peer in peers if peer.ended.is_set())
+    finally:
+        await _close_peers(peers, pool, path)
+        pool.close()
+    result.update({"seconds": seconds, "sent": total, "lost": len(sent_at),
+                   "http_errors": errors["http"], "streams_dropped": streams_lost,
+                   "latency_ms": _stats(samples)})
+    return result
+
+
+async def fanout_native(url: str, clients: int, messages: int, timeout: float = 10.0,
+                        after_open: Optional[Callable[[], Dict[str, Any]]] = None
+                        ) -> Dict[str, Any]:
+    """Chat fan-out over native WebSocket: ``clients`` connections to the daemon's chat app
+    at ``url`` (``ws://…/chat``); one sends ``messages`` messages, one at a time."""
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
+
+    run = os.urandom(4).hex()
+    arrived: Dict[int, float] = {}
+    expected = {"text": ""}
+    complete = asyncio.Event()
+    limit = asyncio.Semaphore(50)
+    sockets: List[Any] = []
+
+    async def open_one() -> Any:
+        async with limit:
+            return await connect(url, open_timeout=timeout, compression=None,
+                                 max_queue=None)
+
+    async def read(index: int, ws: Any) -> None:
+        try:
+            async for message in ws:
+                if message == expected["text"] and index not in arrived:
+                    arrived[index] = time.perf_counter()
+                    if len(arrived) >= len(sockets):
+                        complete.set()
+        except ConnectionClosed:
+            pass
+
+    started = time.perf_counter()
+    results = await asyncio.gather(*(open_one() for _ in range(clients)),
+                                   return_exceptions=True)
+    sockets = [ws for ws in results if not isinstance(ws, BaseException)]
+    readers = [asyncio.ensure_future(read(index, ws)) for index, ws in enumerate(sockets)]
+    result: Dict[str, Any] = {"clients": clients, "connected": len(sockets),
+                              "connect_failed": clients - len(sockets),
+                              "open_s": round(time.perf_counter() - started, 3)}
+    await asyncio.sleep(0.2)
+    if after_open is not None:
+        result.update(after_open())
+    samples: List[float] = []
+    lost = 0
+    try:
+        for number in range(messages if sockets else 0):
+            arrived.clear()
+            complete.clear()
+            expected["text"] = f"fanout {run} {number}"
+            sent = time.perf_counter()
+            await sockets[0].send(expected["text"])
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(complete.wait(), timeout)
+            lost += len(sockets) - len(arrived)
+            samples.extend((when - sent) * 1000.0 for when in arrived.values())
+            await asyncio.sleep(0.05)
+    finally:
+        await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+        for reader in readers:
+            reader.cancel()
+    result.update({"messages": messages, "lost": lost, "latency_ms": _stats(samples)})
+    return result
+
+
+def _stats(samples: List[float]) -> Dict[str, float]:
+    return {name: (value if name == "count" else round(value, 3))
+            for name, value in summary(samples).items()}

@@ -1,0 +1,577 @@
+"""``altws bench --local``: every transport set up on this machine and measured in one run.
+
+What runs, each server in its own process, all on 127.0.0.1:
+
+- a bare ``websockets`` echo server (:mod:`.servers`): the floor for native in Python;
+- ``altws daemon`` (native WebSocket) and ``altws serve --no-daemon`` (the emulation on the
+  persistent WSGI server), sharing one data folder;
+- ``altws cgi-server``'s Apache (:class:`~altwebsocket.cgiserver.CGIServer`) serving the CGI
+  deployment, plus a no-op CGI script of Debian's ``/usr/bin/python3`` in the same
+  ``cgi-bin`` (the cost of starting the interpreter through the same Apache);
+- headless Chromium driving the same echo apps (AltWebSocket emulated and native, and the
+  browser's own WebSocket against the bare server).
+
+Then beyond round trips: throughput of one client, chat fan-out to N emulated (and native)
+clients, connections held with a message a second each, memory per connection, and the
+peak memory of one CGI stream process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from .procedure import (PAPER, WARMUP, Progress, Series, bench_url, echo_rounds, format_ms,
+                        format_series_table)
+from .servers import ServerProcess, free_port, peak_rss_kb, processes_running, rss_kb
+
+__all__ = ["Plan", "LocalReport", "run_local", "format_report", "PEERS", "TARGETS"]
+
+NOOP_CGI = """#!/usr/bin/python3
+# A bare python3 CGI request: read the body, answer a small JSON object. Nothing else.
+import os, sys
+sys.stdin.buffer.read(int(os.environ.get("CONTENT_LENGTH") or 0))
+sys.stdout.write("Content-Type: application/json\\r\\n\\r\\n{}")
+"""
+
+# Issue 8: sequential echo in headless Chromium on this machine, median ms per round trip.
+PEERS: Dict[str, float] = {
+    "native WebSocket to Node ws": 0.48,
+    "Socket.IO (JS) websocket": 0.52,
+    "Socket.IO (JS) polling": 3.83,
+    "SockJS websocket": 0.54,
+    "SockJS eventsource": 29.0,
+    "SockJS xhr-streaming": 50.5,
+    "python-socketio websocket": 0.52,
+    "python-socketio polling": 2.08,
+    "one bare fetch POST per echo": 1.97,
+}
+
+# The targets of issues 4, 5 and 8 (ratios of medians, or absolute figures).
+TARGETS: Dict[str, float] = {
+    "daemon_vs_bare": 2.0,
+    "emulation_vs_native_chromium": 5.0,
+    "cgi_vs_bare_cgi": 2.0,
+    "fanout_500_p99_ms": 100.0,
+    "cgi_stream_peak_mb": 30.0,
+}
+
+
+@dataclass
+class Plan:
+    """The sizes of one ``--local`` run (``quick()`` for tests)."""
+
+    rounds: List[int] = field(default_factory=lambda: [100, 1000, 10000])
+    cgi_rounds: List[int] = field(default_factory=lambda: [100, 1000])
+    size: int = 4
+    throughput_messages: int = 10000
+    cgi_throughput_messages: int = 1000
+    fanout_clients: List[int] = field(default_factory=lambda: [10, 100, 500])
+    fanout_messages: int = 20
+    native_fanout_clients: List[int] = field(default_factory=lambda: [100, 1000])
+    hold_clients: List[int] = field(default_factory=lambda: [100, 250, 500])
+    hold_seconds: float = 10.0
+    browser: bool = True
+    cgi: bool = True
+    extras: bool = True
+
+    @classmethod
+    def quick(cls) -> "Plan":
+        """Tiny sizes: every part runs, in well under a minute."""
+        return cls(rounds=[5, 10], cgi_rounds=[3], throughput_messages=50,
+                   cgi_throughput_messages=10, fanout_clients=[3], fanout_messages=2,
+                   native_fanout_clients=[3], hold_clients=[3], hold_seconds=2.0)
+
+
+@dataclass
+class LocalReport:
+    """Everything one run measured (``to_json()`` is what ``--json`` writes)."""
+
+    plan: Plan
+    machine: Dict[str, Any] = field(default_factory=dict)
+    echo: List[Series] = field(default_factory=list)
+    throughput: List[Dict[str, Any]] = field(default_factory=list)
+    fanout: List[Dict[str, Any]] = field(default_factory=list)
+    fanout_native: List[Dict[str, Any]] = field(default_factory=list)
+    hold: List[Dict[str, Any]] = field(default_factory=list)
+    memory: Dict[str, Any] = field(default_factory=dict)
+    errors: List[str] = field(default_factory=list)
+    skipped: List[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def series(self, key: str) -> Optional[Series]:
+        """The echo series named ``key``, if measured."""
+        for one in self.echo:
+            if one.key == key and one.all_samples():
+                return one
+        return None
+
+    def ratios(self) -> List[Dict[str, Any]]:
+        """Ratios of medians (ms per round trip) with their targets and the paper's."""
+        paper = PAPER["emulation"][10000] / PAPER["websocket"][10000]
+        rows = [
+            ("daemon / bare websockets", "daemon", "bare-websockets", "python",
+             TARGETS["daemon_vs_bare"], None),
+            ("AltWebSocket native / browser WebSocket", "chromium-native",
+             "chromium-websocket", "chromium", TARGETS["daemon_vs_bare"], None),
+            ("emulation / our native", "emulation", "daemon", "python", None, paper),
+            ("emulation / our native", "chromium-emulation", "chromium-native", "chromium",
+             TARGETS["emulation_vs_native_chromium"], paper),
+            ("CGI emulation / bare python3 CGI", "emulation-cgi", "cgi-bare", "python",
+             TARGETS["cgi_vs_bare_cgi"], None),
+            ("CGI emulation / bare python3 CGI", "chromium-emulation-cgi", "cgi-bare",
+             "chromium", TARGETS["cgi_vs_bare_cgi"], None),
+            ("emulation / one bare fetch POST (issue 8)", "chromium-emulation", None,
+             "chromium", 1.2, None),
+        ]
+        out = []
+        for name, top, bottom, client, target, paper_ratio in rows:
+            upper = self.series(top)
+            if upper is None:
+                continue
+            if bottom is None:
+                below = PEERS["one bare fetch POST per echo"]
+            else:
+                lower = self.series(bottom)
+                if lower is None:
+                    continue
+                below = lower.median()
+            value = upper.median() / below if below else float("nan")
+            out.append({"name": name, "client": client, "numerator": top,
+                        "denominator": bottom or "peer: bare fetch POST 1.97 ms",
+                        "ratio": round(value, 3), "target": target,
+                        "paper": round(paper_ratio, 2) if paper_ratio else None,
+                        "meets_target": None if target is None else bool(value <= target)})
+        return out
+
+    def to_json(self) -> Dict[str, Any]:
+        """A JSON-ready document."""
+        return {
+            "version": 1, "kind": "local", "machine": self.machine, "plan": asdict(self.plan),
+            "seconds": round(self.seconds, 1),
+            "echo": [one.to_json() for one in self.echo], "ratios": self.ratios(),
+            "throughput": self.throughput, "fanout": self.fanout,
+            "fanout_native": self.fanout_native, "hold": self.hold, "memory": self.memory,
+            "paper": {name: {str(k): v for k, v in figures.items()}
+                      for name, figures in PAPER.items()},
+            "peers_chromium_median_ms": PEERS, "targets": TARGETS,
+            "errors": self.errors, "skipped": self.skipped,
+        }
+
+
+def machine_info() -> Dict[str, Any]:
+    """Where and when: CPUs, load average, Python, platform."""
+    try:
+        load = [round(value, 2) for value in os.getloadavg()]
+    except OSError:
+        load = []
+    return {"when": time.strftime("%Y-%m-%d %H:%M:%S %z"), "cpus": os.cpu_count(),
+            "load_average": load, "python": platform.python_version(),
+            "platform": platform.platform(), "command": " ".join(["altws"] + sys.argv[1:])
+            if os.path.basename(sys.argv[0]) in ("altws", "__main__.py") else ""}
+
+
+# -- the pieces ---------------------------------------------------------------------------------
+
+
+def _bare_cgi(url: str, rounds: List[int], size: int, quiet: bool) -> Series:
+    """POST a few random bytes to the no-op python3 CGI, one request at a time."""
+    series = Series("cgi-bare", "bare python3 no-op CGI (Apache)", "python", "http")
+    host = url.split("//", 1)[1].split("/", 1)[0]
+    path = "/" + url.split("//", 1)[1].split("/", 1)[1]
+    conn = http.client.HTTPConnection(host, timeout=10)
+
+    def post(payload: bytes) -> None:
+        conn.request("POST", path, body=payload,
+                     headers={"Content-Type": "application/octet-stream"})
+        response = conn.getresponse()
+        response.read()
+        if response.status != 200:
+            raise RuntimeError(f"the no-op CGI answered {response.status}")
+        post.answer = payload  # type: ignore[attr-defined]
+
+    try:
+        for count in rounds:
+            progress = None if quiet else Progress(f"{series.label[:36]} x{count}", count)
+            echo_rounds(post, lambda timeout: post.answer, WARMUP, size)  # type: ignore
+            total, samples = echo_rounds(post, lambda timeout: post.answer,  # type: ignore
+                                         count, size, progress)
+            series.add(count, total, samples)
+            if progress is not None:
+                progress.finish(f"{total:,.0f} ms")
+    except Exception as exc:  # recorded for the table
+        series.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        conn.close()
+    return series
+
+
+def _throughput(url: str, transport: str, messages: int, size: int, label: str
+                ) -> Dict[str, Any]:
+    """One client sends ``messages`` as fast as it can, then reads every echo."""
+    from ..client import connect
+
+    posts = [0]
+
+    def count(line: str) -> None:
+        if line.startswith("> POST") and "/send" in line:
+            posts[0] += 1
+
+    emulate = transport == "emulation"
+    result: Dict[str, Any] = {"label": label, "transport": transport, "messages": messages,
+                              "size": size}
+    client = connect(url, emulate=emulate, debug=count if emulate else None, timeout=10)
+    try:
+        echo_rounds(client.send, client.recv, WARMUP, size)
+        posts[0] = 0
+        payloads = [os.urandom(size) for _ in range(messages)]
+        started = time.perf_counter()
+        for payload in payloads:
+            client.send(payload)
+        for payload in payloads:
+            if client.recv(30) != payload:
+                raise ValueError("an echo differs or came out of order")
+        seconds = time.perf_counter() - started
+    finally:
+        client.close(1000)
+    result.update({"seconds": round(seconds, 4),
+                   "messages_per_s": round(messages / seconds, 1)})
+    if emulate:
+        result["posts"] = posts[0]
+    return result
+
+
+def _cgi_stream_peak(url: str, fragment: str, size: int) -> Dict[str, Any]:
+    """Peak RSS (VmHWM) of the CGI process serving one emulated stream, after some echoes."""
+    from ..client import connect
+
+    before = set(processes_running(fragment))
+    client = connect(url, emulate=True, timeout=10)
+    try:
+        echo_rounds(client.send, client.recv, 20, size)
+        pids = [pid for pid in processes_running(fragment) if pid not in before]
+        peaks = {pid: peak_rss_kb(pid) for pid in pids}
+        peaks = {pid: peak for pid, peak in peaks.items() if peak}
+    finally:
+        client.close(1000)
+    if not peaks:
+        return {"error": "no CGI stream process found"}
+    return {"cgi_stream_peak_rss_mb": round(max(peaks.values()) / 1024, 1),
+            "processes_seen": len(peaks)}
+
+
+def _rss_reader(pid: int, clients: int, key: str) -> Callable[[], Dict[str, Any]]:
+    base = rss_kb(pid)
+
+    def read() -> Dict[str, Any]:
+        now = rss_kb(pid)
+        return {f"{key}_rss_before_mb": round(base / 1024, 1),
+                f"{key}_rss_mb": round(now / 1024, 1),
+                f"{key}_kb_per_connection": round((now - base) / max(1, clients), 1)}
+
+    return read
+
+
+# -- the run ------------------------------------------------------------------------------------
+
+
+def run_local(plan: Plan, quiet: bool = False, log: Callable[[str], None] = print
+              ) -> LocalReport:
+    """Set everything up, measure, tear everything down; never raises for a failed part
+    (it is listed in ``errors``)."""
+    report = LocalReport(plan=plan, machine=machine_info())
+    started = time.monotonic()
+    altws = [sys.executable, "-m", "altwebsocket"]
+    data = tempfile.mkdtemp(prefix="altws-bench-")
+    procs: List[ServerProcess] = []
+    cgi: Any = None
+    cgi_data = ""
+    browser: Any = None
+
+    def attempt(what: str, action: Callable[[], Any]) -> Any:
+        try:
+            return action()
+        except Exception as exc:  # one failed part must not stop the others
+            report.errors.append(f"{what}: {type(exc).__name__}: {exc}")
+            log(f"altws bench: {what} failed: {exc}")
+            return None
+
+    try:
+        log("starting: bare websockets echo, altws daemon, altws serve ...")
+        bare = ServerProcess([sys.executable, "-m", "altwebsocket.bench.servers"])
+        procs.append(bare)
+        serve_port, daemon_port = free_port(), free_port()
+        daemon = ServerProcess(altws + ["daemon", "--port", str(daemon_port), "--data", data,
+                                        "--allow-origin", f"http://127.0.0.1:{serve_port}"])
+        procs.append(daemon)
+        serve = ServerProcess(altws + ["serve", "--port", str(serve_port), "--no-daemon",
+                                       "--streams", "600", "--data", data,
+                                       "--websocket-url", daemon.url])
+        procs.append(serve)
+        if plan.cgi:
+            cgi, cgi_data = attempt("starting Apache CGI", _start_cgi) or (None, "")
+            if cgi is None:
+                report.skipped.append("CGI: Apache did not start (see errors)")
+        else:
+            report.skipped.append("CGI: --no-cgi")
+
+        # 1. the paper's procedure with the Python client
+        report.echo.append(_relabel(bench_url(bare.url + "/echo", "native", plan.rounds,
+                                              plan.size, quiet=quiet,
+                                              label="bare websockets echo server"),
+                                    "bare-websockets"))
+        report.echo.append(_relabel(bench_url(daemon.url + "/echo", "native", plan.rounds,
+                                              plan.size, quiet=quiet,
+                                              label="altws daemon (native)"), "daemon"))
+        report.echo.append(_relabel(bench_url(serve.url + "/echo", "emulation", plan.rounds,
+                                              plan.size, quiet=quiet,
+                                              label="emulation, altws serve (waitress)"),
+                                    "emulation"))
+        if cgi is not None:
+            cgi_echo = f"{cgi.url}/cgi-bin/altws.cgi/echo"
+            report.echo.append(_relabel(bench_url(cgi_echo, "emulation", plan.cgi_rounds,
+                                                  plan.size, quiet=quiet,
+                                                  label="emulation, Apache CGI"),
+                                        "emulation-cgi"))
+            report.echo.append(_bare_cgi(f"{cgi.url}/cgi-bin/noop.cgi", plan.cgi_rounds,
+                                         plan.size, quiet))
+            peak = attempt("CGI stream memory",
+                           lambda: _cgi_stream_peak(cgi_echo, cgi.run_dir, plan.size))
+            if peak:
+                report.memory.update(peak)
+
+        # 2. the same from headless Chromium
+        if plan.browser:
+            from .browser import BrowserBench, BrowserUnavailable
+
+            try:
+                browser = BrowserBench()
+            except BrowserUnavailable as exc:
+                report.skipped.append(f"Chromium: {exc}")
+                log(f"altws bench: skipping the browser: {exc}")
+            if browser is not None:
+                page = serve.url + "/echo/info"
+                runs = [
+                    ("chromium-websocket", "Chromium WebSocket → bare websockets",
+                     page, bare.url + "/echo", "websocket", "native", plan.rounds),
+                    ("chromium-native", "Chromium AltWebSocket native (daemon)",
+                     page, serve.url + "/echo", "native", "native", plan.rounds),
+                    ("chromium-emulation", "Chromium AltWebSocket emulation (serve)",
+                     page, serve.url + "/echo", "emulation", "emulation", plan.rounds),
+                ]
+                if cgi is not None:
+                    runs.append(("chromium-emulation-cgi",
+                                 "Chromium AltWebSocket emulation (CGI)", cgi.url + "/",
+                                 f"{cgi.url}/cgi-bin/altws.cgi/echo", "emulation",
+                                 "emulation", plan.cgi_rounds))
+                for key, label, page_url, target, mode, transport, rounds in runs:
+                    report.echo.append(browser.measure(page_url, target, mode, rounds,
+                                                       plan.size, key, label, transport,
+                                                       quiet))
+                browser.close()
+                browser = None
+        else:
+            report.skipped.append("Chromium: --no-browser")
+        for one in report.echo:
+            if one.error:
+                report.errors.append(f"{one.label}: {one.error}")
+
+        if plan.extras:
+            _extras(plan, report, serve, daemon, cgi, attempt, log)
+    finally:
+        if browser is not None:
+            browser.close()
+        for proc in reversed(procs):
+            proc.stop()
+        if cgi is not None:
+            cgi.stop()
+        shutil.rmtree(data, ignore_errors=True)
+        if cgi_data:
+            shutil.rmtree(cgi_data, ignore_errors=True)
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _relabel(series: Series, key: str) -> Series:
+    series.key = key
+    return series
+
+
+def _start_cgi() -> Tuple[Any, str]:
+    """The CGI deployment under Apache, with ``noop.cgi`` beside ``altws.cgi``."""
+    from ..cgiserver import CGIServer
+
+    os.makedirs("/var/tmp/altws", mode=0o755, exist_ok=True)
+    cgi_data = tempfile.mkdtemp(prefix="bench-data-", dir="/var/tmp/altws")
+    os.chmod(cgi_data, 0o755)
+    server = CGIServer(cgi_data, port=0)
+    try:
+        server.prepare()
+        noop = os.path.join(server.run_dir, "htdocs", "cgi-bin", "noop.cgi")
+        with open(noop, "w", encoding="utf-8") as out:
+            out.write(NOOP_CGI)
+        os.chmod(noop, 0o755)
+        server.start()
+    except BaseException:
+        server.stop()
+        shutil.rmtree(cgi_data, ignore_errors=True)
+        raise
+    return server, cgi_data
+
+
+def _extras(plan: Plan, report: LocalReport, serve: ServerProcess, daemon: ServerProcess,
+            cgi: Any, attempt: Callable[[str, Callable[[], Any]], Any],
+            log: Callable[[str], None]) -> None:
+    """Throughput, fan-out, held connections, memory per connection."""
+    from .loadgen import fanout_emulated, fanout_native, hold_emulated
+
+    log("throughput: one client sending as fast as it can ...")
+    for url, transport, messages, label in (
+            (daemon.url + "/echo", "native", plan.throughput_messages, "altws daemon (native)"),
+            (serve.url + "/echo", "emulation", plan.throughput_messages,
+             "emulation, altws serve"),
+            (f"{cgi.url}/cgi-bin/altws.cgi/echo" if cgi else "", "emulation",
+             plan.cgi_throughput_messages, "emulation, Apache CGI")):
+        if not url:
+            continue
+        got = attempt(f"throughput {label}",
+                      lambda: _throughput(url, transport, messages, plan.size, label))
+        if got:
+            report.throughput.append(got)
+    for clients in plan.fanout_clients:
+        log(f"chat fan-out: {clients} emulated clients ...")
+        got = attempt(f"fan-out to {clients} emulated clients", lambda: asyncio.run(
+            fanout_emulated(serve.url + "/chat", clients, plan.fanout_messages,
+                            after_open=_rss_reader(serve.pid, clients, "serve"))))
+        if got:
+            report.fanout.append(got)
+    for clients in plan.native_fanout_clients:
+        log(f"chat fan-out: {clients} native clients ...")
+        got = attempt(f"fan-out to {clients} native clients", lambda: asyncio.run(
+            fanout_native(daemon.url + "/chat", clients, plan.fanout_messages,
+                          after_open=_rss_reader(daemon.pid, clients, "daemon"))))
+        if got:
+            report.fanout_native.append(got)
+    for clients in plan.hold_clients:
+        log(f"held connections: {clients} emulated clients, one message a second each ...")
+        got = attempt(f"holding {clients} emulated connections", lambda: asyncio.run(
+            hold_emulated(serve.url + "/echo", clients, plan.hold_seconds,
+                          after_open=_rss_reader(serve.pid, clients, "serve"))))
+        if got:
+            report.hold.append(got)
+    if report.fanout:
+        last = report.fanout[-1]
+        report.memory["serve_kb_per_emulated_connection"] = last.get("serve_kb_per_connection")
+        report.memory["serve_connections_measured"] = last["clients"]
+    if report.fanout_native:
+        last = report.fanout_native[-1]
+        report.memory["daemon_kb_per_native_connection"] = last.get("daemon_kb_per_connection")
+        report.memory["daemon_connections_measured"] = last["clients"]
+
+
+# -- the printed report -------------------------------------------------------------------------
+
+
+def _times(value: float) -> str:
+    return "-" if value != value else f"{value:.2f}×"
+
+
+def format_report(report: LocalReport) -> str:
+    """The whole report as text: the echo table, ratios, the paper, then the extras."""
+    plan = report.plan
+    machine = report.machine
+    out = [f"altws bench --local   {machine.get('when', '')}   {machine.get('cpus')} CPUs, "
+           f"load average {' '.join(map(str, machine.get('load_average', [])))}, "
+           f"Python {machine.get('python')}",
+           "",
+           f"Echo round trips: the paper's procedure ({plan.size} random bytes, wait for "
+           f"the echo, repeat; a fresh connection per round count)",
+           format_series_table(report.echo, plan.rounds),
+           ""]
+    ratios = report.ratios()
+    if ratios:
+        out.append("Ratios of medians (ms per round trip)")
+        width = max(len(f"{r['name']} ({r['client']})") for r in ratios)
+        for row in ratios:
+            target = f"target ≤ {row['target']:g}×" if row["target"] else ""
+            verdict = "" if row["meets_target"] is None else (
+                "  met" if row["meets_target"] else "  MISSED")
+            paper = f"   paper: {row['paper']:g}×" if row["paper"] else ""
+            out.append(f"  {row['name'] + ' (' + row['client'] + ')':<{width}}  "
+                       f"{_times(row['ratio']):>8}   {target}{verdict}{paper}")
+        out.append("")
+    out.append("Against the paper's Table 3 (total ms; paper: PHP + Ratchet, gigabit Ethernet)")
+    for paper_key, ours_key, name in (("websocket", "daemon", "WebSocket"),
+                                      ("emulation", "emulation", "SSE + POST, persistent"),
+                                      ("emulation", "emulation-cgi", "SSE + POST, CGI")):
+        ours = report.series(ours_key)
+        if ours is None:
+            continue
+        cells = []
+        for count, paper_total in PAPER[paper_key].items():
+            if count in ours.totals:
+                cells.append(f"{count:,}: {format_ms(ours.totals[count])} vs "
+                             f"{format_ms(paper_total)} ({paper_total / ours.totals[count]:.1f}× "
+                             f"faster)")
+        if cells:
+            out.append(f"  {name:<24} " + "; ".join(cells))
+        else:
+            out.append(f"  {name:<24} no round count in common with the paper (100, 1,000, "
+                       f"10,000)")
+    out.append("")
+    if report.throughput:
+        out.append("Throughput: one client sending as fast as it can (echo app)")
+        for row in report.throughput:
+            posts = f" in {row['posts']} POSTs" if "posts" in row else ""
+            out.append(f"  {row['label']:<28} {row['messages']:>6} messages{posts}: "
+                       f"{row['messages_per_s']:>9,.0f} messages/s")
+        out.append("")
+    for title, rows, memory_key in (
+            ("Chat fan-out: one message to N emulated clients (altws serve)", report.fanout,
+             "serve_kb_per_connection"),
+            ("Chat fan-out: one message to N native clients (altws daemon)",
+             report.fanout_native, "daemon_kb_per_connection")):
+        if not rows:
+            continue
+        out.append(title)
+        for row in rows:
+            latency = row["latency_ms"]
+            out.append(f"  N={row['clients']:<5} connected {row['connected']:<5} "
+                       f"p50 {format_ms(latency.get('median', float('nan'))):>7} ms  "
+                       f"p99 {format_ms(latency.get('p99', float('nan'))):>7} ms  "
+                       f"lost {row['lost']}  "
+                       f"memory {row.get(memory_key, '-')} KB/connection")
+        out.append("")
+    if report.hold:
+        out.append("Held emulated connections, one echo a second each (altws serve)")
+        for row in report.hold:
+            latency = row["latency_ms"]
+            out.append(f"  {row['clients']:<5} connected {row['connected']:<5} "
+                       f"sent {row['sent']:<6} lost {row['lost']:<4} "
+                       f"errors {row['http_errors']:<3} "
+                       f"p50 {format_ms(latency.get('median', float('nan'))):>7} ms  "
+                       f"p99 {format_ms(latency.get('p99', float('nan'))):>7} ms  "
+                       f"memory {row.get('serve_kb_per_connection', '-')} KB/connection")
+        out.append("")
+    if report.memory:
+        out.append("Memory")
+        for name, value in report.memory.items():
+            out.append(f"  {name}: {value}")
+        out.append("")
+    out.append("Peers in headless Chromium (issue 8, measured earlier on this machine; "
+               "median ms per echo)")
+    out.append("  " + "; ".join(f"{name} {value:g}" for name, value in PEERS.items()))
+    for note in report.skipped:
+        out.append(f"skipped: {note}")
+    for error in report.errors:
+        out.append(f"error: {error}")
+    out.append(f"({report.seconds:.0f} s)")
+    return "\n".join(out)

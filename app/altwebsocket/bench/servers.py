@@ -1,0 +1,165 @@
+"""The servers ``altws bench --local`` starts, each in its own process, and how it reads
+their memory.
+
+- :func:`main` (``python -m altwebsocket.bench.servers``) is the bare ``websockets`` echo
+  server: the floor for native WebSocket in Python (no storage, no handler);
+- :class:`ServerProcess` starts a command and waits for the URL on its first lines
+  (``altws serve``, ``altws daemon``, the bare echo server);
+- :func:`rss_kb` / :func:`peak_rss_kb` read ``/proc/PID/status`` (Linux).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from typing import Dict, List, Optional
+
+__all__ = ["ServerProcess", "free_port", "rss_kb", "peak_rss_kb", "processes_running", "main"]
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port that was free a moment ago (for servers that must know each other's port)."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def _status_field(pid: int, name: str) -> int:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith(name + ":"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def rss_kb(pid: int) -> int:
+    """Resident memory of process ``pid`` in KiB (0 if unknown)."""
+    return _status_field(pid, "VmRSS")
+
+
+def peak_rss_kb(pid: int) -> int:
+    """Peak resident memory (``VmHWM``) of process ``pid`` in KiB (0 if unknown)."""
+    return _status_field(pid, "VmHWM")
+
+
+def processes_running(fragment: str) -> List[int]:
+    """PIDs whose command line contains ``fragment`` (read from ``/proc``)."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as cmdline:
+                if fragment.encode() in cmdline.read():
+                    found.append(int(name))
+        except OSError:
+            continue
+    return found
+
+
+class ServerProcess:
+    """A server command in its own process group; ``url`` is the first URL it prints.
+
+    Raises:
+        RuntimeError: no URL within ``timeout`` seconds (the output is in the message).
+    """
+
+    def __init__(self, args: List[str], pattern: str = r"(https?|wss?)://[\d.]+:\d+/?",
+                 timeout: float = 30.0, env: Optional[Dict[str, str]] = None) -> None:
+        self.args = args
+        self.output: List[str] = []
+        self._lines: "queue.Queue[str]" = queue.Queue()
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, text=True,
+                                     env={**os.environ, **(env or {})},
+                                     start_new_session=True)
+        threading.Thread(target=self._pump, daemon=True).start()
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                self.stop()
+                raise RuntimeError(f"{' '.join(args[-6:])} did not start:\n"
+                                   + "".join(self.output)) from None
+            match = re.search(pattern, line)
+            if match:
+                self.url = match.group(0).rstrip("/")
+                return
+
+    @property
+    def pid(self) -> int:
+        """The server's process id."""
+        return int(self.proc.pid)
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if len(self.output) < 200:
+                self.output.append(line)
+            self._lines.put(line)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM to its process group, SIGKILL after ``timeout`` seconds."""
+        if self.proc.poll() is not None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=timeout)
+        except ProcessLookupError:
+            pass
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(timeout=timeout)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """The bare ``websockets`` echo server on 127.0.0.1 (``--port 0``: a free port)."""
+    import argparse
+    import asyncio
+
+    from websockets.asyncio.server import ServerConnection, serve
+    from websockets.exceptions import ConnectionClosed
+
+    parser = argparse.ArgumentParser(description="a bare websockets echo server")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    async def echo(ws: ServerConnection) -> None:
+        try:
+            async for message in ws:
+                await ws.send(message)
+        except ConnectionClosed:
+            pass
+
+    async def run() -> None:
+        stop = asyncio.get_running_loop().create_future()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set_result, None)
+        # compression off, as the Python client asks: the same frames as with the daemon
+        async with serve(echo, args.host, args.port, max_size=2 ** 22,
+                         compression=None) as server:
+            port = server.sockets[0].getsockname()[1]
+            print(f"bare websockets echo on ws://{args.host}:{port}/", flush=True)
+            await stop
+
+    asyncio.run(run())
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
