@@ -25,6 +25,29 @@ say "Python environment (.venv)"
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
 
+# Autobahn|Testsuite (the WebSocket fuzzing client run against the daemon) is Python 2 only:
+# these machines carry pyenv's Python 2.7.18. Built once, kept in /opt/altws-autobahn.
+AB=/opt/altws-autobahn
+if [ ! -x "$AB/py2/bin/wstest" ]; then
+  say "installing Autobahn|Testsuite into $AB (once)"
+  py27=""
+  for root in "$(pyenv root 2>/dev/null)" "${PYENV_ROOT:-}" "$HOME/.pyenv" /root/.pyenv; do
+    if [ -n "$root" ] && [ -x "$root/versions/2.7.18/bin/python" ]; then
+      py27="$root/versions/2.7.18/bin/python"; break
+    fi
+  done
+  if [ -z "$py27" ]; then
+    echo "Python 2.7.18 (pyenv) is missing: the Autobahn test will fail" >&2
+  else
+    rm -rf "$AB"
+    python3 -m venv "$AB/tools"
+    "$AB/tools/bin/pip" install -q --disable-pip-version-check 'virtualenv<20.22'
+    "$AB/tools/bin/virtualenv" -q -p "$py27" "$AB/py2"
+    "$AB/py2/bin/pip" install -q --disable-pip-version-check autobahntestsuite
+  fi
+fi
+[ -x "$AB/py2/bin/wstest" ] && export AUTOBAHN_WSTEST="$AB/py2/bin/wstest"
+
 say "running the tests"
 set +e
 .venv/bin/python -m pytest "$@"
