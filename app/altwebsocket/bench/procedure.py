@@ -323,7 +323,11 @@ def write_plot(path: str, series: Sequence[Series], title: str = "") -> None:
     data = [one.all_samples() for one in reversed(shown)]
     labels = [f"{one.label} ({format_ms(one.median())} ms)" for one in reversed(shown)]
     colours = {"native": "#4c72b0", "emulation": "#dd8452", "http": "#8c8c8c"}
-    boxes = axes.boxplot(data, vert=False, whis=(1, 99), showfliers=False,
+    import inspect
+
+    sideways: Dict[str, Any] = {"orientation": "horizontal"} if "orientation" in \
+        inspect.signature(axes.boxplot).parameters else {"vert": False}
+    boxes = axes.boxplot(data, **sideways, whis=(1, 99), showfliers=False,
                          patch_artist=True, widths=0.6,
                          medianprops={"color": "black", "linewidth": 1.5})
     for patch, one in zip(boxes["boxes"], reversed(shown)):
