@@ -47,8 +47,10 @@ FIELDS: "Dict[str, Tuple[Any, str, str]]" = {
     "sweep_interval": (10.0, "float", "how often any request may run that housekeeping"),
     "max_streams": (1000, "int", "concurrent streams, all processes together; 503 beyond"),
     "max_events_queued": (10000, "int", "undelivered events per connection; 1008 beyond"),
-    "max_rate": (0.0, "float", "messages per second per connection; 0 = no limit; 429"),
-    "max_connections_per_ip": (0, "int", "open connections per client address; 0 = no limit"),
+    "max_rate": (100.0, "float", "messages per second per connection; 0 = no limit; 429"),
+    "rate_burst": (0.0, "float", "messages at once before max_rate applies; 0 = 2 x max_rate"),
+    "max_connections_per_ip": (200, "int", "open connections per client address; 0 = no limit;"
+                                           " 429 on /new"),
     "busy_timeout": (10.0, "float", "seconds a write waits for the database lock"),
     "journal_mode": ("auto", "str", "auto | wal | delete | truncate"),
     "websocket_url": (None, "optional", "the daemon's public ws:// base URL, for /info"),
@@ -78,6 +80,7 @@ class Settings:
     max_streams: int
     max_events_queued: int
     max_rate: float
+    rate_burst: float
     max_connections_per_ip: int
     busy_timeout: float
     journal_mode: str
@@ -116,6 +119,9 @@ class Settings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"setting {name} must be positive")
+        for name in ("max_rate", "rate_burst", "max_connections_per_ip"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"setting {name} must be 0 (no limit) or positive")
         for origin in self.allowed_origins:
             if origin != "*" and "://" not in origin:
                 raise ConfigError(f"allowed origin {origin!r} must look like https://host")

@@ -62,6 +62,7 @@ from .exceptions import (
     AltWebSocketError,
     ConnectionClosed,
     Overloaded,
+    RateLimited,
     UnknownConnection,
 )
 from .protocol import messages as wire
@@ -77,6 +78,10 @@ log = logging.getLogger("altwebsocket.daemon")
 T = TypeVar("T")
 
 TRY_AGAIN_LATER = 1013
+# How long a received frame is retried while the storage answers "busy" or "unavailable"
+# (the frame waits, and the socket is not read meanwhile: TCP backpressure) before the
+# daemon gives up and closes with 1013.
+STORAGE_PATIENCE = 30.0
 Pushes = List[Tuple[NativeClient, Frame]]
 
 
@@ -152,6 +157,8 @@ class AltWebSocketDaemon:
         self._last_beat = 0.0
         self._stop: Optional[asyncio.Event] = None
         self._stopping = False
+        self._orphans_done = False
+        self._last_warning = ("", 0.0)
         limit = self.settings.max_message
         self._max_bytes = max(4 * limit + 65536, 1 << 20)
 
@@ -228,10 +235,30 @@ class AltWebSocketDaemon:
         self._dispatch(self._flush(client))  # what on_open queued, and anything since
 
     def _receive(self, client: NativeClient, data: wire.Message) -> int:
-        client.seq += 1
-        request = wire.SendRequest(client.id, client.token,
-                                   (wire.InboundMessage(client.seq, data),))
-        return self.server.receive(client.app, request)
+        seq = client.seq + 1  # counted only once stored: a retry reuses the same seq
+        request = wire.SendRequest(client.id, client.token, (wire.InboundMessage(seq, data),))
+        ack = self.server.receive(client.app, request)
+        client.seq = seq
+        return ack
+
+    async def _receive_patiently(self, client: NativeClient, data: wire.Message) -> None:
+        """Store a frame, waiting out ``max_rate`` (the socket is not read meanwhile, so a
+        fast sender is slowed by TCP backpressure) and a busy or failing storage for up to
+        :data:`STORAGE_PATIENCE` seconds; then the error is raised."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + STORAGE_PATIENCE
+        while True:
+            try:
+                await self._db(self._receive, client, data)
+                return
+            except RateLimited as exc:
+                await asyncio.sleep(max(0.01, exc.retry_after))
+            except Overloaded as exc:
+                if loop.time() + exc.retry_after > give_up or self._stopping:
+                    raise
+                log.warning("connection %s: %s; retrying in %g s", client.id, exc.message,
+                            exc.retry_after)
+                await asyncio.sleep(exc.retry_after)
 
     def _finish(self, client: NativeClient) -> None:
         """Record how the socket ended: the client's close, the daemon's close, or 1006."""
@@ -252,6 +279,9 @@ class AltWebSocketDaemon:
     def _tick(self) -> None:
         """Fallback poll, and every few seconds the heartbeat and housekeeping."""
         storage = self.server.storage
+        if not self._orphans_done:
+            self._close_orphans()
+            self._orphans_done = True
         version = storage.data_version()
         pushes = self._serve_hints()
         if version is None or version != self._version:
@@ -321,13 +351,21 @@ class AltWebSocketDaemon:
         if wake is not None and loop is not None and not loop.is_closed() and wake.fileno() >= 0:
             loop.add_reader(self._wake.fileno(), self._on_wake)
 
+    def _warn(self, text: str) -> None:
+        """Log ``text``, but the same text at most every 30 s (a failing storage would
+        otherwise log once per poll)."""
+        now = time.monotonic()
+        if text != self._last_warning[0] or now - self._last_warning[1] >= 30.0:
+            self._last_warning = (text, now)
+            log.warning("%s", text)
+
     async def _ticker(self) -> None:
         while True:
             await asyncio.sleep(self.settings.poll_interval)
             try:
                 await self._db(self._tick)
             except AltWebSocketError as exc:
-                log.warning("housekeeping: %s", exc)
+                self._warn(f"housekeeping: {exc.message} (the daemon keeps serving)")
             except Exception:  # pragma: no cover - keep the daemon alive
                 log.exception("housekeeping failed")
 
@@ -347,6 +385,16 @@ class AltWebSocketDaemon:
             return response
         return None
 
+    def _client_address(self, ws: ServerConnection) -> Optional[str]:
+        """The client's address (the last ``X-Forwarded-For`` entry with ``trust_proxy``)."""
+        if self.settings.trust_proxy and ws.request is not None:
+            forwarded = ws.request.headers.get("X-Forwarded-For", "")
+            last = forwarded.split(",")[-1].strip()
+            if last:
+                return last[:64]
+        remote = ws.remote_address
+        return str(remote[0])[:64] if remote else None
+
     def _select_subprotocol(self, connection: ServerConnection,
                             offered: Sequence[Subprotocol]) -> Optional[Subprotocol]:
         assert connection.request is not None
@@ -359,12 +407,14 @@ class AltWebSocketDaemon:
         app = app_from_path(ws.request.path)
         offered = (ws.subprotocol,) if ws.subprotocol else ()
         origin = ws.request.headers.get("Origin")
+        address = self._client_address(ws)
         try:
             opened = await self._db(self.server.open, app, wire.NewRequest(offered), origin,
-                                    "websocket")
+                                    "websocket", address)
         except AltWebSocketError as exc:
-            log.warning("could not open a connection to %s: %s", app, exc)
-            code = TRY_AGAIN_LATER if isinstance(exc, Overloaded) else INTERNAL_ERROR
+            log.warning("could not open a connection to %s: %s", app, exc.message)
+            code = (TRY_AGAIN_LATER if isinstance(exc, (Overloaded, RateLimited))
+                    else INTERNAL_ERROR)
             await ws.close(code, exc.message[:120])
             return
         client = NativeClient(ws, app, opened.id, opened.token,
@@ -377,7 +427,7 @@ class AltWebSocketDaemon:
                     continue  # closed by the app: the rest is dropped, as after a close
                 client.hold()
                 try:
-                    await self._db(self._receive, client, message)
+                    await self._receive_patiently(client, message)
                 except ConnectionClosed:
                     # Closed in the storage (by the app, the sweep, another process): its
                     # close event is stored; send it now.
@@ -391,8 +441,11 @@ class AltWebSocketDaemon:
         except SocketClosed:
             pass
         except AltWebSocketError as exc:
-            log.warning("connection %s: %s", client.id, exc)
-            await ws.close(INTERNAL_ERROR, "internal error")
+            log.warning("connection %s: %s", client.id, exc.message)
+            if isinstance(exc, Overloaded):
+                await ws.close(TRY_AGAIN_LATER, exc.message[:120])
+            else:
+                await ws.close(INTERNAL_ERROR, "internal error")
         finally:
             if ws.protocol.state is not SocketState.CLOSED:
                 await ws.close(INTERNAL_ERROR, "internal error")  # bounded by close_timeout
@@ -414,9 +467,15 @@ class AltWebSocketDaemon:
         self.server.local_sink = self
         ticker: Optional["asyncio.Task[None]"] = None
         try:
-            await self._db(self.server.storage.ensure_schema)
-            await self._db(self._close_orphans)
-            self._version = await self._db(self.server.storage.data_version)
+            try:
+                await self._db(self.server.storage.ensure_schema)
+                await self._db(self._close_orphans)
+                self._orphans_done = True
+                self._version = await self._db(self.server.storage.data_version)
+            except AltWebSocketError as exc:
+                # Serve anyway (handshakes get 1013 until the storage works): a daemon that
+                # exits here would be restarted into the same failure, again and again.
+                log.error("storage unavailable at start: %s; serving, and retrying", exc.message)
             self._watch_wake()
             settings = self.settings
             async with serve(

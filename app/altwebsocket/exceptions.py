@@ -13,7 +13,7 @@ The hierarchy::
     ├── RateLimited                   429 "rate_limited"  too many messages per second
     ├── Overloaded                    503 "overloaded"    busy: retry after ``retry_after`` s
     │   └── StorageUnavailable        503 "storage"       database locked, read-only, full…
-    └── ConfigError                   (not an HTTP error: bad configuration at start-up)
+    └── ConfigError                   503 "config"        bad configuration, no data folder
 
 Transports map an error to a response with :attr:`AltWebSocketError.status` and
 :meth:`AltWebSocketError.to_json`, without if-chains, and never show a traceback.
@@ -150,6 +150,17 @@ class StorageUnavailable(Overloaded):
 
 
 class ConfigError(AltWebSocketError):
-    """The configuration is invalid; raised at start-up, never answered over HTTP."""
+    """The configuration is invalid (raised at start-up), or the data folder is missing.
 
+    Met during a request it is answered 503 with ``Retry-After``, and a message that hides
+    the details (paths): those go to the server's log.
+    """
+
+    status = 503
     code = "config"
+
+    def to_json(self) -> Dict[str, Any]:
+        return {"error": self.code, "message": "the server is misconfigured; see its log"}
+
+    def headers(self) -> Dict[str, str]:
+        return {"Retry-After": "30"}

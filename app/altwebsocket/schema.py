@@ -19,9 +19,12 @@ from sqlalchemy import (
 )
 from sqlalchemy import Table
 
+from .storage import SCHEMA_VERSION
+
 __all__ = ["metadata", "SCHEMA_VERSION", "connections", "events", "log", "kv", "meta"]
 
-SCHEMA_VERSION = 1
+# Version 2 added client_addr, sent_event, rate_tokens, rate_at (the limits of
+# docs/security.md); storage.py migrates older databases with ALTER TABLE ... ADD COLUMN.
 
 metadata = MetaData()
 
@@ -43,7 +46,13 @@ connections = Table(
     Column("waker", String(255)),
     Column("origin", String(255)),
     Column("transport", String(16), nullable=False, default="emulation"),
+    Column("client_addr", String(64)),  # the client's address, for max_connections_per_ip
+    # the highest event id a stream has written out (events beyond it are "queued")
+    Column("sent_event", Integer, nullable=False, default=0, server_default="0"),
+    Column("rate_tokens", Float),  # the token bucket of max_rate: tokens left...
+    Column("rate_at", Float),  # ...as of this time
     Index("aws_connections_app_state", "app", "state"),
+    Index("aws_connections_addr_state", "client_addr", "state"),
 )
 
 events = Table(

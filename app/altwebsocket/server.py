@@ -18,9 +18,12 @@ from ._lazy import logger
 
 from .config import Settings, handlers_from
 from .exceptions import (
+    AltWebSocketError,
     ConfigError,
     Forbidden,
     Overloaded,
+    RateLimited,
+    StorageUnavailable,
     UnknownConnection,
 )
 from .handler import AltWebSocketConnection, AltWebSocketHandler
@@ -28,6 +31,7 @@ from .protocol import messages as wire
 from .protocol.sse import encode_comment, encode_retry
 from .protocol.state import (
     ABNORMAL,
+    POLICY_VIOLATION,
     Input,
     State,
     accept_seqs,
@@ -54,6 +58,7 @@ class Context:
     def __init__(self, server: "AltWebSocketServer", tx: Transaction) -> None:
         self.server = server
         self.tx = tx
+        tx.max_queued = server.settings.max_events_queued
         self._connections: Dict[str, AltWebSocketConnection] = {}
         self.local: List[Tuple[str, int, bytes]] = []
 
@@ -99,6 +104,32 @@ class Context:
         self.tx.set_closed(conn.id, code, reason)
         conn._mark_closed()
         self.server._call(conn, "on_close", code, reason)
+
+    def close_overflowing(self) -> int:
+        """Close (1008) the open connections that now hold more than ``max_events_queued``
+        events their client has not read: a client that never reads must not fill the disk.
+        Their ``on_close`` may queue more events, so this repeats until none is left."""
+        closed = 0
+        overflow = self.tx.overflow
+        while overflow:
+            conn_id = next(iter(overflow))
+            del overflow[conn_id]
+            conn = self._connections.get(conn_id)
+            if conn is None:
+                record = self.tx.connection(conn_id)
+                if record is None or record.state != State.OPEN:
+                    continue
+                conn = self.wrap(record)
+            if conn.state != State.OPEN:
+                continue
+            logger("altwebsocket.server").warning(
+                "closing %s/%s: over %d undelivered events", conn.app, conn.id,
+                self.tx.max_queued)
+            reason = "too many undelivered events"
+            self.close(conn, POLICY_VIOLATION, reason, wire.close_payload(POLICY_VIOLATION,
+                                                                           reason))
+            closed += 1
+        return closed
 
 
 class LocalSink(Protocol):
@@ -163,7 +194,11 @@ class AltWebSocketServer:
             self.storage = storage
         else:
             if storage is None and not self.settings.storage:
-                os.makedirs(self.settings.data, exist_ok=True)
+                try:
+                    os.makedirs(self.settings.data, exist_ok=True)
+                except OSError as exc:  # every request will answer 503 until it exists
+                    logger("altwebsocket.server").error(
+                        "cannot create the data folder %s: %s", self.settings.data, exc)
             self.storage = AltWebSocketStorage(
                 storage or self.settings.storage_url(),
                 busy_timeout=self.settings.busy_timeout,
@@ -214,7 +249,11 @@ class AltWebSocketServer:
             return
         try:
             getattr(handler, callback)(conn, *args)
+        except StorageUnavailable:
+            raise  # not the handler's bug: the whole operation fails with a 503
         except Exception as exc:  # the handler's bug must not break the protocol
+            if conn._ctx.tx.failed is not None:
+                raise StorageUnavailable("the storage is unavailable") from exc
             if callback == "on_error":
                 logger("altwebsocket.server").exception("on_error of %s raised", conn.app)
                 return
@@ -228,6 +267,8 @@ class AltWebSocketServer:
         with self.storage.transaction() as tx:
             ctx = Context(self, tx)
             result = operation(ctx)
+            if tx.overflow:
+                ctx.close_overflowing()
         if tx.woken:
             send_hints(tx.woken)
         if ctx.local and self.local_sink is not None:
@@ -250,15 +291,25 @@ class AltWebSocketServer:
         request: wire.NewRequest = wire.NewRequest(),
         origin: Optional[str] = None,
         transport: str = "emulation",
+        client_addr: Optional[str] = None,
     ) -> Opened:
-        """``/new``: create a connection and run ``on_open``."""
+        """``/new``: create a connection and run ``on_open``.
+
+        ``client_addr`` is the client's address: over ``max_connections_per_ip`` open
+        connections from it, :class:`RateLimited` (429).
+        """
         handler = self.handler(app)
         self.maybe_sweep()
         token = new_token()
+        limit = self.settings.max_connections_per_ip
 
         def operation(ctx: Context) -> Opened:
+            if limit and client_addr and ctx.tx.count_open_from(client_addr) >= limit:
+                raise RateLimited(f"too many open connections from your address (limit "
+                                  f"{limit})", retry_after=10)
             protocol = handler.select_protocol(request.protocols)
-            record = ctx.tx.insert_connection(app, token, protocol, origin, transport)
+            record = ctx.tx.insert_connection(app, token, protocol, origin, transport,
+                                              client_addr)
             conn = ctx.wrap(record)
             self._call(conn, "on_open")
             return Opened(record.id, token, protocol)
@@ -273,15 +324,40 @@ class AltWebSocketServer:
             record = self._owned(ctx.tx, app, request.id, request.token)
             transition(record.state, Input.MESSAGE)
             decision = accept_seqs(record.last_seq, [m.seq for m in request.messages])
+            new = request.messages[decision.deliver_from :]
+            bucket = self._take_tokens(record, len(new), ctx.tx.now) if new else None
             conn = ctx.wrap(record)
-            for message in request.messages[decision.deliver_from :]:
+            for message in new:
                 if conn.state != State.OPEN:
                     break  # closed by the handler: later messages are dropped, as after a close
                 self._call(conn, "on_message", message.data)
-            ctx.tx.set_last_seq(record.id, decision.ack)
+            ctx.tx.set_last_seq(record.id, decision.ack, bucket)
             return decision.ack
 
         return self.run(operation)  # type: ignore[no-any-return]
+
+    def _take_tokens(self, record: ConnectionRecord, count: int, now: float
+                     ) -> Optional[Tuple[float, float]]:
+        """The token bucket of ``max_rate`` after ``count`` new messages, or
+        :class:`RateLimited` (429) when the connection has no token left.
+
+        The bucket holds up to ``rate_burst`` tokens (default: two seconds' worth) and
+        refills at ``max_rate`` per second. A request is accepted while the bucket holds at
+        least one token, and takes one per new message even below zero, so a batch larger
+        than the burst passes once and the connection then waits its debt off. Retries of
+        seqs already accepted take none.
+        """
+        rate = self.settings.max_rate
+        if rate <= 0:
+            return None
+        burst = self.settings.rate_burst or 2 * rate
+        tokens = burst if record.rate_tokens is None else float(record.rate_tokens)
+        if record.rate_at is not None:
+            tokens = min(burst, tokens + max(0.0, now - float(record.rate_at)) * rate)
+        if tokens < 1:
+            raise RateLimited(f"over {rate:g} messages per second on this connection",
+                              retry_after=(1 - tokens) / rate)
+        return tokens - count, now
 
     def close(self, app: str, request: wire.CloseRequest) -> bool:
         """``/close``: close the connection, echo the close event, run ``on_close``.
@@ -392,9 +468,12 @@ _count_lock = allocate_lock()
 class EventStream:
     """The SSE body of ``GET B/?id=…``: an iterator of byte chunks, one per write.
 
-    It starts with a ``retry:`` line and a comment (so proxies and ``wsgiref`` send the
-    headers at once), sends the events after the resume point as they are queued, a comment
-    every ``heartbeat`` seconds, and ends after the close event or after ``stream_lifetime``.
+    :meth:`start` registers the stream in the storage (so a storage failure is still a clean
+    503 before any byte is sent); iterating starts it if needed. The body starts with a
+    ``retry:`` line and a comment (so proxies and ``wsgiref`` send the headers at once),
+    sends the events after the resume point as they are queued, a comment every
+    ``heartbeat`` seconds, and ends after the close event, after ``stream_lifetime``, or
+    when the storage fails (the client resumes with ``Last-Event-ID``).
     """
 
     def __init__(self, server: AltWebSocketServer, record: ConnectionRecord, after: int) -> None:
@@ -402,64 +481,101 @@ class EventStream:
         self.record = record
         self.cursor = after
         self.closed = False
+        self._wake: Optional[WakeSocket] = None
+        self._iterating = False
 
-    def __iter__(self) -> Iterator[bytes]:
-        server, settings, storage = self.server, self.server.settings, self.server.storage
-        conn_id = self.record.id
+    def start(self) -> None:
+        """Bind the wake-up socket, record it as the connection's waker, and discard the
+        events the client has seen (raises :class:`StorageUnavailable` on failure)."""
+        if self._wake is not None:
+            return
+        server = self.server
         wake = WakeSocket(server.wake_dir)
+        try:
+            with server.storage.transaction() as tx:
+                tx.set_waker(self.record.id, wake.path, self.cursor)
+            server.storage.discard_events(self.record.id, self.cursor)
+        except BaseException:
+            wake.close()
+            raise
+        self._wake = wake
         with _count_lock:
             server.active_streams += 1
+
+    def abandon(self) -> None:
+        """Undo :meth:`start` for a stream whose body was never iterated."""
+        wake, self._wake = self._wake, None
+        if wake is not None and not self._iterating:
+            self._release(wake)
+
+    def __iter__(self) -> Iterator[bytes]:
+        self.start()
+        self._iterating = True
+        wake = self._wake
+        assert wake is not None
         try:
-            with storage.transaction() as tx:
-                tx.set_waker(conn_id, wake.path)
-            storage.discard_events(conn_id, self.cursor)
-            yield encode_retry(settings.retry_ms) + encode_comment("altws")
-            start = time.monotonic()
-            deadline = start + settings.stream_lifetime
-            next_beat = start + settings.heartbeat
-            version = storage.data_version()
-            check = True
-            while True:
-                if check:
-                    while True:
-                        events = storage.events_after(conn_id, self.cursor)
-                        if events:
-                            chunk = b"".join(
-                                wire.event_for(*event).encode() for event in events
-                            )
-                            self.cursor = events[-1][0]
-                            yield chunk
-                            if any(kind == wire.CLOSE for _, kind, _ in events):
-                                self.closed = True
-                                return
-                        if len(events) < 200:
-                            break
-                now = time.monotonic()
-                if now >= deadline or server.stopping:
-                    return
-                if now >= next_beat:
-                    yield encode_comment()
-                    next_beat = now + settings.heartbeat
-                    with storage.transaction() as tx:
-                        tx.set_waker(conn_id, wake.path)
-                    server.maybe_sweep()
-                    check = True
-                    continue
-                timeout = min(deadline, next_beat, now + settings.poll_interval) - now
-                check = bool(wake.wait(min(timeout, 0.25) if server.stopping else timeout))
-                if not check:
-                    current = storage.data_version()
-                    check = current is None or current != version
-                    version = current
+            yield from self._events(wake)
+        except AltWebSocketError as exc:  # the storage failed: end; the client resumes
+            logger("altwebsocket.server").warning(
+                "stream of %s ended early: %s", self.record.id, exc.message)
         finally:
             self._release(wake)
+
+    def _events(self, wake: WakeSocket) -> Iterator[bytes]:
+        server, settings, storage = self.server, self.server.settings, self.server.storage
+        conn_id = self.record.id
+        # record how far the stream got every so many events, so a reading client never
+        # counts as one that does not read (max_events_queued)
+        report_every = max(1, settings.max_events_queued // 4)
+        reported = self.cursor
+        yield encode_retry(settings.retry_ms) + encode_comment("altws")
+        start = time.monotonic()
+        deadline = start + settings.stream_lifetime
+        next_beat = start + settings.heartbeat
+        version = storage.data_version()
+        check = True
+        while True:
+            if check:
+                while True:
+                    events = storage.events_after(conn_id, self.cursor)
+                    if events:
+                        chunk = b"".join(wire.event_for(*event).encode() for event in events)
+                        self.cursor = events[-1][0]
+                        yield chunk
+                        if any(kind == wire.CLOSE for _, kind, _ in events):
+                            self.closed = True
+                            return
+                        if self.cursor - reported >= report_every:
+                            with storage.transaction() as tx:
+                                tx.set_waker(conn_id, wake.path, self.cursor)
+                            reported = self.cursor
+                    if len(events) < 200:
+                        break
+            now = time.monotonic()
+            if now >= deadline or server.stopping:
+                return
+            if now >= next_beat:
+                yield encode_comment()
+                next_beat = now + settings.heartbeat
+                with storage.transaction() as tx:
+                    tx.set_waker(conn_id, wake.path, self.cursor)
+                reported = self.cursor
+                server.maybe_sweep()
+                check = True
+                continue
+            timeout = min(deadline, next_beat, now + settings.poll_interval) - now
+            check = bool(wake.wait(min(timeout, 0.25) if server.stopping else timeout))
+            if not check:
+                current = storage.data_version()
+                check = current is None or current != version
+                version = current
 
     def _release(self, wake: WakeSocket) -> None:
         try:
             with self.server.storage.transaction() as tx:
                 record = tx.connection(self.record.id)
                 if record is not None and record.waker == wake.path:
-                    tx.set_waker(self.record.id, None)
+                    tx.set_waker(self.record.id, None, self.cursor)
         except Exception as exc:  # the process may be going down; the sweep will notice
             logger("altwebsocket.server").debug(
                 "could not release the stream of %s: %s", self.record.id, exc)
@@ -467,5 +583,3 @@ class EventStream:
             wake.close()
             with _count_lock:
                 self.server.active_streams -= 1
-
-

@@ -30,7 +30,7 @@ from .protocol.state import State
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover  (typing costs a CGI request milliseconds)
-    from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+    from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 __all__ = [
     "AltWebSocketStorage",
@@ -40,7 +40,21 @@ __all__ = [
     "hash_token",
     "new_token",
     "filesystem_type",
+    "SCHEMA_VERSION",
 ]
+
+SCHEMA_VERSION = 2
+"""The version of the tables (``PRAGMA user_version`` for SQLite); see :mod:`.schema`."""
+
+# Columns each version added to aws_connections, for ALTER TABLE on older databases.
+_ADDED_COLUMNS: "Dict[int, List[Tuple[str, str]]]" = {
+    2: [("client_addr", "VARCHAR(64)"), ("sent_event", "INTEGER NOT NULL DEFAULT 0"),
+        ("rate_tokens", "FLOAT"), ("rate_at", "FLOAT")],
+}
+_ADDED_INDEXES = {
+    2: ["CREATE INDEX IF NOT EXISTS aws_connections_addr_state "
+        "ON aws_connections (client_addr, state)"],
+}
 
 _NETWORK_FILESYSTEMS = {
     "nfs", "nfs4", "cifs", "smb3", "smbfs", "fuse.sshfs", "9p", "afs", "glusterfs",
@@ -94,14 +108,15 @@ def filesystem_type(path: str) -> str:
 
 _CONNECTION_COLUMNS = (
     "id, app, token_hash, protocol, state, created, last_seen, last_event, last_seq, "
-    "close_code, close_reason, closed_at, waker, origin, transport"
+    "close_code, close_reason, closed_at, waker, origin, transport, client_addr, sent_event, "
+    "rate_tokens, rate_at"
 )
 
 
 class ConnectionRecord(namedtuple("ConnectionRecord", _CONNECTION_COLUMNS)):  # type: ignore[misc]
     """One row of the connections table: ``id, app, token_hash, protocol, state (State),
     created, last_seen, last_event, last_seq, close_code, close_reason, closed_at, waker,
-    origin, transport``."""
+    origin, transport, client_addr, sent_event, rate_tokens, rate_at``."""
 
     __slots__ = ()
 
@@ -125,9 +140,13 @@ class _Database:
         self.journal_mode = journal_mode
         self.is_sqlite = url.startswith("sqlite:")
         self._engine: Any = None
+        # Called with each new DB-API connection. Tests use it to simulate faults that root
+        # cannot cause with file modes (PRAGMA query_only, PRAGMA max_page_count).
+        self.on_connect: List[Callable[[Any], None]] = []
         if self.is_sqlite:
             self.path = _sqlite_path(url)
             self.placeholder = "?"
+            self.errors: Tuple[type, ...] = (sqlite3.Error,)
         else:
             from sqlalchemy import create_engine
 
@@ -135,16 +154,25 @@ class _Database:
             style = self._engine.dialect.paramstyle
             self.placeholder = "?" if style == "qmark" else "%s"
             self.path = ""
+            self.errors = (getattr(self._engine.dialect.dbapi, "Error", sqlite3.Error),)
 
     def connect(self) -> Any:
         """A new DB-API connection, in autocommit mode for SQLite."""
         if not self.is_sqlite:
-            return self._engine.raw_connection()
-        db = sqlite3.connect(
-            self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
-        )
-        db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-        db.execute("PRAGMA synchronous = NORMAL")
+            db = self._engine.raw_connection()
+        else:
+            db = sqlite3.connect(
+                self.path, timeout=self.busy_timeout, isolation_level=None,
+                check_same_thread=False,
+            )
+            try:
+                db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+                db.execute("PRAGMA synchronous = NORMAL")
+            except BaseException:
+                db.close()
+                raise
+        for hook in self.on_connect:
+            hook(db)
         return db
 
     def sql(self, statement: str) -> str:
@@ -164,7 +192,7 @@ class _Database:
 
         if self.is_sqlite:
             folder = os.path.dirname(os.path.abspath(self.path))
-            if not os.path.isdir(folder):
+            if not os.path.isdir(folder):  # a 503 "config" if it happens in a request
                 raise ConfigError(f"the data folder {folder} does not exist")
             mode = self.journal_mode
             if mode == "auto":
@@ -178,10 +206,13 @@ class _Database:
                 db.execute(f"PRAGMA journal_mode = {mode}")
                 db.execute("BEGIN IMMEDIATE")
                 version = db.execute("PRAGMA user_version").fetchone()[0]
+                if 0 < version < SCHEMA_VERSION:  # tables of an older version: add columns
+                    _migrate_sqlite(db, version)
+                    version = SCHEMA_VERSION
                 db.execute("COMMIT")
             finally:
                 db.close()
-            if version >= schema.SCHEMA_VERSION:
+            if version >= SCHEMA_VERSION:
                 return
             engine = create_engine(
                 "sqlite:///" + self.path, connect_args={"timeout": self.busy_timeout}
@@ -192,18 +223,50 @@ class _Database:
             engine.dispose()
         else:
             schema.metadata.create_all(self._engine)
+            self._migrate_other()
+
+    def _migrate_other(self) -> None:
+        """Add the columns and indexes of newer versions to older tables (not SQLite)."""
+        from sqlalchemy import inspect, text
+
+        present = {column["name"] for column in inspect(self._engine).get_columns(
+            "aws_connections")}
+        with self._engine.begin() as conn:
+            for version in sorted(_ADDED_COLUMNS):
+                for name, kind in _ADDED_COLUMNS[version]:
+                    if name not in present:
+                        conn.execute(text(f"ALTER TABLE aws_connections ADD COLUMN {name} {kind}"))
+                        if version in _ADDED_INDEXES:
+                            for statement in _ADDED_INDEXES[version]:
+                                conn.execute(text(statement.replace("IF NOT EXISTS ", "")))
 
     def schema_ready(self) -> bool:
-        """Whether the tables exist (a cheap check for SQLite: ``PRAGMA user_version``)."""
+        """Whether the tables exist at the current version (for SQLite a cheap check of
+        ``PRAGMA user_version``)."""
         if not self.is_sqlite:
             return False  # create_all checks for itself
         if not os.path.exists(self.path):
             return False
         db = self.connect()
         try:
-            return bool(db.execute("PRAGMA user_version").fetchone()[0])
+            return int(db.execute("PRAGMA user_version").fetchone()[0]) >= SCHEMA_VERSION
         finally:
             db.close()
+
+
+def _migrate_sqlite(db: Any, version: int) -> None:
+    """Bring tables of ``version`` to :data:`SCHEMA_VERSION`, inside the caller's write
+    transaction (so two processes cannot both migrate)."""
+    present = {row[1] for row in db.execute("PRAGMA table_info(aws_connections)")}
+    for step in range(version + 1, SCHEMA_VERSION + 1):
+        for name, kind in _ADDED_COLUMNS.get(step, []):
+            if name not in present:
+                db.execute(f"ALTER TABLE aws_connections ADD COLUMN {name} {kind}")
+        for statement in _ADDED_INDEXES.get(step, []):
+            db.execute(statement)
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    logger("altwebsocket.storage").warning(
+        "migrated the database from version %d to %d", version, SCHEMA_VERSION)
 
 
 def _sqlite_path(url: str) -> str:
@@ -228,9 +291,22 @@ class Transaction:
         self._cursor = db.cursor()
         self.now = time.time()
         self.woken: Dict[str, List[str]] = {}  # waker path -> connection ids
+        # max_events_queued: connections with more events beyond their sent_event are
+        # collected in ``overflow`` (the server closes them with 1008); 0 = no check.
+        self.max_queued = 0
+        self.overflow: Dict[str, None] = {}
+        # The first database error of this transaction: it is rolled back even if a
+        # handler caught the exception.
+        self.failed: Optional[BaseException] = None
 
     def _run(self, statement: str, params: Sequence[Any] = ()) -> Any:
-        self._cursor.execute(self.storage._database.sql(statement), tuple(params))
+        database = self.storage._database
+        try:
+            self._cursor.execute(database.sql(statement), tuple(params))
+        except database.errors as exc:
+            if self.failed is None:
+                self.failed = exc
+            raise _unavailable(exc) from exc
         return self._cursor
 
     # --- connections -------------------------------------------------------------------
@@ -242,15 +318,16 @@ class Transaction:
         protocol: str,
         origin: Optional[str],
         transport: str = "emulation",
+        client_addr: Optional[str] = None,
     ) -> ConnectionRecord:
         """Create an open connection; the token is stored only as its hash."""
         conn_id = random_name(12)
         self._run(
             "INSERT INTO aws_connections (id, app, token_hash, protocol, state, created, "
-            "last_seen, last_event, last_seq, origin, transport) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, 0, 0, ?, ?)",
+            "last_seen, last_event, last_seq, origin, transport, client_addr, sent_event) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, 0, 0, ?, ?, ?, 0)",
             (conn_id, app, hash_token(token), protocol, int(State.OPEN), self.now, self.now,
-             origin, transport),
+             origin, transport, client_addr),
         )
         record = self.connection(conn_id)
         assert record is not None
@@ -271,12 +348,29 @@ class Transaction:
         ).fetchall()
         return [row[0] for row in rows]
 
-    def set_last_seq(self, conn_id: str, seq: int) -> None:
-        """Record the highest client seq accepted, and that the client was seen."""
-        self._run(
-            "UPDATE aws_connections SET last_seq = ?, last_seen = ? WHERE id = ?",
-            (seq, self.now, conn_id),
-        )
+    def count_open_from(self, client_addr: str) -> int:
+        """How many open connections the client address ``client_addr`` holds."""
+        row = self._run(
+            "SELECT COUNT(*) FROM aws_connections WHERE client_addr = ? AND state = ?",
+            (client_addr, int(State.OPEN)),
+        ).fetchone()
+        return int(row[0])
+
+    def set_last_seq(self, conn_id: str, seq: int,
+                     rate: Optional[Tuple[float, float]] = None) -> None:
+        """Record the highest client seq accepted, and that the client was seen; with
+        ``rate``, also the token bucket ``(tokens, at)`` of the connection."""
+        if rate is None:
+            self._run(
+                "UPDATE aws_connections SET last_seq = ?, last_seen = ? WHERE id = ?",
+                (seq, self.now, conn_id),
+            )
+        else:
+            self._run(
+                "UPDATE aws_connections SET last_seq = ?, last_seen = ?, rate_tokens = ?, "
+                "rate_at = ? WHERE id = ?",
+                (seq, self.now, rate[0], rate[1], conn_id),
+            )
 
     def set_closed(self, conn_id: str, code: int, reason: str) -> None:
         """Mark the connection closed with its close code and reason."""
@@ -286,11 +380,13 @@ class Transaction:
             (int(State.CLOSED), code, reason, self.now, conn_id),
         )
 
-    def set_waker(self, conn_id: str, waker: Optional[str]) -> None:
-        """Record which wake-up socket (if any) waits for this connection's events."""
+    def set_waker(self, conn_id: str, waker: Optional[str], sent: int = 0) -> None:
+        """Record which wake-up socket (if any) waits for this connection's events, and
+        that its stream has written out the events up to ``sent``."""
         self._run(
-            "UPDATE aws_connections SET waker = ?, last_seen = ? WHERE id = ?",
-            (waker, self.now, conn_id),
+            "UPDATE aws_connections SET waker = ?, last_seen = ?, "
+            "sent_event = MAX(sent_event, ?) WHERE id = ?",
+            (waker, self.now, sent, conn_id),
         )
 
     def touch_waker(self, waker: str) -> int:
@@ -308,9 +404,11 @@ class Transaction:
             "UPDATE aws_connections SET last_event = last_event + 1 WHERE id = ?", (conn_id,)
         )
         row = self._run(
-            "SELECT last_event, waker FROM aws_connections WHERE id = ?", (conn_id,)
+            "SELECT last_event, waker, sent_event FROM aws_connections WHERE id = ?", (conn_id,)
         ).fetchone()
         event_id, waker = int(row[0]), row[1]
+        if self.max_queued and event_id - int(row[2]) > self.max_queued:
+            self.overflow[conn_id] = None
         self._run(
             "INSERT INTO aws_events (conn_id, event_id, kind, payload, created) "
             "VALUES (?, ?, ?, ?, ?)",
@@ -337,6 +435,12 @@ class Transaction:
             f"SELECT id, waker FROM aws_connections WHERE {where} AND waker IS NOT NULL", params
         ).fetchall():
             self.woken.setdefault(waker, []).append(conn_id)
+        if self.max_queued:
+            for (conn_id,) in self._run(
+                f"SELECT id FROM aws_connections WHERE {where} "
+                "AND last_event - sent_event > ?", params + (self.max_queued,)
+            ).fetchall():
+                self.overflow[conn_id] = None
         return int(count)
 
     # --- application data --------------------------------------------------------------
@@ -446,15 +550,20 @@ class AltWebSocketStorage:
         try:
             if not self._database.schema_ready():
                 self._database.create_schema()
-        except sqlite3.Error as exc:
-            raise StorageUnavailable(f"cannot open the database: {exc}") from exc
+        except self._database.errors as exc:
+            raise _unavailable(exc) from exc
+        except OSError as exc:  # the data folder vanished or cannot be read
+            raise _unavailable(exc) from exc
         self._ready = True
 
     def _connection(self) -> Any:
         db = getattr(self._local, "db", None)
         if db is None:
             self.ensure_schema()
-            db = self._database.connect()
+            try:
+                db = self._database.connect()
+            except self._database.errors as exc:
+                raise _unavailable(exc) from exc
             self._local.db = db
         return db
 
@@ -474,17 +583,28 @@ class AltWebSocketStorage:
         except sqlite3.Error as exc:
             raise _unavailable(exc) from exc
         tx = Transaction(self, db)
+        errors = self._database.errors
         try:
             yield tx
-        except BaseException:
+            if tx.failed is not None:  # a handler swallowed a database error: undo it all
+                raise _unavailable(tx.failed, log=False)
+        except BaseException as exc:
             try:
                 db.rollback() if not self.is_sqlite else db.execute("ROLLBACK")
             except Exception:  # the connection may be broken; drop it
                 self.close()
+            if tx.failed is not None or isinstance(exc, errors):
+                self.close()  # the next request reconnects (the file may have been fixed)
+            if isinstance(exc, errors):
+                raise _unavailable(exc) from exc
             raise
         try:
             db.commit() if not self.is_sqlite else db.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except errors as exc:
+            try:
+                db.execute("ROLLBACK") if self.is_sqlite else db.rollback()
+            except Exception:
+                pass
             self.close()
             raise _unavailable(exc) from exc
 
@@ -499,7 +619,8 @@ class AltWebSocketStorage:
             if not self.is_sqlite:
                 db.commit()
             return rows
-        except sqlite3.Error as exc:
+        except self._database.errors as exc:
+            self.close()  # the next read reconnects (the file may have been fixed)
             raise _unavailable(exc) from exc
 
     def connection(self, conn_id: str) -> Optional[ConnectionRecord]:
@@ -529,11 +650,14 @@ class AltWebSocketStorage:
             raise _unavailable(exc) from exc
 
     def discard_events(self, conn_id: str, upto: int) -> None:
-        """Delete the connection's events up to ``upto``: the client has seen them."""
+        """Delete the connection's events up to ``upto``: the client has seen them (so they
+        also no longer count as queued)."""
         if upto <= 0:
             return
         with self.transaction() as tx:
             tx._run("DELETE FROM aws_events WHERE conn_id = ? AND event_id <= ?", (conn_id, upto))
+            tx._run("UPDATE aws_connections SET sent_event = MAX(sent_event, ?) WHERE id = ?",
+                    (upto, conn_id))
 
     def checkpoint(self) -> None:
         """Fold the WAL back into the database file (keeps the WAL file bounded)."""
@@ -544,9 +668,25 @@ class AltWebSocketStorage:
                 logger("altwebsocket.storage").warning("WAL checkpoint failed: %s", exc)
 
 
-def _unavailable(exc: Exception) -> StorageUnavailable:
+# (words in the driver's message, what the client is told, Retry-After in seconds)
+_FAULTS = (
+    (("locked", "busy"), "the database is busy, retry shortly", 1),
+    (("readonly", "read-only"), "the storage is read-only", 5),
+    (("full",), "the storage is full", 5),
+    (("not a database", "malformed", "corrupt"), "the database file is damaged", 10),
+    (("unable to open",), "the database file cannot be opened", 5),
+)
+
+
+def _unavailable(exc: BaseException, log: bool = True) -> StorageUnavailable:
+    """The 503 for a database error; the details go to the log only, never to the client."""
     text = str(exc)
-    logger("altwebsocket.storage").error("storage error: %s", text)
-    if "locked" in text or "busy" in text:
-        return StorageUnavailable("the database is busy, retry shortly", retry_after=1)
-    return StorageUnavailable(f"the database is unavailable: {text}", retry_after=5)
+    lowered = text.lower()
+    message, retry_after = "the storage is unavailable", 5
+    for words, said, seconds in _FAULTS:
+        if any(word in lowered for word in words):
+            message, retry_after = said, seconds
+            break
+    if log:
+        logger("altwebsocket.storage").error("storage error (%s): %s", message, text)
+    return StorageUnavailable(message, retry_after=retry_after)

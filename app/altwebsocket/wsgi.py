@@ -43,6 +43,7 @@ _STATUS = {
 
 _ROUTES = {
     ("GET", "info"), ("POST", "new"), ("GET", ""), ("POST", "send"), ("POST", "close"),
+    ("GET", "openapi.json"),
 }
 
 
@@ -65,6 +66,18 @@ def request_origin(environ: Dict[str, Any], trust_proxy: bool) -> str:
         if (scheme, port) not in (("http", "80"), ("https", "443")):
             host = f"{host}:{port}"
     return f"{scheme}://{host}".lower()
+
+
+def client_address(environ: Dict[str, Any], trust_proxy: bool) -> Optional[str]:
+    """The client's address: ``REMOTE_ADDR``, or with ``trust_proxy`` the last
+    ``X-Forwarded-For`` entry (the one our proxy added; earlier ones the client can forge)."""
+    if trust_proxy:
+        forwarded = environ.get("HTTP_X_FORWARDED_FOR", "")
+        last = forwarded.split(",")[-1].strip()
+        if last:
+            return last[:64]
+    address = environ.get("REMOTE_ADDR")
+    return address[:64] if address else None
 
 
 class WSGIApp:
@@ -143,9 +156,14 @@ class WSGIApp:
                 raise MethodNotAllowed(f"{method} is not allowed on /{action}")
             if action == "":
                 return self._stream(environ, start_response, app, cors, head)
+            if action == "openapi.json":
+                return self._openapi(environ, start_response, app, cors)
             return self._json(start_response, 200, self._dispatch(environ, app, action, origin),
                               cors)
         except AltWebSocketError as exc:
+            if exc.status >= 500:  # the operator must hear of it; the client gets a 503
+                logger("altwebsocket.wsgi").warning("%s %s: %s (%s)", method, path.split("?")[0],
+                                                    exc.status, exc.message)
             return self._json(start_response, exc.status, exc.to_json(),
                               cors + list(exc.headers().items()))
         except Exception:  # a bug of ours: log it, answer a clean 500
@@ -168,7 +186,8 @@ class WSGIApp:
             return self.info(app)
         body = self._body(environ)
         if action == "new":
-            return server.open(app, wire.parse_new(body), origin).to_json()
+            address = client_address(environ, server.settings.trust_proxy)
+            return server.open(app, wire.parse_new(body), origin, client_addr=address).to_json()
         if action == "send":
             request = wire.parse_send(body, server.settings.max_message, server.settings.max_batch)
             return {"ok": True, "ack": server.receive(app, request)}
@@ -208,20 +227,31 @@ class WSGIApp:
         if stream is None:
             start_response("204 No Content", cors + [("Cache-Control", "no-store")])
             return []
+        if not head:  # HEAD: the status alone, would this stream open? (nothing is started)
+            stream.start()  # a storage failure is still a clean 503 here
         start_response("200 OK", cors + [
             ("Content-Type", "text/event-stream; charset=utf-8"),
             ("Cache-Control", "no-cache, no-transform"),
             ("X-Accel-Buffering", "no"),
         ])
-        if head:  # the status alone: would this stream open? (nothing is started)
+        if head:
             return []
         return _Body(stream)
+
+    def _openapi(self, environ: Dict[str, Any], start_response: StartResponse, app: str,
+                 cors: Headers) -> List[bytes]:
+        from .openapi import document  # only this route needs it
+
+        base = request_origin(environ, self.server.settings.trust_proxy)
+        base += environ.get("SCRIPT_NAME", "").rstrip("/") + "/" + app
+        return self._json(start_response, 200, document(base), cors)
 
 
 class _Body:
     """The stream as a WSGI body whose ``close()`` ends the stream's generator."""
 
     def __init__(self, stream: EventStream) -> None:
+        self._stream = stream
         self._iterator: Iterator[bytes] = iter(stream)
 
     def __iter__(self) -> Iterator[bytes]:
@@ -231,3 +261,4 @@ class _Body:
         close = getattr(self._iterator, "close", None)
         if close is not None:
             close()
+        self._stream.abandon()  # if the body was never iterated
