@@ -541,14 +541,14 @@ class EventStream:
                     if events:
                         chunk = b"".join(wire.event_for(*event).encode() for event in events)
                         self.cursor = events[-1][0]
+                        if self.cursor - reported >= report_every:  # (a write stuck below
+                            with storage.transaction() as tx:       # holds one chunk only)
+                                tx.set_waker(conn_id, wake.path, self.cursor)
+                            reported = self.cursor
                         yield chunk
                         if any(kind == wire.CLOSE for _, kind, _ in events):
                             self.closed = True
                             return
-                        if self.cursor - reported >= report_every:
-                            with storage.transaction() as tx:
-                                tx.set_waker(conn_id, wake.path, self.cursor)
-                            reported = self.cursor
                     if len(events) < 200:
                         break
             now = time.monotonic()

@@ -301,6 +301,10 @@ class Transaction:
 
     def _run(self, statement: str, params: Sequence[Any] = ()) -> Any:
         database = self.storage._database
+        if self.failed is not None:
+            # SQLite may have rolled the transaction back itself (SQLITE_FULL, SQLITE_IOERR):
+            # a further statement would run, and commit, on its own. Nothing more runs.
+            raise _unavailable(self.failed, log=False)
         try:
             self._cursor.execute(database.sql(statement), tuple(params))
         except database.errors as exc:

@@ -1,0 +1,2 @@
+"""Reliability and security: limits, faults, fault injection, load, bad input (docs/reliability.md,
+docs/security.md)."""
