@@ -139,6 +139,10 @@ def _run_url(args: argparse.Namespace, rounds: List[int]) -> int:
     print(f"altws bench {url}   ({args.size} random bytes, wait for the echo, repeat)")
     print(format_series_table(series, rounds))
     _print_paper(series)
+    if max(rounds) > 200:
+        print("note: a server's max_rate (default 100 messages/s per connection, burst 200) "
+              "slows longer runs down to that rate; set max_rate = 0 on a server you "
+              "benchmark")
     measured = [one for one in series if one.totals]
     if len(measured) == 2:
         native, emulated = (next(one for one in measured if one.key == key)

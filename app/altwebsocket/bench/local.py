@@ -33,7 +33,8 @@ from .procedure import (PAPER, WARMUP, Progress, Series, bench_url, echo_rounds,
                         format_series_table)
 from .servers import ServerProcess, free_port, peak_rss_kb, processes_running, rss_kb
 
-__all__ = ["Plan", "LocalReport", "run_local", "format_report", "PEERS", "TARGETS"]
+__all__ = ["Plan", "LocalReport", "run_local", "format_report", "PEERS", "TARGETS",
+           "BENCH_SETTINGS"]
 
 NOOP_CGI = """#!/usr/bin/python3
 # A bare python3 CGI request: read the body, answer a small JSON object. Nothing else.
@@ -41,6 +42,12 @@ import os, sys
 sys.stdin.buffer.read(int(os.environ.get("CONTENT_LENGTH") or 0))
 sys.stdout.write("Content-Type: application/json\\r\\n\\r\\n{}")
 """
+
+# Every server of --local runs with these settings: the per-connection rate limit (100
+# messages/s, burst 200) and the per-address connection cap (200) protect a public server,
+# but would measure themselves here (one client sending 10,000 echoes; 500 clients on
+# 127.0.0.1). Nothing else differs from the defaults.
+BENCH_SETTINGS: Dict[str, str] = {"max_rate": "0", "max_connections_per_ip": "0"}
 
 # Issue 8: sequential echo in headless Chromium on this machine, median ms per round trip.
 PEERS: Dict[str, float] = {
@@ -296,6 +303,18 @@ def run_local(plan: Plan, quiet: bool = False, log: Callable[[str], None] = prin
     cgi_data = ""
     browser: Any = None
 
+    names: Dict[int, str] = {}
+    dead: Dict[int, str] = {}
+
+    def check_alive(phase: str) -> None:
+        """Record a server that stopped (crashed, or killed from outside) during ``phase``."""
+        for proc in procs:
+            ended = proc.exited()
+            if ended is not None and proc.pid not in dead:
+                dead[proc.pid] = ended
+                report.errors.append(f"{names[proc.pid]} stopped during {phase}: {ended}")
+                log(f"altws bench: {names[proc.pid]} stopped during {phase}: {ended}")
+
     def attempt(what: str, action: Callable[[], Any]) -> Any:
         try:
             return action()
@@ -303,19 +322,29 @@ def run_local(plan: Plan, quiet: bool = False, log: Callable[[str], None] = prin
             report.errors.append(f"{what}: {type(exc).__name__}: {exc}")
             log(f"altws bench: {what} failed: {exc}")
             return None
+        finally:
+            check_alive(what)
 
     try:
         log("starting: bare websockets echo, altws daemon, altws serve ...")
+        config = os.path.join(data, "altws.ini")
+        with open(config, "w", encoding="utf-8") as out:
+            out.write("[altws]\n" + "".join(f"{name} = {value}\n"
+                                             for name, value in BENCH_SETTINGS.items()))
         bare = ServerProcess([sys.executable, "-m", "altwebsocket.bench.servers"])
         procs.append(bare)
         serve_port, daemon_port = free_port(), free_port()
         daemon = ServerProcess(altws + ["daemon", "--port", str(daemon_port), "--data", data,
+                                        "--config", config,
                                         "--allow-origin", f"http://127.0.0.1:{serve_port}"])
         procs.append(daemon)
         serve = ServerProcess(altws + ["serve", "--port", str(serve_port), "--no-daemon",
                                        "--streams", "600", "--data", data,
+                                       "--config", config,
                                        "--websocket-url", daemon.url])
         procs.append(serve)
+        names.update({bare.pid: "the bare websockets server", daemon.pid: "altws daemon",
+                      serve.pid: "altws serve"})
         if plan.cgi:
             cgi, cgi_data = attempt("starting Apache CGI", _start_cgi) or (None, "")
             if cgi is None:
@@ -347,6 +376,8 @@ def run_local(plan: Plan, quiet: bool = False, log: Callable[[str], None] = prin
                            lambda: _cgi_stream_peak(cgi_echo, cgi.run_dir, plan.size))
             if peak:
                 report.memory.update(peak)
+
+        check_alive("the echo round trips")
 
         # 2. the same from headless Chromium
         if plan.browser:
@@ -380,6 +411,7 @@ def run_local(plan: Plan, quiet: bool = False, log: Callable[[str], None] = prin
                 browser = None
         else:
             report.skipped.append("Chromium: --no-browser")
+        check_alive("the browser round trips")
         for one in report.echo:
             if one.error:
                 report.errors.append(f"{one.label}: {one.error}")
@@ -412,7 +444,7 @@ def _start_cgi() -> Tuple[Any, str]:
     os.makedirs("/var/tmp/altws", mode=0o755, exist_ok=True)
     cgi_data = tempfile.mkdtemp(prefix="bench-data-", dir="/var/tmp/altws")
     os.chmod(cgi_data, 0o755)
-    server = CGIServer(cgi_data, port=0)
+    server = CGIServer(cgi_data, port=0, settings=dict(BENCH_SETTINGS))
     try:
         server.prepare()
         noop = os.path.join(server.run_dir, "htdocs", "cgi-bin", "noop.cgi")

@@ -105,9 +105,17 @@ class ServerProcess:
     def _pump(self) -> None:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
-            if len(self.output) < 200:
-                self.output.append(line)
+            self.output.append(line)
+            del self.output[:-200]  # the last 200 lines
             self._lines.put(line)
+
+    def exited(self) -> Optional[str]:
+        """``None`` while running; else how it ended, with its last output lines."""
+        code = self.proc.poll()
+        if code is None:
+            return None
+        how = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+        return f"{how}; last output: {''.join(self.output[-8:]).strip()}"
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM to its process group, SIGKILL after ``timeout`` seconds."""
