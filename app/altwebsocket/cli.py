@@ -63,11 +63,14 @@ def _serve(args: argparse.Namespace) -> int:
     if args.websocket_url:
         settings.websocket_url = args.websocket_url
     os.makedirs(settings.data, exist_ok=True)
+    _raise_open_file_limit(4 * args.streams + 256)  # each stream: a thread, a socket, SQLite
     site_app = _LateApp()
     httpd = waitress.create_server(
         site_app,
         host=args.host,
         port=args.port,
+        # select() cannot watch a descriptor above 1023, which a few hundred streams reach
+        asyncore_use_poll=True,
         threads=args.streams + 16,
         connection_limit=args.streams + 100,
         channel_timeout=max(120, int(settings.heartbeat * 4)),
@@ -170,6 +173,19 @@ class _DaemonThread:
         """Close every native client with 1001 and stop."""
         self._stop.set()
         self._thread.join(timeout)
+
+
+def _raise_open_file_limit(wanted: int) -> None:
+    """Raise the soft limit on open files towards ``wanted`` (within the hard limit)."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        if soft != resource.RLIM_INFINITY and soft < target:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ImportError, ValueError, OSError):  # not on this platform: keep the limit
+        pass
 
 
 class _LateApp:
