@@ -43,6 +43,9 @@ def wake_folder(data_dir: str) -> str:
     return folder
 
 
+_poll = getattr(select, "poll", None)
+
+
 class WakeSocket:
     """A bound datagram socket a stream (or the daemon) waits on for hints."""
 
@@ -58,7 +61,12 @@ class WakeSocket:
 
     def wait(self, timeout: float) -> List[str]:
         """Wait up to ``timeout`` s for hints; returns the connection ids hinted (maybe [])."""
-        ready, _, _ = select.select([self._sock], [], [], max(0.0, timeout))
+        if _poll is not None:  # select() fails on descriptors above 1023 (a busy server)
+            poller = _poll()
+            poller.register(self._sock.fileno(), select.POLLIN)
+            ready = poller.poll(max(0.0, timeout) * 1000)
+        else:  # pragma: no cover - no poll() on this platform
+            ready, _, _ = select.select([self._sock], [], [], max(0.0, timeout))
         return self.drain() if ready else []
 
     def drain(self) -> List[str]:
