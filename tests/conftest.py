@@ -29,8 +29,9 @@ def server(data_dir) -> AltWebSocketServer:
 
 @pytest.fixture
 def live_server(data_dir) -> Iterator[Process]:
-    """A real ``altws serve`` on 127.0.0.1, a port of its own, a fresh data folder."""
-    proc = Process(ALTWS + ["serve", "--port", "0", "--data", data_dir])
+    """A real ``altws serve`` on 127.0.0.1, a port of its own, a fresh data folder: the
+    emulation alone (``--no-daemon``; tests that want the daemon start their own)."""
+    proc = Process(ALTWS + ["serve", "--port", "0", "--no-daemon", "--data", data_dir])
     try:
         yield proc
     finally:

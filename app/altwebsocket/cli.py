@@ -10,7 +10,7 @@ import sys
 from typing import Any, Callable, Dict, List, Optional
 
 from .config import DEFAULT_APPS, Settings, load_settings
-from .exceptions import ConfigError
+from .exceptions import AltWebSocketError, ConfigError
 
 __all__ = ["main", "settings_from_args"]
 
@@ -89,7 +89,11 @@ def _serve(args: argparse.Namespace) -> int:
         if daemon is not None and not settings.websocket_url:
             settings = settings.replace(websocket_url=daemon.url.rstrip("/"))
     server = AltWebSocketServer(settings=settings)
-    server.storage.ensure_schema()
+    try:
+        server.storage.ensure_schema()
+    except AltWebSocketError as exc:  # a locked, corrupt or unwritable database
+        print(f"altws: the storage is not usable yet ({exc.message}); answering 503 "
+              "until it is", file=sys.stderr, flush=True)
     site_app.app = create_site(server)
     print(f"AltWebSocket serving {', '.join(server.handlers)} on {url}", flush=True)
     if daemon is not None:

@@ -115,12 +115,6 @@ def test_fifty_clients_lose_nothing_and_leave_the_storage_bounded(kind, tmp_path
     lock = threading.Lock()
     try:
         run_load(running, pause, statuses, lock)
-    except Exception:
-        output = "".join(running.proc.output)
-        if running.proc.proc.poll() is not None and "filedescriptor out of range" in output:
-            pytest.xfail("altws serve died: waitress polls with select(), which fails beyond "
-                         "1023 descriptors; cli.py must pass asyncore_use_poll=True")
-        raise
     finally:
         running.stop()
     if kind == "wsgi":

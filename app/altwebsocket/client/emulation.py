@@ -36,6 +36,10 @@ __all__ = ["EmulatedTransport", "HttpError", "http_request", "fetch_info"]
 
 _NETWORK_ERRORS = (OSError, http.client.HTTPException)
 _RETRYABLE = (429, 503)
+# What a web server or proxy answers when the process behind it died mid-request (Apache
+# says 500 when a CGI process is killed, proxies 502/504): retried like a network error,
+# with the same seqs (the server de-duplicates), for at most reconnect_timeout.
+_GATEWAY_ERRORS = (500, 502, 504)
 _MAX_BACKOFF = 10.0
 
 
@@ -330,7 +334,9 @@ class EmulatedTransport(Transport):
                 outcome = self._stream_once()
             except HttpError as exc:
                 self._log(f"< stream {exc.status} {exc.error}: {exc.message}")
-                if exc.status not in _RETRYABLE:
+                if exc.status in _GATEWAY_ERRORS:
+                    lost_since = lost_since or started
+                if exc.status not in _RETRYABLE + _GATEWAY_ERRORS:
                     self._finish((ABNORMAL, f"stream refused: {exc.status} {exc.error}"))
                     return
                 failures += 1
@@ -466,7 +472,14 @@ class EmulatedTransport(Transport):
                 failures, lost_since = 0, None
             except HttpError as exc:
                 self._log(f"< {exc.status} {exc.error}: {exc.message}")
-                if exc.status in _RETRYABLE:
+                if exc.status in _GATEWAY_ERRORS:
+                    failures += 1
+                    lost_since = lost_since or time.monotonic()
+                    if time.monotonic() - lost_since > self.reconnect_timeout:
+                        self._finish((ABNORMAL, f"server error {exc.status}"))
+                        return
+                    delay = _backoff(failures)
+                elif exc.status in _RETRYABLE:
                     failures += 1
                     delay = _backoff(failures, exc.retry_after)
                 elif exc.status == 409 and isinstance(exc.body.get("expected"), int):
