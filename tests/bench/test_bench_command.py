@@ -150,7 +150,8 @@ def test_local_quick(tmp_path) -> None:
             assert set(keys[key]["runs"]) == {"3"}
         assert data["memory"]["cgi_stream_peak_rss_mb"] > 0
     if not any(note.startswith("Chromium") for note in data["skipped"]):
-        for key in ("chromium-websocket", "chromium-native", "chromium-emulation"):
+        for key in ("chromium-fetch", "chromium-websocket", "chromium-native",
+                    "chromium-emulation"):
             assert keys[key]["client"] == "chromium" and keys[key]["error"] is None
             assert len(keys[key]["runs"]["10"]["samples_ms"]) == 10
     names = {(row["name"], row["client"]) for row in data["ratios"]}
@@ -166,6 +167,8 @@ def test_local_quick(tmp_path) -> None:
         assert row["clients"] == row["connected"] == 3 and row["lost"] == 0
         assert row["latency_ms"]["count"] > 0
     assert data["hold"][0]["sent"] == 6 and data["hold"][0]["http_errors"] == 0
+    assert data["hold"][0]["held"] is True
+    assert "held (nothing lost or refused, p99 < 1 s): up to 3 of 3 tried" in text
     assert "serve_kb_per_connection" in data["fanout"][0]
     assert "daemon_kb_per_connection" in data["fanout_native"][0]
     assert data["targets"]["cgi_stream_peak_mb"] == 30.0

@@ -1,7 +1,8 @@
 /* The paper's echo procedure inside the page (injected by altwebsocket/bench/browser.py).
  *
  * altwsBench.open(url, mode): mode "emulation" / "native" (AltWebSocket with emulate
- *   true / false) or "websocket" (the browser's own WebSocket at a ws:// URL).
+ *   true / false), "websocket" (the browser's own WebSocket at a ws:// URL) or "fetch"
+ *   (no socket: each round trip is one fetch POST whose answer is the echo).
  * altwsBench.run(rounds, size, timeoutMs): that many round trips of `size` random bytes;
  *   resolves to {total, samples} in ms (performance.now()).
  * altwsBench.close().
@@ -27,6 +28,7 @@
 
   window.altwsBench = {
     open: function (url, mode, ms) {
+      if (mode === "fetch") { ws = { fetch: url, close: function () {} }; return Promise.resolve("fetch"); }
       ws = mode === "websocket" ? new WebSocket(url)
         : new AltWebSocket(url, mode === "emulation");
       ws.binaryType = "arraybuffer";
@@ -48,7 +50,8 @@
         crypto.getRandomValues(payload);
         var timer = null;
         var before = performance.now();
-        var answer = await new Promise(function (resolve, reject) {
+        var answer = ws.fetch ? await fetch(ws.fetch, { method: "POST", body: payload })
+          .then(function (r) { return r.arrayBuffer(); }) : await new Promise(function (resolve, reject) {
           waiting = resolve;
           timer = setTimeout(function () { reject(new Error("no echo within " + ms + " ms")); }, ms);
           ws.send(payload);

@@ -26,6 +26,8 @@ from .procedure import summary
 __all__ = ["HttpConnection", "HttpPool", "fanout_emulated", "hold_emulated", "fanout_native"]
 
 Headers = Dict[str, str]
+HELD_P99_MS = 1000.0
+"""A load is *held* when nothing is lost or refused and the echo p99 stays under this."""
 
 
 class HttpConnection:
@@ -352,9 +354,13 @@ async def hold_emulated(base: str, clients: int, seconds: float, timeout: float 
     finally:
         await _close_peers(peers, pool, path)
         pool.close()
+    latency = _stats(samples)
     result.update({"seconds": seconds, "sent": total, "lost": len(sent_at),
                    "http_errors": errors["http"], "streams_dropped": streams_lost,
-                   "latency_ms": _stats(samples)})
+                   "latency_ms": latency,
+                   # held: every client connected, nothing lost or refused, p99 under 1 s
+                   "held": bool(len(peers) == clients and not sent_at and not errors["http"]
+                                and latency.get("p99", HELD_P99_MS) < HELD_P99_MS)})
     return result
 
 

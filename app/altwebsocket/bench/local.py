@@ -136,24 +136,19 @@ class LocalReport:
              TARGETS["cgi_vs_bare_cgi"], None),
             ("CGI emulation / bare python3 CGI", "chromium-emulation-cgi", "cgi-bare",
              "chromium", TARGETS["cgi_vs_bare_cgi"], None),
-            ("emulation / one bare fetch POST (issue 8)", "chromium-emulation", None,
+            ("emulation / one bare fetch POST", "chromium-emulation", "chromium-fetch",
              "chromium", 1.2, None),
         ]
         out = []
-        for name, top, bottom, client, target, paper_ratio in rows:
-            upper = self.series(top)
-            if upper is None:
+        for name, top, bottom, client, target, paper_ratio in rows:  # type: ignore[assignment]
+            upper, lower = self.series(top), self.series(bottom)
+            if upper is None or lower is None:
                 continue
-            if bottom is None:
-                below = PEERS["one bare fetch POST per echo"]
-            else:
-                lower = self.series(bottom)
-                if lower is None:
-                    continue
-                below = lower.median()
-            value = upper.median() / below if below else float("nan")
+            above, below = upper.median(), lower.median()
+            value = above / below if below else float("nan")
             out.append({"name": name, "client": client, "numerator": top,
-                        "denominator": bottom or "peer: bare fetch POST 1.97 ms",
+                        "denominator": bottom, "numerator_median_ms": round(above, 4),
+                        "denominator_median_ms": round(below, 4),
                         "ratio": round(value, 3), "target": target,
                         "paper": round(paper_ratio, 2) if paper_ratio else None,
                         "meets_target": None if target is None else bool(value <= target)})
@@ -333,6 +328,9 @@ def run_local(plan: Plan, quiet: bool = False, log: Callable[[str], None] = prin
                                              for name, value in BENCH_SETTINGS.items()))
         bare = ServerProcess([sys.executable, "-m", "altwebsocket.bench.servers"])
         procs.append(bare)
+        http_echo = ServerProcess([sys.executable, "-m", "altwebsocket.bench.servers",
+                                   "http-echo"])
+        procs.append(http_echo)
         serve_port, daemon_port = free_port(), free_port()
         daemon = ServerProcess(altws + ["daemon", "--port", str(daemon_port), "--data", data,
                                         "--config", config,
@@ -345,6 +343,7 @@ def run_local(plan: Plan, quiet: bool = False, log: Callable[[str], None] = prin
                                "--websocket-url", daemon.url])
         procs.append(serve)
         names.update({bare.pid: "the bare websockets server", daemon.pid: "altws daemon",
+                      http_echo.pid: "the bare HTTP echo server",
                       serve.pid: "altws serve"})
         if plan.cgi:
             cgi, cgi_data = attempt("starting Apache CGI", _start_cgi) or (None, "")
@@ -392,6 +391,8 @@ def run_local(plan: Plan, quiet: bool = False, log: Callable[[str], None] = prin
             if browser is not None:
                 page = serve.url + "/echo/info"
                 runs = [
+                    ("chromium-fetch", "Chromium fetch POST → bare HTTP echo",
+                     http_echo.url + "/", http_echo.url + "/", "fetch", "http", plan.rounds),
                     ("chromium-websocket", "Chromium WebSocket → bare websockets",
                      page, bare.url + "/echo", "websocket", "native", plan.rounds),
                     ("chromium-native", "Chromium AltWebSocket native (daemon)",
@@ -592,7 +593,12 @@ def format_report(report: LocalReport) -> str:
                        f"errors {row['http_errors']:<3} "
                        f"p50 {format_ms(latency.get('median', float('nan'))):>7} ms  "
                        f"p99 {format_ms(latency.get('p99', float('nan'))):>7} ms  "
-                       f"memory {row.get('serve_kb_per_connection', '-')} KB/connection")
+                       f"memory {row.get('serve_kb_per_connection', '-')} KB/connection"
+                       f"  {'held' if row.get('held') else 'NOT held'}")
+        held = [row["clients"] for row in report.hold if row.get("held")]
+        out.append(f"  held (nothing lost or refused, p99 < 1 s): up to "
+                   f"{max(held) if held else 0} of {max(r['clients'] for r in report.hold)} "
+                   f"tried")
         out.append("")
     if report.memory:
         out.append("Memory")

@@ -5,6 +5,8 @@ their memory.
   server: the floor for native WebSocket in Python (no storage, no handler);
   ``python -m altwebsocket.bench.servers serve ARGS`` is ``altws serve ARGS`` with waitress
   told to use ``poll()`` (:func:`serve_with_poll`);
+  ``python -m altwebsocket.bench.servers http-echo`` answers every POST with its body
+  (:func:`http_echo`): one bare POST per echo, the floor of any SSE + POST design;
 - :class:`ServerProcess` starts a command and waits for the URL on its first lines
   (``altws serve``, ``altws daemon``, the bare echo server);
 - :func:`rss_kb` / :func:`peak_rss_kb` read ``/proc/PID/status`` (Linux).
@@ -24,7 +26,7 @@ import time
 from typing import Dict, List, Optional
 
 __all__ = ["ServerProcess", "free_port", "rss_kb", "peak_rss_kb", "processes_running",
-           "serve_with_poll", "main"]
+           "serve_with_poll", "http_echo", "main"]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -162,11 +164,58 @@ def serve_with_poll(argv: List[str]) -> int:
     return altws_main(["serve"] + argv)
 
 
+def http_echo(host: str = "127.0.0.1", port: int = 0) -> int:
+    """An asyncio HTTP/1.1 server answering each POST with its body and each GET with a tiny
+    page (keep-alive, CORS ``*``, one write per answer); it prints
+    ``bare HTTP echo on http://HOST:PORT/``."""
+    import asyncio
+
+    cors = b"Access-Control-Allow-Origin: *\r\nAccess-Control-Allow-Headers: Content-Type\r\n"
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n")[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value.strip())
+                body = await reader.readexactly(length) if length else b""
+                kind = b"application/octet-stream"
+                if head.startswith(b"GET "):  # a page of this origin, for same-origin fetches
+                    body, kind = b"<!doctype html><title>bare HTTP echo</title>", b"text/html"
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: " + kind + b"\r\n"
+                             + cors + b"Content-Length: " + str(len(body)).encode()
+                             + b"\r\n\r\n" + body)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError,
+                ValueError):
+            pass
+        finally:
+            writer.close()
+
+    async def run() -> None:
+        stop = asyncio.get_running_loop().create_future()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set_result, None)
+        server = await asyncio.start_server(handle, host, port)
+        bound = server.sockets[0].getsockname()[1]
+        print(f"bare HTTP echo on http://{host}:{bound}/", flush=True)
+        async with server:
+            await stop
+
+    asyncio.run(run())
+    return 0
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """The bare ``websockets`` echo server on 127.0.0.1 (``--port 0``: a free port)."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["serve"]:
         return serve_with_poll(argv[1:])
+    if argv[:1] == ["http-echo"]:
+        return http_echo()
     import argparse
     import asyncio
 
