@@ -406,9 +406,16 @@ def run_local(plan: Plan, quiet: bool = False, log: Callable[[str], None] = prin
                                  f"{cgi.url}/cgi-bin/altws.cgi/echo", "emulation",
                                  "emulation", plan.cgi_rounds))
                 for key, label, page_url, target, mode, transport, rounds in runs:
-                    report.echo.append(browser.measure(page_url, target, mode, rounds,
-                                                       plan.size, key, label, transport,
-                                                       quiet))
+                    series = browser.measure(page_url, target, mode, rounds, plan.size, key,
+                                             label, transport, quiet)
+                    if series.error:  # once more in a fresh page; both errors are kept
+                        log(f"altws bench: {label}: {series.error}; once more")
+                        first = series.error
+                        series = browser.measure(page_url, target, mode, rounds, plan.size,
+                                                 key, label, transport, quiet)
+                        report.skipped.append(f"{label}: first attempt failed ({first}); "
+                                              f"second: {series.error or 'measured'}")
+                    report.echo.append(series)
                 browser.close()
                 browser = None
         else:
