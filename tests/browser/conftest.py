@@ -129,8 +129,9 @@ class NativeEcho:
 
 
 def start_altws(data_dir: str, *extra: str, config: Optional[str] = None) -> Process:
-    """A real ``altws serve --port 0`` with its own data folder."""
-    args = ALTWS + ["serve", "--port", "0", "--data", data_dir]
+    """A real ``altws serve --port 0`` with its own data folder: the emulation alone
+    (``--no-daemon``), unless ``extra`` advertises a daemon with ``--websocket-url``."""
+    args = ALTWS + ["serve", "--port", "0", "--no-daemon", "--data", data_dir]
     if config:
         args += ["--config", config]
     return Process(args + list(extra), cwd=ROOT)
