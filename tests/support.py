@@ -178,3 +178,20 @@ def start_deployment(kind: str, data: str, **settings: Any) -> Deployment:
             args += ["--set", f"{name}={value}"]
         proc = Process(args, pattern=r"http://127\.0\.0\.1:\d+/")
     return Deployment(kind, proc, data)
+
+
+def cgi_processes(method: str, conn_id: str = "") -> List[int]:
+    """The CGI processes Apache runs for ``method`` requests (of ``conn_id``'s stream when
+    given), found by their environment."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as handle:
+                environ = handle.read()
+        except OSError:
+            continue
+        if (f"REQUEST_METHOD={method}".encode() in environ
+                and b"SCRIPT_FILENAME=" in environ
+                and (not conn_id or f"id={conn_id}".encode() in environ)):
+            found.append(int(pid))
+    return found

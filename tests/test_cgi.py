@@ -15,7 +15,8 @@ import pytest
 
 from altwebsocket.protocol import messages as wire
 
-from .support import TIMEOUT, HTTP, Stream, new_connection, send, start_deployment, stream_url
+from .support import (TIMEOUT, HTTP, Stream, cgi_processes, new_connection, send,
+                      start_deployment, stream_url)
 
 
 @pytest.fixture(scope="module")
@@ -29,17 +30,8 @@ def cgi(tmp_path_factory):
 
 
 def stream_processes(conn_id: str) -> List[int]:
-    """The CGI processes serving the stream of ``conn_id`` (found by their environment)."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as handle:
-                environ = handle.read()
-        except OSError:
-            continue
-        if b"REQUEST_METHOD=GET" in environ and f"id={conn_id}".encode() in environ:
-            found.append(int(pid))
-    return found
+    """The CGI processes serving the stream of ``conn_id``."""
+    return cgi_processes("GET", conn_id)
 
 
 def test_twenty_concurrent_senders_lose_nothing_and_get_no_5xx(cgi) -> None:

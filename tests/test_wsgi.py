@@ -13,7 +13,6 @@ from altwebsocket.config import Settings
 from altwebsocket.protocol import messages as wire
 from altwebsocket.protocol.sse import SSEDecoder
 
-from .support import TIMEOUT  # noqa: F401  (one timeout unit for all tests)
 
 
 @pytest.fixture

@@ -80,7 +80,7 @@ def _serve(args: argparse.Namespace) -> int:
     port = int(httpd.effective_port)  # type: ignore[union-attr]
     url = f"http://{args.host}:{port}/"
     daemon = None
-    if not args.no_daemon:
+    if not args.no_daemon and not args.websocket_url:
         # the pages served here connect to the daemon: their origin must be allowed there
         own = tuple(f"http://{host}:{port}" for host in {args.host, "localhost", "127.0.0.1"})
         daemon_settings = settings.replace(
@@ -240,8 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-daemon", action="store_true",
                        help="do not start the daemon: the emulation (SSE + POST) only")
     serve.add_argument("--websocket-url", default=None, metavar="URL",
-                       help="advertise this native WebSocket base URL in /info instead "
-                            "(e.g. a daemon behind a proxy)")
+                       help="advertise this native WebSocket base URL in /info instead of "
+                            "starting a daemon (e.g. one behind a proxy, or altws daemon)")
     serve.add_argument("-v", "--verbose", action="store_true", help="log more")
     _add_settings_options(serve)
     serve.set_defaults(func=_serve)

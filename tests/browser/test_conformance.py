@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import open_page
 
 VARIANTS = {
     "native": ("WebSocket", "(url, p) => new WebSocket(url, p)", "ws"),

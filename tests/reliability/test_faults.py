@@ -9,16 +9,12 @@ max_page_count``), which fail exactly as SQLite does on a read-only or full file
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import sqlite3
-import threading
-import time
 from contextlib import contextmanager
-from typing import Any, Iterator, List
+from typing import Any, Iterator
 
-import httpx
 import pytest
 from websockets.sync.client import connect as ws_connect
 

@@ -18,14 +18,13 @@ import time
 from typing import Any, Dict, List, Optional
 
 import httpx
-import pytest
 from websockets.sync.client import connect as ws_connect
 
 from altwebsocket.client import connect
 from altwebsocket.protocol import messages as wire
 from altwebsocket.protocol.sse import SSEDecoder
 
-from ..support import ALTWS, ROOT, TIMEOUT, Process, start_deployment
+from ..support import ALTWS, ROOT, TIMEOUT, Process, cgi_processes, start_deployment
 
 SOAK = bool(os.environ.get("ALTWS_SOAK"))
 MESSAGES = 1500 if SOAK else 300
@@ -148,22 +147,6 @@ class RetryingClient:
         return len(self.events) >= count
 
 
-def cgi_processes(method: str, conn_id: str = "") -> List[int]:
-    """The Apache CGI processes serving ``method`` requests (of ``conn_id``'s stream)."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as handle:
-                environ = handle.read()
-        except OSError:
-            continue
-        if (f"REQUEST_METHOD={method}".encode() in environ
-                and b"SCRIPT_FILENAME=" in environ
-                and (not conn_id or f"id={conn_id}".encode() in environ)):
-            found.append(int(pid))
-    return found
-
-
 def test_kill_9_of_cgi_processes_loses_and_repeats_nothing(tmp_path) -> None:
     running = start_deployment("cgi", str(tmp_path), heartbeat=1, max_rate=0)
     killed = {"GET": 0, "POST": 0}
@@ -218,7 +201,6 @@ def test_kill_9_of_the_daemon(data_dir) -> None:
     port = free_port()
     args = ALTWS + ["daemon", "--port", str(port), "--data", data_dir]
     daemon = Process(args, cwd=ROOT)
-    connections: List[str] = []
     try:
         for round_number in range(KILLS):
             with ws_connect(f"ws://127.0.0.1:{port}/echo", open_timeout=TIMEOUT) as ws:
