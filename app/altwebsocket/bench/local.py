@@ -433,6 +433,9 @@ def run_local(plan: Plan, quiet: bool = False, log: Callable[[str], None] = prin
         for proc in reversed(procs):
             proc.stop()
         if cgi is not None:
+            if any("CGI" in error for error in report.errors):
+                tail = [line for line in cgi.error_log().splitlines() if line.strip()][-6:]
+                report.errors.extend(f"Apache error log: {line[:300]}" for line in tail)
             cgi.stop()
         shutil.rmtree(data, ignore_errors=True)
         if cgi_data:
