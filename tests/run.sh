@@ -25,6 +25,13 @@ say "Python environment (.venv)"
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
 
+# TypeScript, to type-check the browser client's declarations (static/altwebsocket.d.ts).
+if [ ! -x .venv/node/node_modules/.bin/tsc ]; then
+  say "installing TypeScript (npm) into .venv/node"
+  npm install --silent --no-audit --no-fund --prefix .venv/node typescript@5 >/dev/null
+fi
+export ALTWS_TSC="$PWD/.venv/node/node_modules/.bin/tsc"
+
 # Autobahn|Testsuite (the WebSocket fuzzing client run against the daemon) is Python 2 only:
 # these machines carry pyenv's Python 2.7.18. Built once, kept in /opt/altws-autobahn.
 AB=/opt/altws-autobahn
