@@ -147,8 +147,8 @@ def serve_with_poll(argv: List[str]) -> int:
     ends ``altws serve`` (exit status 1). Each worker thread keeps a SQLite connection (two
     descriptors), so a server with ``--streams 500`` or more passes 1024 under load.
     ``altws bench --local`` measures hundreds of connections, so it runs the server with
-    ``poll()``: the same code otherwise. This is a no-op once ``altws serve`` asks for
-    ``poll()`` itself.
+    ``poll()``: the same code otherwise. ``altws serve`` asks for ``poll()`` itself since
+    commit f19d745, which makes this a no-op there; it stays for older checkouts.
     """
     import waitress
 
