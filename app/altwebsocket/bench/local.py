@@ -336,11 +336,9 @@ def run_local(plan: Plan, quiet: bool = False, log: Callable[[str], None] = prin
                                         "--config", config,
                                         "--allow-origin", f"http://127.0.0.1:{serve_port}"])
         procs.append(daemon)
-        # altws serve as shipped, but with waitress on poll() (see servers.serve_with_poll)
-        serve = ServerProcess([sys.executable, "-m", "altwebsocket.bench.servers",
-                               "serve", "--port", str(serve_port), "--no-daemon",
-                               "--streams", "600", "--data", data, "--config", config,
-                               "--websocket-url", daemon.url])
+        serve = ServerProcess(altws + ["serve", "--port", str(serve_port), "--no-daemon",
+                                       "--streams", "600", "--data", data, "--config", config,
+                                       "--websocket-url", daemon.url])
         procs.append(serve)
         names.update({bare.pid: "the bare websockets server", daemon.pid: "altws daemon",
                       http_echo.pid: "the bare HTTP echo server",

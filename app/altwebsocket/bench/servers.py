@@ -3,8 +3,6 @@ their memory.
 
 - :func:`main` (``python -m altwebsocket.bench.servers``) is the bare ``websockets`` echo
   server: the floor for native WebSocket in Python (no storage, no handler);
-  ``python -m altwebsocket.bench.servers serve ARGS`` is ``altws serve ARGS`` with waitress
-  told to use ``poll()`` (:func:`serve_with_poll`);
   ``python -m altwebsocket.bench.servers http-echo`` answers every POST with its body
   (:func:`http_echo`): one bare POST per echo, the floor of any SSE + POST design;
 - :class:`ServerProcess` starts a command and waits for the URL on its first lines
@@ -26,7 +24,7 @@ import time
 from typing import Dict, List, Optional
 
 __all__ = ["ServerProcess", "free_port", "rss_kb", "peak_rss_kb", "processes_running",
-           "serve_with_poll", "http_echo", "main"]
+           "http_echo", "main"]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -139,31 +137,6 @@ class ServerProcess:
             self.proc.wait(timeout=timeout)
 
 
-def serve_with_poll(argv: List[str]) -> int:
-    """``altws serve argv`` with waitress's ``asyncore_use_poll`` on.
-
-    waitress watches its sockets with ``select()`` unless told otherwise, and ``select()``
-    fails on a descriptor above 1023 ("filedescriptor out of range in select()"), which
-    ends ``altws serve`` (exit status 1). Each worker thread keeps a SQLite connection (two
-    descriptors), so a server with ``--streams 500`` or more passes 1024 under load.
-    ``altws bench --local`` measures hundreds of connections, so it runs the server with
-    ``poll()``: the same code otherwise. ``altws serve`` asks for ``poll()`` itself since
-    commit f19d745, which makes this a no-op there; it stays for older checkouts.
-    """
-    import waitress
-
-    from ..cli import main as altws_main
-
-    original = waitress.create_server
-
-    def create_server(*args: object, **kwargs: object) -> object:
-        kwargs.setdefault("asyncore_use_poll", True)
-        return original(*args, **kwargs)  # type: ignore[arg-type]
-
-    waitress.create_server = create_server  # type: ignore[assignment]
-    return altws_main(["serve"] + argv)
-
-
 def http_echo(host: str = "127.0.0.1", port: int = 0) -> int:
     """An asyncio HTTP/1.1 server answering each POST with its body and each GET with a tiny
     page (keep-alive, CORS ``*``, one write per answer); it prints
@@ -212,8 +185,6 @@ def http_echo(host: str = "127.0.0.1", port: int = 0) -> int:
 def main(argv: Optional[List[str]] = None) -> int:
     """The bare ``websockets`` echo server on 127.0.0.1 (``--port 0``: a free port)."""
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["serve"]:
-        return serve_with_poll(argv[1:])
     if argv[:1] == ["http-echo"]:
         return http_echo()
     import argparse
