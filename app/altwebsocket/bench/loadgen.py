@@ -270,13 +270,7 @@ async def fanout_emulated(base: str, clients: int, messages: int, timeout: float
             if len(arrived) >= len(peers):
                 complete.set()
 
-    started = time.perf_counter()
-    peers, failed = await _open_peers(base, clients, pool, on_text, timeout)
-    result: Dict[str, Any] = {"clients": clients, "connected": len(peers),
-                              "connect_failed": failed,
-                              "open_s": round(time.perf_counter() - started, 3)}
-    if after_open is not None:
-        result.update(after_open())
+    peers, result = await _open_measured(base, clients, pool, on_text, timeout, after_open)
     samples: List[float] = []
     lost = 0
     try:
@@ -303,6 +297,22 @@ async def fanout_emulated(base: str, clients: int, messages: int, timeout: float
     return result
 
 
+async def _open_measured(base: str, clients: int, pool: "HttpPool",
+                         on_text: Callable[["EmulatedPeer", str], None], timeout: float,
+                         after_open: Optional[Callable[[], Dict[str, Any]]]
+                         ) -> Tuple[List["EmulatedPeer"], Dict[str, Any]]:
+    """Open ``clients`` emulated peers; the start of a result: how many connected, how long
+    it took, and what ``after_open`` measures once they are open (memory, say)."""
+    started = time.perf_counter()
+    peers, failed = await _open_peers(base, clients, pool, on_text, timeout)
+    result: Dict[str, Any] = {"clients": clients, "connected": len(peers),
+                              "connect_failed": failed,
+                              "open_s": round(time.perf_counter() - started, 3)}
+    if after_open is not None:
+        result.update(after_open())
+    return peers, result
+
+
 async def hold_emulated(base: str, clients: int, seconds: float, timeout: float = 10.0,
                         after_open: Optional[Callable[[], Dict[str, Any]]] = None
                         ) -> Dict[str, Any]:
@@ -320,13 +330,7 @@ async def hold_emulated(base: str, clients: int, seconds: float, timeout: float 
         if when is not None:
             samples.append((time.perf_counter() - when) * 1000.0)
 
-    started = time.perf_counter()
-    peers, failed = await _open_peers(base, clients, pool, on_text, timeout)
-    result: Dict[str, Any] = {"clients": clients, "connected": len(peers),
-                              "connect_failed": failed,
-                              "open_s": round(time.perf_counter() - started, 3)}
-    if after_open is not None:
-        result.update(after_open())
+    peers, result = await _open_measured(base, clients, pool, on_text, timeout, after_open)
     total = 0
 
     async def talk(peer: EmulatedPeer, begin: float) -> None:
