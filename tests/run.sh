@@ -25,6 +25,11 @@ say "Python environment (.venv)"
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
 
+# The CGI's own Python (a venv of Debian's /usr/bin/python3 that www-data can read), built
+# once here rather than inside the first CGI test's start-up wait.
+say "the CGI's Python (/var/tmp/altws)"
+.venv/bin/python -c "from altwebsocket.cgiserver import cgi_python; print(cgi_python('/var/tmp/altws'))"
+
 # TypeScript, to type-check the browser client's declarations (static/altwebsocket.d.ts).
 if [ ! -x .venv/node/node_modules/.bin/tsc ]; then
   say "installing TypeScript (npm) into .venv/node"
