@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import queue
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -145,11 +146,12 @@ def send(base: str, conn_id: str, token: str, seq: int, data: Any = None,
 class Deployment:
     """A running HTTP deployment of the apps: ``base(app)`` is the app's base URL ``B``."""
 
-    def __init__(self, kind: str, proc: Process, data: str) -> None:
+    def __init__(self, kind: str, proc: Process, data: str, owns_data: bool = False) -> None:
         self.kind = kind
         self.proc = proc
         self.data = data
         self.url = proc.url
+        self._owns_data = owns_data  # a folder made for it, removed when it stops
 
     def base(self, app: str) -> str:
         if self.kind == "cgi":
@@ -158,6 +160,8 @@ class Deployment:
 
     def stop(self) -> None:
         self.proc.stop()
+        if self._owns_data:
+            shutil.rmtree(self.data, ignore_errors=True)
 
 
 def start_deployment(kind: str, data: str, **settings: Any) -> Deployment:
@@ -177,6 +181,7 @@ def start_deployment(kind: str, data: str, **settings: Any) -> Deployment:
         for name, value in settings.items():
             args += ["--set", f"{name}={value}"]
         proc = Process(args, pattern=r"http://127\.0\.0\.1:\d+/")
+        return Deployment(kind, proc, data, owns_data=True)
     return Deployment(kind, proc, data)
 
 
