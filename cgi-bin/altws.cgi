@@ -9,6 +9,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # If altwebsocket is not installed in that Python, name the folder holding it here:
 #   sys.path.insert(0, "/home/me/altwebsocket/app")
 
-from altwebsocket.cgi import run  # noqa: E402
+from altwebsocket.transports.http.cgi import run  # noqa: E402
 
 run(os.path.join(HERE, "altws.ini"))

@@ -200,3 +200,16 @@ def cgi_processes(method: str, conn_id: str = "") -> List[int]:
                 and (not conn_id or f"id={conn_id}".encode() in environ)):
             found.append(int(pid))
     return found
+
+
+class FakeClock:
+    """A clock for ``AltWebSocketServer(clock=...)``: time moves only when a test says so."""
+
+    def __init__(self, start: float = 1_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds

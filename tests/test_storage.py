@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import sqlite3
-import time
 
 import pytest
+import webtest
 
-from altwebsocket import AltWebSocketHandler, AltWebSocketServer, AltWebSocketStorage
+from altwebsocket import AltWebSocketHandler, AltWebSocketServer, AltWebSocketStorage, WSGIApp
 from altwebsocket.config import Settings
 from altwebsocket.exceptions import ConfigError
-from altwebsocket.protocol.messages import NewRequest
 from altwebsocket.protocol.state import State
 from altwebsocket.storage import filesystem_type
+from altwebsocket.transports.http.auth import hash_token, token_matches
+
+from .support import FakeClock
 
 
 class Recorder(AltWebSocketHandler):
@@ -21,10 +23,11 @@ class Recorder(AltWebSocketHandler):
 
 
 def test_gone_connection_is_closed_with_1006_once(data_dir) -> None:
+    clock = FakeClock()
     server = AltWebSocketServer({"r": Recorder()},
-                                settings=Settings(data=data_dir, gone_timeout=0.2))
-    opened = server.open("r", NewRequest())
-    time.sleep(0.3)
+                                settings=Settings(data=data_dir, gone_timeout=0.2), clock=clock)
+    opened = server.open("r")
+    clock.advance(0.3)
     closed, _ = server.sweep()
     assert closed == 1
     record = server.storage.connection(opened.id)
@@ -35,12 +38,13 @@ def test_gone_connection_is_closed_with_1006_once(data_dir) -> None:
 
 
 def test_closed_connections_are_purged_with_their_events(data_dir) -> None:
+    clock = FakeClock()
     server = AltWebSocketServer(settings=Settings(data=data_dir, gone_timeout=0.1,
-                                                  keep_closed=0.1))
-    opened = server.open("echo", NewRequest())
-    time.sleep(0.2)
+                                                  keep_closed=0.1), clock=clock)
+    opened = server.open("echo")
+    clock.advance(0.2)
     server.sweep()
-    time.sleep(0.2)
+    clock.advance(0.2)
     assert server.sweep()[1] == 1
     assert server.storage.connection(opened.id) is None
     assert server.storage.events_after(opened.id, 0) == []
@@ -74,7 +78,7 @@ def test_missing_data_folder_is_a_clear_error(tmp_path) -> None:
 
 def test_transaction_rolls_back_on_error(data_dir) -> None:
     server = AltWebSocketServer(settings=Settings(data=data_dir))
-    opened = server.open("echo", NewRequest())
+    opened = server.open("echo")
     with pytest.raises(RuntimeError):
         with server.storage.transaction() as tx:
             tx.enqueue(opened.id, 0, b"lost")
@@ -85,12 +89,14 @@ def test_transaction_rolls_back_on_error(data_dir) -> None:
 
 def test_tokens_are_stored_only_as_hashes(data_dir) -> None:
     server = AltWebSocketServer(settings=Settings(data=data_dir))
-    opened = server.open("echo", NewRequest())
+    opened = webtest.TestApp(WSGIApp(server)).post_json("/echo/new", {}).json
     raw = open(f"{data_dir}/altws.db", "rb").read()
     wal = b""
     try:
         wal = open(f"{data_dir}/altws.db-wal", "rb").read()
     except OSError:
         pass
-    assert opened.token.encode() not in raw + wal
-    assert server.storage.connection(opened.id).token_matches(opened.token)
+    assert opened["token"].encode() not in raw + wal
+    record = server.storage.connection(opened["id"])
+    assert record.token_hash == hash_token(opened["token"])
+    assert token_matches(record, opened["token"]) and not token_matches(record, "x" + opened["token"])

@@ -8,7 +8,7 @@ from typing import Any, Dict, List
 import pytest
 import webtest
 
-from altwebsocket import AltWebSocketHandler, AltWebSocketServer
+from altwebsocket import AltWebSocketHandler, AltWebSocketServer, WSGIApp
 from altwebsocket.config import Settings
 from altwebsocket.protocol import messages as wire
 from altwebsocket.protocol.sse import SSEDecoder
@@ -17,7 +17,7 @@ from altwebsocket.protocol.sse import SSEDecoder
 
 @pytest.fixture
 def app(server: AltWebSocketServer) -> webtest.TestApp:
-    return webtest.TestApp(server.wsgi_app)
+    return webtest.TestApp(WSGIApp(server))
 
 
 def new(app: webtest.TestApp, name: str = "echo", **body: Any) -> Dict[str, str]:
@@ -184,7 +184,7 @@ def test_garbage_last_event_id_is_400(app) -> None:
 
 def test_message_over_limit_is_413(data_dir) -> None:
     server = AltWebSocketServer(settings=Settings(data=data_dir, max_message=10))
-    app = webtest.TestApp(server.wsgi_app)
+    app = webtest.TestApp(WSGIApp(server))
     conn = new(app)
     body = {**conn, "seq": 1, "data": "x" * 11}
     assert post(app, "/echo/send", body, status=413)["error"] == "too_big"
@@ -195,7 +195,7 @@ def test_message_over_limit_is_413(data_dir) -> None:
 def test_origin_same_origin_by_default_and_allow_list(data_dir) -> None:
     server = AltWebSocketServer(
         settings=Settings(data=data_dir, allowed_origins=("https://friend.example",)))
-    app = webtest.TestApp(server.wsgi_app, extra_environ={"HTTP_HOST": "srv.example"})
+    app = webtest.TestApp(WSGIApp(server), extra_environ={"HTTP_HOST": "srv.example"})
     app.post("/echo/new", headers={"Origin": "http://srv.example"}, status=200)
     friend = app.post("/echo/new", headers={"Origin": "https://friend.example"}, status=200)
     assert friend.headers["Access-Control-Allow-Origin"] == "https://friend.example"
@@ -214,7 +214,7 @@ class Proto(AltWebSocketHandler):
 
 def test_subprotocol_negotiation(data_dir) -> None:
     server = AltWebSocketServer({"p": Proto()}, settings=Settings(data=data_dir))
-    app = webtest.TestApp(server.wsgi_app)
+    app = webtest.TestApp(WSGIApp(server))
     assert new(app, "p", protocols=["v1", "v2"])["protocol"] == "v2"
     assert new(app, "p", protocols=["v1"])["protocol"] == "v1"
     assert new(app, "p", protocols=["x"])["protocol"] == ""
@@ -228,7 +228,7 @@ class Broken(AltWebSocketHandler):
 
 def test_handler_error_closes_with_1011_and_no_500(data_dir) -> None:
     server = AltWebSocketServer({"b": Broken()}, settings=Settings(data=data_dir))
-    app = webtest.TestApp(server.wsgi_app)
+    app = webtest.TestApp(WSGIApp(server))
     conn = new(app, "b")
     assert post(app, "/b/send", {**conn, "seq": 1, "data": "x"})["ack"] == 1
     assert events(server, conn["id"]) == [(1, "before the bug"), (2, (1011, "internal error"))]

@@ -12,6 +12,7 @@ from .exceptions import AltWebSocketError
 from .handler import AltWebSocketConnection, AltWebSocketHandler, AppStorage
 from .server import AltWebSocketServer
 from .storage import AltWebSocketStorage
+from .transports.http.wsgi import WSGIApp
 
 __all__ = [
     "AltWebSocketServer",
@@ -19,6 +20,7 @@ __all__ = [
     "AltWebSocketConnection",
     "AltWebSocketStorage",
     "AppStorage",
+    "WSGIApp",
     "AltWebSocketError",
     "Settings",
     "load_settings",

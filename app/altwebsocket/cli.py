@@ -57,6 +57,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from .server import AltWebSocketServer
     from .site import create_site
+    from .transports.http.wsgi import WSGIApp
 
     settings = settings_from_args(args)
     settings.max_streams = args.streams
@@ -94,7 +95,8 @@ def _serve(args: argparse.Namespace) -> int:
     except AltWebSocketError as exc:  # a locked, corrupt or unwritable database
         print(f"altws: the storage is not usable yet ({exc.message}); answering 503 "
               "until it is", file=sys.stderr, flush=True)
-    site_app.app = create_site(server)
+    endpoints = WSGIApp(server)
+    site_app.app = create_site(endpoints)
     print(f"AltWebSocket serving {', '.join(server.handlers)} on {url}", flush=True)
     if daemon is not None:
         print(f"  native WebSocket daemon on {daemon.url} (advertised by /info)", flush=True)
@@ -107,7 +109,7 @@ def _serve(args: argparse.Namespace) -> int:
         print("altws: stopping", flush=True)
         if daemon is not None:
             daemon.stop()  # native clients get 1001
-        server.shutdown()
+        endpoints.shutdown()
         os._exit(0)
 
     signal.signal(signal.SIGTERM, stop)
@@ -130,7 +132,7 @@ def _add_daemon_command(sub: Any) -> None:
     _add_settings_options(daemon)
 
     def run(args: argparse.Namespace) -> int:
-        from .daemon import run_daemon
+        from .transports.websocket.daemon import run_daemon
 
         settings = settings_from_args(args)
         if not settings.storage:
@@ -151,7 +153,7 @@ class _DaemonThread:
     def __init__(self, settings: Settings, host: str, port: int) -> None:
         import threading
 
-        from .daemon import run_daemon
+        from .transports.websocket.daemon import run_daemon
 
         self.url = ""
         self._ready = threading.Event()

@@ -19,8 +19,9 @@ import os
 
 from .exceptions import ConfigError
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # pragma: no cover  (typing costs a CGI request milliseconds)
+from ._lazy import TYPE_CHECKING
+
+if TYPE_CHECKING:
     from typing import Any, Dict, List, Optional, Tuple
 
 __all__ = ["Settings", "load_settings", "load_handler", "handlers_from", "read_ini",

@@ -21,8 +21,9 @@ Transports map an error to a response with :attr:`AltWebSocketError.status` and
 
 from __future__ import annotations
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # pragma: no cover  (typing costs a CGI request milliseconds)
+from ._lazy import TYPE_CHECKING
+
+if TYPE_CHECKING:
     from typing import Any, Dict, Optional
 
 __all__ = [

@@ -22,6 +22,7 @@ from typing import Any
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from .server import AltWebSocketServer
+from .transports.http.wsgi import WSGIApp
 
 __all__ = ["mount"]
 
@@ -30,5 +31,5 @@ def mount(flask_app: Any, server: AltWebSocketServer, prefix: str = "/ws") -> No
     """Serve ``server``'s apps under ``prefix`` of ``flask_app`` (e.g. ``/ws/chat/``)."""
     if not prefix.startswith("/") or prefix.endswith("/"):
         raise ValueError("prefix must start with '/' and not end with it, e.g. '/ws'")
-    flask_app.wsgi_app = DispatcherMiddleware(flask_app.wsgi_app, {prefix: server.wsgi_app})
+    flask_app.wsgi_app = DispatcherMiddleware(flask_app.wsgi_app, {prefix: WSGIApp(server)})
     flask_app.extensions["altwebsocket"] = server

@@ -8,22 +8,25 @@ shared storage), and it reaches other clients through ``conn.peers()`` / ``conn.
 
 Every callback runs inside one storage transaction with the request that caused it: what it
 sends is committed together with the message that caused it, or not at all.
+
+This module depends on the protocol alone. What a connection object needs from the server is
+the small interface :class:`UnitOfWork`; the server's unit of work (``server.Context``)
+implements it, so the server depends on the handler API and never the reverse.
 """
 
 from __future__ import annotations
 
-from ._lazy import logger
-from .protocol.messages import Message, close_payload, payload_for
-from .protocol.state import INTERNAL_ERROR, Input, State, transition, validate_server_close
+from ._lazy import TYPE_CHECKING, logger
+from .protocol.close import CloseCode, validate_server_close
+from .protocol.messages import payload_for
+from .protocol.state import Input, State, transition
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # pragma: no cover  (typing costs a CGI request milliseconds)
+if TYPE_CHECKING:
     from typing import List, Optional, Sequence
 
-    from .server import Context
-    from .storage import ConnectionRecord
+    from .protocol.messages import Message
 
-__all__ = ["AltWebSocketHandler", "AltWebSocketConnection", "AppStorage"]
+__all__ = ["AltWebSocketHandler", "AltWebSocketConnection", "AppStorage", "UnitOfWork"]
 
 
 class AltWebSocketHandler:
@@ -57,7 +60,51 @@ class AltWebSocketHandler:
         logger("altwebsocket.handler").error(
             "handler error on %s/%s", conn.app, conn.id, exc_info=exc)
         if conn.state == State.OPEN:
-            conn.close(INTERNAL_ERROR, "internal error")
+            conn.close(CloseCode.INTERNAL_ERROR, "internal error")
+
+
+class UnitOfWork:
+    """What the handler API needs from the operation it runs in (one storage transaction).
+
+    The server implements it; a handler never sees it. Events are ``(kind, payload)`` pairs
+    of :mod:`~altwebsocket.protocol.messages`.
+    """
+
+    def state_of(self, conn_id: str) -> State:
+        """The state of a connection as this operation sees it."""
+        raise NotImplementedError
+
+    def send(self, conn_id: str, kind: int, payload: bytes) -> bool:
+        """Queue one event for one connection."""
+        raise NotImplementedError
+
+    def broadcast(self, app: str, kind: int, payload: bytes, exclude: Optional[str]) -> int:
+        """Queue one event for every open connection of ``app`` but ``exclude``."""
+        raise NotImplementedError
+
+    def open_connections(self, app: str) -> List["AltWebSocketConnection"]:
+        """The open connections of ``app``, oldest first."""
+        raise NotImplementedError
+
+    def close(self, conn: "AltWebSocketConnection", code: int, reason: str) -> None:
+        """Queue the close event, mark ``conn`` closed and run ``on_close``."""
+        raise NotImplementedError
+
+    def log_append(self, app: str, key: str, value: str, keep: Optional[int]) -> None:
+        """See :meth:`AppStorage.append`."""
+        raise NotImplementedError
+
+    def log_recent(self, app: str, key: str, count: int) -> List[str]:
+        """See :meth:`AppStorage.recent`."""
+        raise NotImplementedError
+
+    def kv_get(self, app: str, key: str) -> Optional[str]:
+        """See :meth:`AppStorage.get`."""
+        raise NotImplementedError
+
+    def kv_set(self, app: str, key: str, value: Optional[str]) -> None:
+        """See :meth:`AppStorage.set`."""
+        raise NotImplementedError
 
 
 class AppStorage:
@@ -66,26 +113,26 @@ class AppStorage:
     Two shapes: a log per key (append, read the most recent) and a value per key.
     """
 
-    def __init__(self, ctx: "Context", app: str) -> None:
-        self._ctx = ctx
+    def __init__(self, work: UnitOfWork, app: str) -> None:
+        self._work = work
         self._app = app
 
     def append(self, key: str, value: str, keep: Optional[int] = None) -> None:
         """Append ``value`` to the log ``key``; keep only the last ``keep`` entries if given."""
-        self._ctx.tx.log_append(self._app, key, value, keep)
+        self._work.log_append(self._app, key, value, keep)
 
     def recent(self, key: str, count: int) -> List[str]:
         """The last ``count`` entries of the log ``key``, oldest first."""
-        return self._ctx.tx.log_recent(self._app, key, count)
+        return self._work.log_recent(self._app, key, count)
 
     def get(self, key: str, default: Optional[str] = None) -> Optional[str]:
         """The value of ``key``, or ``default``."""
-        value = self._ctx.tx.kv_get(self._app, key)
+        value = self._work.kv_get(self._app, key)
         return default if value is None else value
 
     def set(self, key: str, value: Optional[str]) -> None:
         """Set ``key`` to ``value`` (``None`` deletes it)."""
-        self._ctx.tx.kv_set(self._app, key, value)
+        self._work.kv_set(self._app, key, value)
 
 
 class AltWebSocketConnection:
@@ -98,16 +145,16 @@ class AltWebSocketConnection:
         transport: ``"emulation"`` or ``"websocket"``.
     """
 
-    def __init__(self, ctx: "Context", record: "ConnectionRecord") -> None:
-        self._ctx = ctx
-        self.id = record.id
-        self.app = record.app
-        self.protocol = record.protocol
-        self.transport = record.transport
-        self._state = record.state
+    def __init__(self, work: UnitOfWork, conn_id: str, app: str, protocol: str = "",
+                 transport: str = "emulation") -> None:
+        self._work = work
+        self.id = conn_id
+        self.app = app
+        self.protocol = protocol
+        self.transport = transport
 
     def __repr__(self) -> str:
-        return f"<AltWebSocketConnection {self.app}/{self.id} {self._state.name}>"
+        return f"<AltWebSocketConnection {self.app}/{self.id} {self.state.name}>"
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, AltWebSocketConnection) and other.id == self.id
@@ -118,12 +165,12 @@ class AltWebSocketConnection:
     @property
     def state(self) -> State:
         """``State.OPEN`` or ``State.CLOSED``, as far as this callback knows."""
-        return self._state
+        return self._work.state_of(self.id)
 
     @property
     def storage(self) -> AppStorage:
         """This app's data in the shared storage."""
-        return AppStorage(self._ctx, self.app)
+        return AppStorage(self._work, self.app)
 
     def send(self, message: Message) -> bool:
         """Send a text (``str``) or binary (``bytes``) message to this client.
@@ -132,9 +179,9 @@ class AltWebSocketConnection:
         broadcast racing with a disconnect needs no special case.
         """
         kind, payload = payload_for(message)
-        if self._state != State.OPEN:
+        if self.state != State.OPEN:
             return False
-        return self._ctx.enqueue(self.id, kind, payload)
+        return self._work.send(self.id, kind, payload)
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Close the connection: the client gets a close event with ``code`` and ``reason``.
@@ -142,23 +189,21 @@ class AltWebSocketConnection:
         ``on_close`` runs once, right after. Closing a closed connection does nothing.
         """
         validate_server_close(code, reason)
-        if self._state != State.OPEN:
+        state = self.state
+        if state != State.OPEN:
             return
-        self._state = transition(self._state, Input.SERVER_CLOSE)
-        self._ctx.close(self, code, reason, close_payload(code, reason))
+        transition(state, Input.SERVER_CLOSE)
+        self._work.close(self, code, reason)
 
     def peers(self, include_self: bool = False) -> List["AltWebSocketConnection"]:
         """The open connections of the same app (oldest first), for broadcasting."""
         return [
             conn
-            for conn in self._ctx.open_connections(self.app)
+            for conn in self._work.open_connections(self.app)
             if include_self or conn.id != self.id
         ]
 
     def broadcast(self, message: Message, include_self: bool = True) -> int:
         """Send ``message`` to every open connection of the app; returns how many got it."""
         kind, payload = payload_for(message)
-        return self._ctx.enqueue_app(self.app, kind, payload, None if include_self else self.id)
-
-    def _mark_closed(self) -> None:
-        self._state = State.CLOSED
+        return self._work.broadcast(self.app, kind, payload, None if include_self else self.id)

@@ -10,7 +10,7 @@ from typing import Any, Callable, Dict, Iterable
 from flask import Flask, abort, send_from_directory
 
 from .resources import shipped
-from .server import AltWebSocketServer
+from .transports.http.wsgi import WSGIApp
 
 __all__ = ["static_dir", "create_site"]
 
@@ -25,8 +25,9 @@ _PAGES = {"chat": "chat.html", "echo": "echo.html"}
 _CSP = "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:"
 
 
-def create_site(server: AltWebSocketServer, static: str = "") -> Callable[..., Iterable[bytes]]:
+def create_site(endpoints: WSGIApp, static: str = "") -> Callable[..., Iterable[bytes]]:
     """A WSGI app: ``/`` index, ``/static/…`` files, ``/<app>/…`` the AltWebSocket endpoints."""
+    server = endpoints.server
     folder = static or static_dir()
     site = Flask("altwebsocket.site", static_folder=None)
 
@@ -57,7 +58,6 @@ def create_site(server: AltWebSocketServer, static: str = "") -> Callable[..., I
             response.headers["Content-Security-Policy"] = _CSP
         return response
 
-    endpoints = server.wsgi_app
     flask_wsgi = site.wsgi_app
 
     def dispatch(environ: Dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:

@@ -11,8 +11,8 @@ root that cPanel created, and ``pip install altwebsocket`` into its virtualenv.
 
 import os
 
-from altwebsocket import AltWebSocketServer, load_settings
+from altwebsocket import AltWebSocketServer, WSGIApp, load_settings
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 settings = load_settings(os.path.join(HERE, "altws.ini"))
-application = AltWebSocketServer(settings=settings).wsgi_app
+application = WSGIApp(AltWebSocketServer(settings=settings))

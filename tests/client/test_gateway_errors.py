@@ -9,7 +9,7 @@ from typing import Any, Dict, Iterator
 import pytest
 import waitress
 
-from altwebsocket import AltWebSocketServer
+from altwebsocket import AltWebSocketServer, WSGIApp
 from altwebsocket.client import connect
 from altwebsocket.config import Settings
 
@@ -40,14 +40,15 @@ class FailingSends:
 @pytest.fixture
 def flaky(data_dir) -> Iterator[Any]:
     server = AltWebSocketServer(settings=Settings(data=data_dir, heartbeat=1))
-    middleware = FailingSends(server.wsgi_app, [500, 502])
+    endpoints = WSGIApp(server)
+    middleware = FailingSends(endpoints, [500, 502])
     httpd = waitress.create_server(middleware, host="127.0.0.1", port=0, threads=8)
     thread = threading.Thread(target=httpd.run, daemon=True)
     thread.start()
     try:
         yield middleware, f"http://127.0.0.1:{httpd.effective_port}"
     finally:
-        server.shutdown()
+        endpoints.shutdown()
         httpd.close()
 
 

@@ -11,8 +11,8 @@ from altwebsocket.protocol.state import (
     accept_seqs,
     check_resume,
     transition,
-    validate_server_close,
 )
+from altwebsocket.protocol.close import validate_server_close
 
 ALLOWED = [
     (State.OPEN, Input.MESSAGE, State.OPEN),

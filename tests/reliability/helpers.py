@@ -7,7 +7,7 @@ from typing import Any, Dict, List, Tuple
 
 import webtest
 
-from altwebsocket import AltWebSocketServer
+from altwebsocket import AltWebSocketServer, WSGIApp
 from altwebsocket.config import Settings
 from altwebsocket.protocol import messages as wire
 from altwebsocket.protocol.sse import SSEDecoder
@@ -25,7 +25,7 @@ def make_server(data_dir: str, **settings: Any) -> AltWebSocketServer:
 
 def web_app(server: AltWebSocketServer, remote: str = "127.0.0.1") -> webtest.TestApp:
     """WebTest around the server's endpoints; requests come from ``remote``."""
-    return webtest.TestApp(server.wsgi_app, extra_environ={"REMOTE_ADDR": remote})
+    return webtest.TestApp(WSGIApp(server), extra_environ={"REMOTE_ADDR": remote})
 
 
 def new(app: webtest.TestApp, name: str = "echo", status: Any = 200, **extra: Any

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from altwebsocket.openapi import document
+from altwebsocket import WSGIApp
+from altwebsocket.transports.http.openapi import document
 
 from ..support import ROOT
 from .helpers import make_server, new, state_of, web_app
@@ -53,7 +54,7 @@ def fuzzed(tmp_path_factory):
 
 
 def test_schemathesis_finds_no_server_error(fuzzed) -> None:
-    schema = schemathesis.openapi.from_wsgi("/echo/openapi.json", fuzzed.wsgi_app)
+    schema = schemathesis.openapi.from_wsgi("/echo/openapi.json", WSGIApp(fuzzed))
     failures = []
     for operation in schema.get_all_operations():
         op = operation.ok()

@@ -15,6 +15,7 @@ from websockets.sync.client import connect as ws_connect
 
 from altwebsocket.config import FIELDS, Settings
 from altwebsocket.storage import SCHEMA_VERSION, AltWebSocketStorage
+from altwebsocket.transports.http.stream import Streams, open_stream
 
 from ..support import ALTWS, ROOT, TIMEOUT, Process
 from .helpers import make_server, new, post, state_of, stored_events, web_app
@@ -81,7 +82,7 @@ def test_a_client_that_reads_is_never_closed(data_dir) -> None:
     server = make_server(data_dir, max_events_queued=5, max_rate=0)
     app = web_app(server)
     conn = new(app)
-    stream = server.open_stream("echo", conn["id"], conn["token"], 0)
+    stream = open_stream(server, Streams(), "echo", conn["id"], conn["token"], 0)
     assert stream is not None
     body = iter(stream)
     next(body)  # retry: and the opening comment

@@ -3,8 +3,8 @@ a newly opened connection first receives the last 10 messages, oldest first."""
 
 from __future__ import annotations
 
+from ..protocol.close import CloseCode
 from ..handler import AltWebSocketConnection, AltWebSocketHandler
-from ..protocol.messages import Message
 
 __all__ = ["Chat"]
 
@@ -19,9 +19,9 @@ class Chat(AltWebSocketHandler):
         for message in conn.storage.recent(self.key, self.history):
             conn.send(message)
 
-    def on_message(self, conn: AltWebSocketConnection, message: Message) -> None:
+    def on_message(self, conn: AltWebSocketConnection, message: str | bytes) -> None:
         if not isinstance(message, str):
-            conn.close(1003, "chat takes text messages only")
+            conn.close(CloseCode.UNSUPPORTED_DATA, "chat takes text messages only")
             return
         conn.storage.append(self.key, message, keep=self.history)
         conn.broadcast(message)

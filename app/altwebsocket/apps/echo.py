@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from ..handler import AltWebSocketConnection, AltWebSocketHandler
-from ..protocol.messages import Message
 
 __all__ = ["Echo"]
 
@@ -11,5 +10,5 @@ __all__ = ["Echo"]
 class Echo(AltWebSocketHandler):
     """The echo server of the papers (1:1, for testing)."""
 
-    def on_message(self, conn: AltWebSocketConnection, message: Message) -> None:
+    def on_message(self, conn: AltWebSocketConnection, message: str | bytes) -> None:
         conn.send(message)

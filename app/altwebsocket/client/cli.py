@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Optional, TextIO, Tuple, Union
 
 from ..exceptions import ProtocolError
-from ..protocol.messages import validate_close
+from ..protocol.close import validate_client_close as validate_close
 from .connection import Client, connect
 from .errors import Closed, ConnectFailed
 from .transport import Message

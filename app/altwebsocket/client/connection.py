@@ -12,11 +12,12 @@ import time
 from typing import Iterator, Optional, Sequence, Union
 from urllib.parse import urlsplit
 
-from ..protocol.messages import validate_close
+from ..protocol.close import validate_client_close as validate_close
 from .emulation import EmulatedTransport, fetch_info
 from .errors import Closed, ConnectFailed
 from .native import NativeTransport
-from .transport import ABNORMAL, Debug, Message, Sink, Transport
+from ..protocol.close import CloseCode
+from .transport import Debug, Message, Sink, Transport
 
 __all__ = ["Client", "connect", "CONNECTING", "OPEN", "CLOSING", "CLOSED"]
 
@@ -111,7 +112,7 @@ class Client(Sink):
         if not isinstance(message, (str, bytes)):
             raise TypeError(f"a message is str or bytes, not {type(message).__name__}")
         if self._state != OPEN:
-            raise Closed(self.close_code or ABNORMAL, self.close_reason)
+            raise Closed(self.close_code or CloseCode.ABNORMAL, self.close_reason)
         self._transport.send(message)
 
     def recv(self, timeout: Optional[float] = None) -> Message:
@@ -127,7 +128,7 @@ class Client(Sink):
             raise TimeoutError(f"no message within {timeout} s") from None
         if isinstance(item, _CloseMark):
             self._queue.put(item)  # every later recv() raises too
-            raise Closed(self.close_code or ABNORMAL, self.close_reason)
+            raise Closed(self.close_code or CloseCode.ABNORMAL, self.close_reason)
         return item
 
     def __iter__(self) -> Iterator[Message]:
@@ -164,11 +165,11 @@ class Client(Sink):
             self._transport.close(code, reason)
         except Exception:  # the transport failed: the connection is gone
             self._transport.abort()
-            self.on_close(ABNORMAL, "")
+            self.on_close(CloseCode.ABNORMAL, "")
             return
         if not self._closed.wait(timeout):
             self._transport.abort()
-            self.on_close(ABNORMAL, "")
+            self.on_close(CloseCode.ABNORMAL, "")
 
     def wait_closed(self, timeout: Optional[float] = None) -> bool:
         """Wait until the connection is closed; True if it is."""

@@ -30,7 +30,8 @@ from .. import __version__
 from ..protocol.messages import InboundMessage, batch, message_from_event
 from ..protocol.sse import ServerSentEvent, SSEDecoder
 from .errors import Closed, ConnectFailed
-from .transport import ABNORMAL, Debug, Message, Sink, Transport
+from ..protocol.close import CloseCode
+from .transport import Debug, Message, Sink, Transport
 
 __all__ = ["EmulatedTransport", "HttpError", "http_request", "fetch_info"]
 
@@ -236,7 +237,7 @@ class EmulatedTransport(Transport):
         """Queue ``message`` with the next seq; the sender thread posts it."""
         with self._cond:
             if self._closed or self._close_request is not None:
-                raise Closed(ABNORMAL, "the connection is closing or closed")
+                raise Closed(CloseCode.ABNORMAL, "the connection is closing or closed")
             self._pending.append(InboundMessage(self._next_seq, message))
             self._next_seq += 1
             self._cond.notify_all()
@@ -337,7 +338,7 @@ class EmulatedTransport(Transport):
                 if exc.status in _GATEWAY_ERRORS:
                     lost_since = lost_since or started
                 if exc.status not in _RETRYABLE + _GATEWAY_ERRORS:
-                    self._finish((ABNORMAL, f"stream refused: {exc.status} {exc.error}"))
+                    self._finish((CloseCode.ABNORMAL, f"stream refused: {exc.status} {exc.error}"))
                     return
                 failures += 1
                 delay = _backoff(failures, exc.retry_after)
@@ -358,7 +359,7 @@ class EmulatedTransport(Transport):
                 if time.monotonic() - started < 1.0:
                     delay = self.retry_ms / 1000
             if lost_since is not None and time.monotonic() - lost_since > self.reconnect_timeout:
-                self._finish((ABNORMAL, "connection lost"))
+                self._finish((CloseCode.ABNORMAL, "connection lost"))
                 return
             if delay:
                 self._log(f"  reconnecting in {delay:.2f} s")
@@ -385,7 +386,7 @@ class EmulatedTransport(Transport):
             response = conn.getresponse()
             if response.status == 204:
                 self._log("< stream 204 (no more events: closed)")
-                self._finish((ABNORMAL, "closed"))
+                self._finish((CloseCode.ABNORMAL, "closed"))
                 return "closed"
             if response.status != 200:
                 data = response.read()
@@ -432,7 +433,7 @@ class EmulatedTransport(Transport):
             value = message_from_event(event)
         except Exception as exc:  # a malformed event: the connection cannot be trusted
             self._log(f"! bad event id={event_id}: {exc}")
-            self._finish((ABNORMAL, "malformed event"))
+            self._finish((CloseCode.ABNORMAL, "malformed event"))
             return True
         self.last_event_id = event_id
         if isinstance(value, tuple):
@@ -476,7 +477,7 @@ class EmulatedTransport(Transport):
                     failures += 1
                     lost_since = lost_since or time.monotonic()
                     if time.monotonic() - lost_since > self.reconnect_timeout:
-                        self._finish((ABNORMAL, f"server error {exc.status}"))
+                        self._finish((CloseCode.ABNORMAL, f"server error {exc.status}"))
                         return
                     delay = _backoff(failures)
                 elif exc.status in _RETRYABLE:
@@ -494,7 +495,7 @@ class EmulatedTransport(Transport):
                 else:
                     what = "send" if chunk else "close"
                     self._best_effort_close()
-                    self._finish((ABNORMAL, f"{what} refused: {exc.status} {exc.error}: "
+                    self._finish((CloseCode.ABNORMAL, f"{what} refused: {exc.status} {exc.error}: "
                                             f"{exc.message}"))
                     return
             except _NETWORK_ERRORS as exc:
@@ -502,7 +503,7 @@ class EmulatedTransport(Transport):
                 failures += 1
                 lost_since = lost_since or time.monotonic()
                 if time.monotonic() - lost_since > self.reconnect_timeout:
-                    self._finish((ABNORMAL, "connection lost"))
+                    self._finish((CloseCode.ABNORMAL, "connection lost"))
                     return
                 delay = _backoff(failures)
             if delay:
@@ -551,7 +552,7 @@ class EmulatedTransport(Transport):
             self._cond.notify_all()
         self._log(f"  seq gap: the server expects {expected}; resending from {first}")
         if first > expected:
-            self._finish((ABNORMAL, f"seq {expected} was lost"))
+            self._finish((CloseCode.ABNORMAL, f"seq {expected} was lost"))
 
     def _post_close(self, code: Optional[int], reason: str) -> None:
         body: Dict[str, Any] = {"id": self.id, "token": self.token}

@@ -22,7 +22,8 @@ from websockets.sync.client import ClientConnection
 from websockets.sync.client import connect as ws_connect
 
 from .errors import Closed, ConnectFailed
-from .transport import ABNORMAL, Debug, Message, Sink, Transport
+from ..protocol.close import CloseCode
+from .transport import Debug, Message, Sink, Transport
 
 __all__ = ["NativeTransport"]
 
@@ -123,7 +124,7 @@ class NativeTransport(Transport):
         if received is not None:
             sink.on_close(int(received.code), received.reason)
         else:
-            sink.on_close(ABNORMAL, "")
+            sink.on_close(CloseCode.ABNORMAL, "")
 
     def send(self, message: Message) -> None:
         """Write one frame: text for ``str``, binary for ``bytes``."""
@@ -131,7 +132,7 @@ class NativeTransport(Transport):
         try:
             self._ws.send(message)
         except ConnectionClosed:
-            raise Closed(ABNORMAL, "the connection is closed") from None
+            raise Closed(CloseCode.ABNORMAL, "the connection is closed") from None
 
     def close(self, code: Optional[int], reason: str) -> None:
         """The closing handshake (``code=None``: an empty close frame, seen as 1005)."""

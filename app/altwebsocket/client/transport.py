@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 from typing import Callable, Optional, Union
 
-__all__ = ["Message", "Debug", "Sink", "Transport", "NO_STATUS", "ABNORMAL"]
+__all__ = ["Message", "Debug", "Sink", "Transport"]
 
 Message = Union[str, bytes]
 """A message: ``str`` for text, ``bytes`` for binary."""
@@ -18,8 +18,6 @@ Message = Union[str, bytes]
 Debug = Optional[Callable[[str], None]]
 """A debug callback: called with one line of text per thing that happens on the wire."""
 
-NO_STATUS = 1005  # a close without a status code
-ABNORMAL = 1006  # the connection was lost without a close
 
 
 class Sink(abc.ABC):

@@ -17,8 +17,10 @@ import json
 from ..exceptions import MessageTooBig, ProtocolError
 from .sse import ServerSentEvent
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # pragma: no cover  (typing costs a CGI request milliseconds)
+from .._lazy import TYPE_CHECKING
+from .close import CloseCode, validate_client_close
+
+if TYPE_CHECKING:
     from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
     Message = Union[str, bytes]
@@ -26,13 +28,9 @@ if TYPE_CHECKING:  # pragma: no cover  (typing costs a CGI request milliseconds)
 
     Payload = Tuple[int, bytes]
     """A stored event: its kind and its bytes (UTF-8 text, raw binary, JSON for a close)."""
-else:  # names for annotations only; typing is not imported at run time
-    Message = Payload = object
 
 __all__ = [
     "PROTOCOL_VERSION",
-    "Message",
-    "Payload",
     "TEXT",
     "BINARY",
     "CLOSE",
@@ -45,7 +43,6 @@ __all__ = [
     "parse_send",
     "parse_close",
     "parse_last_event_id",
-    "validate_close",
     "event_for",
     "payload_for",
     "close_payload",
@@ -63,8 +60,6 @@ BINARY = 1
 CLOSE = 2
 
 _MAX_SEQ = 2**53 - 1  # the largest integer a JavaScript client can count to exactly
-_MAX_REASON_BYTES = 123
-NO_STATUS = 1005
 
 
 class _Value:
@@ -257,14 +252,6 @@ def parse_send(obj: Dict[str, Any], max_message: int, max_batch: int = 1000) -> 
     return SendRequest(conn_id, token, messages)
 
 
-def validate_close(code: int, reason: str) -> None:
-    """Check a close code and reason as the WebSocket API does (1000 or 3000–4999, ≤ 123 bytes)."""
-    if code != 1000 and not 3000 <= code <= 4999:
-        raise ProtocolError("close code must be 1000 or between 3000 and 4999")
-    if len(reason.encode("utf-8", errors="surrogatepass")) > _MAX_REASON_BYTES:
-        raise ProtocolError("close reason must be at most 123 UTF-8 bytes")
-
-
 def parse_close(obj: Dict[str, Any]) -> CloseRequest:
     """Validate a ``/close`` body: credentials, optional ``code`` and ``reason``."""
     conn_id, token = _string(obj, "id"), _string(obj, "token")
@@ -273,7 +260,7 @@ def parse_close(obj: Dict[str, Any]) -> CloseRequest:
         # Like a close frame with no status code: the other side sees 1005.
         if reason:
             raise ProtocolError("a close reason needs a close code")
-        return CloseRequest(conn_id, token, NO_STATUS, "")
+        return CloseRequest(conn_id, token, CloseCode.NO_STATUS, "")
     code = _integer(obj["code"], "code", 0, 9999)
     if not isinstance(reason, str):
         raise ProtocolError("field 'reason' must be a string")
@@ -281,7 +268,7 @@ def parse_close(obj: Dict[str, Any]) -> CloseRequest:
         reason.encode("utf-8")
     except UnicodeEncodeError:
         raise ProtocolError("field 'reason' is not valid Unicode") from None
-    validate_close(code, reason)
+    validate_client_close(code, reason)
     return CloseRequest(conn_id, token, code, reason)
 
 

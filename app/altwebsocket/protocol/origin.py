@@ -8,8 +8,9 @@ Cross-Site WebSocket Hijacking by default.
 
 from __future__ import annotations
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # pragma: no cover
+from .._lazy import TYPE_CHECKING
+
+if TYPE_CHECKING:
     from typing import Iterable, Optional
 
 __all__ = ["normalize", "origin_allowed"]

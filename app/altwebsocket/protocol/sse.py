@@ -8,8 +8,9 @@ and a blank line ends the event. The decoder is the standard's parser (it accept
 
 from __future__ import annotations
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # pragma: no cover
+from .._lazy import TYPE_CHECKING
+
+if TYPE_CHECKING:
     from typing import List, Optional
 
 __all__ = ["ServerSentEvent", "encode_comment", "encode_retry", "SSEDecoder"]

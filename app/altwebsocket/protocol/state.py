@@ -8,9 +8,7 @@ Rules this module keeps (the rest of the server relies on them):
    delivered; the next one is delivered; one beyond it is refused with ``SeqGap`` (409).
 3. Server events carry ids 1, 2, 3… per connection with no gaps. A stream resumes after the
    id the client last saw; a ``Last-Event-ID`` beyond the last assigned id is a 400.
-4. Close codes follow the WebSocket standard: a client may send 1000 or 3000–4999 (or none,
-   seen as 1005); a server may also use 1001–1003 and 1007–1014; 1005, 1006 and 1015 are
-   never sent in a close frame, but 1006 is recorded when a client is gone.
+4. Close codes and reasons follow :mod:`.close`.
 """
 
 from __future__ import annotations
@@ -19,8 +17,9 @@ import enum
 
 from ..exceptions import ConnectionClosed, ProtocolError, SeqGap
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # pragma: no cover  (typing costs a CGI request milliseconds)
+from .._lazy import TYPE_CHECKING
+
+if TYPE_CHECKING:
     from typing import Dict, Sequence, Tuple
 
 __all__ = [
@@ -31,19 +30,7 @@ __all__ = [
     "SeqDecision",
     "accept_seqs",
     "check_resume",
-    "validate_server_close",
-    "GOING_AWAY",
-    "ABNORMAL",
-    "INTERNAL_ERROR",
-    "POLICY_VIOLATION",
-    "TOO_BIG",
 ]
-
-GOING_AWAY = 1001
-POLICY_VIOLATION = 1008
-TOO_BIG = 1009
-INTERNAL_ERROR = 1011
-ABNORMAL = 1006
 
 
 class State(enum.IntEnum):
@@ -118,12 +105,3 @@ def check_resume(last_event_id: int, last_assigned: int) -> int:
             f"Last-Event-ID {last_event_id} is beyond the last event {last_assigned}"
         )
     return last_event_id
-
-
-def validate_server_close(code: int, reason: str) -> None:
-    """Apply rule 4 to a close initiated by a handler (raises ``ValueError``)."""
-    allowed = code in (1000, 1001, 1002, 1003) or 1007 <= code <= 1014 or 3000 <= code <= 4999
-    if not allowed:
-        raise ValueError(f"close code {code} cannot be sent by a server")
-    if len(reason.encode("utf-8")) > 123:
-        raise ValueError("close reason must be at most 123 UTF-8 bytes")

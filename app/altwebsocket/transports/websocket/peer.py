@@ -26,13 +26,12 @@ from typing import Deque, Optional, Union
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from .protocol.state import POLICY_VIOLATION
+from ...protocol.close import CloseCode
+from ...protocol.close import sendable_close as _sendable
 
 __all__ = ["CloseFrame", "Frame", "NativeClient", "sendable_close"]
 
 log = logging.getLogger("altwebsocket.daemon")
-
-_UNSENDABLE = {1005, 1006, 1015}  # recorded, never put in a close frame (RFC 6455 §7.4.1)
 
 
 @dataclass(frozen=True)
@@ -48,10 +47,8 @@ Frame = Union[str, bytes, CloseFrame]
 
 
 def sendable_close(code: int, reason: str) -> CloseFrame:
-    """The close frame for a stored close: codes that cannot go on the wire become 1001."""
-    if code in _UNSENDABLE or not (1000 <= code <= 4999):
-        return CloseFrame(1001, reason or "connection closed by the server")
-    return CloseFrame(code, reason)
+    """The close frame for a stored close (see :func:`~altwebsocket.protocol.close.sendable_close`)."""
+    return CloseFrame(*_sendable(code, reason))
 
 
 class NativeClient:
@@ -61,7 +58,6 @@ class NativeClient:
         ws: the ``websockets`` connection.
         app: the app name (the URL path).
         id: the connection id in the storage.
-        token: its secret token (kept in memory only).
         seq: the seq of the last message received from the client (1, 2, 3…).
         cursor: the id of the last stored event sent (stored events come from other processes,
             broadcasts and closes; messages a handler sends to this very connection from this
@@ -69,12 +65,11 @@ class NativeClient:
         discarded: the event id up to which stored events were deleted.
     """
 
-    def __init__(self, ws: ServerConnection, app: str, conn_id: str, token: str,
-                 max_frames: int, max_bytes: int) -> None:
+    def __init__(self, ws: ServerConnection, app: str, conn_id: str, max_frames: int,
+                 max_bytes: int) -> None:
         self.ws = ws
         self.app = app
         self.id = conn_id
-        self.token = token
         self.seq = 0
         self.cursor = 0
         self.discarded = 0
@@ -129,7 +124,7 @@ class NativeClient:
 
     def _overflow(self) -> None:
         log.warning("client %s/%s reads too slowly: closing it with 1008", self.app, self.id)
-        frame = CloseFrame(POLICY_VIOLATION, "send queue full: reading too slowly")
+        frame = CloseFrame(CloseCode.POLICY_VIOLATION, "send queue full: reading too slowly")
         self._queue.clear()
         self._bytes = 0
         self._closing = True

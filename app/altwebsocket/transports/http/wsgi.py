@@ -1,8 +1,9 @@
 """The HTTP endpoints (wire contract version 1) as a plain WSGI application.
 
-A thin transport: it routes, reads the body, checks the ``Origin``, calls one operation of
-:class:`~altwebsocket.server.AltWebSocketServer` and writes JSON or the SSE stream. It imports
-neither Flask nor SQLAlchemy, so it is cheap to start under CGI. Errors become JSON
+A thin transport: it routes, reads the body, checks the ``Origin`` and the connection's token
+(:mod:`.auth`), calls one operation of :class:`~altwebsocket.server.AltWebSocketServer` by
+connection id and writes JSON or the SSE stream (:mod:`.stream`). It imports neither Flask nor
+SQLAlchemy, so it is cheap to start under CGI (see :mod:`.cgi`). Errors become JSON
 ``{"error", "message"}`` with the status their exception names; never a traceback.
 
 Routes, for an app ``B = /<app>``: ``GET B/info``, ``POST B/new``, ``GET B/`` (the stream),
@@ -13,22 +14,23 @@ from __future__ import annotations
 
 import json
 
-from ._lazy import logger
-
-from .exceptions import (
+from ..._lazy import TYPE_CHECKING, logger
+from ...exceptions import (
     AltWebSocketError,
     MessageTooBig,
     OriginNotAllowed,
     ProtocolError,
     UnknownConnection,
 )
-from .protocol import messages as wire
-from .protocol.origin import origin_allowed
-from .server import AltWebSocketServer, EventStream
+from ...protocol import messages as wire
+from ...protocol.origin import origin_allowed
+from .auth import authorizer, hash_token, new_token
+from .stream import EventStream, Streams, open_stream
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # pragma: no cover  (typing costs a CGI request milliseconds)
+if TYPE_CHECKING:
     from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
+
+    from ...server import AltWebSocketServer
 
     StartResponse = Callable[..., Any]
     Headers = List[Tuple[str, str]]
@@ -81,12 +83,22 @@ def client_address(environ: Dict[str, Any], trust_proxy: bool) -> Optional[str]:
 
 
 class WSGIApp:
-    """The WSGI application of an :class:`AltWebSocketServer` (``server.wsgi_app``)."""
+    """The HTTP endpoints of every app of ``server``, as a WSGI application (``/<app>/...``).
+
+    ``WSGIApp(server)`` runs under any WSGI server, under CGI (:func:`.cgi.serve_cgi`), or
+    mounted in a Flask app (:func:`altwebsocket.flask_ext.mount`).
+    """
 
     def __init__(self, server: AltWebSocketServer) -> None:
         self.server = server
+        self.streams = Streams()
         settings = server.settings
         self.max_body = 4 * settings.max_message + 65536
+
+    def shutdown(self, timeout: float = 2.0) -> None:
+        """End this process's streams (clients resume) and wait for them; see
+        :meth:`.stream.Streams.shutdown`."""
+        self.streams.shutdown(timeout)
 
     # --- helpers -----------------------------------------------------------------------
 
@@ -187,12 +199,18 @@ class WSGIApp:
         body = self._body(environ)
         if action == "new":
             address = client_address(environ, server.settings.trust_proxy)
-            return server.open(app, wire.parse_new(body), origin, client_addr=address).to_json()
+            token = new_token()
+            opened = server.open(app, wire.parse_new(body).protocols, origin,
+                                 client_addr=address, token_hash=hash_token(token))
+            return {"id": opened.id, "token": token, "protocol": opened.protocol,
+                    "extensions": ""}
         if action == "send":
             request = wire.parse_send(body, server.settings.max_message, server.settings.max_batch)
-            return {"ok": True, "ack": server.receive(app, request)}
+            ack = server.receive(app, request.id, request.messages, authorizer(request.token))
+            return {"ok": True, "ack": ack}
         request_close = wire.parse_close(body)
-        closed = server.close(app, request_close)
+        closed = server.close(app, request_close.id, request_close.code, request_close.reason,
+                              authorizer(request_close.token))
         return {"ok": True} if closed else {"ok": True, "already_closed": True}
 
     def info(self, app: str) -> Dict[str, Any]:
@@ -223,7 +241,8 @@ class WSGIApp:
         last = environ.get("HTTP_LAST_EVENT_ID")
         if last is None:
             last = (query.get("lastEventId") or [None])[0]
-        stream = self.server.open_stream(app, conn_id, token, wire.parse_last_event_id(last))
+        stream = open_stream(self.server, self.streams, app, conn_id, token,
+                             wire.parse_last_event_id(last))
         if stream is None:
             start_response("204 No Content", cors + [("Cache-Control", "no-store")])
             return []

@@ -24,12 +24,13 @@ from _thread import _local
 from collections import namedtuple
 from contextlib import contextmanager
 
-from ._lazy import compare_digest, logger, sha256_hex
-from .exceptions import ConfigError, StorageUnavailable
-from .protocol.state import State
+from .._lazy import TYPE_CHECKING, logger
+from ..exceptions import ConfigError, StorageUnavailable
+from ..protocol.state import State
+from .dialect import SQLITE, Dialect, dialect_named
+from .schema import CONNECTION_COLUMNS, SCHEMA_VERSION, added_since, metadata
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # pragma: no cover  (typing costs a CGI request milliseconds)
+if TYPE_CHECKING:
     from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 __all__ = [
@@ -37,35 +38,22 @@ __all__ = [
     "Transaction",
     "ConnectionRecord",
     "StoredEvent",
-    "hash_token",
-    "new_token",
+    "EVENT_PAGE",
+    "random_name",
     "filesystem_type",
-    "SCHEMA_VERSION",
 ]
 
-SCHEMA_VERSION = 2
-"""The version of the tables (``PRAGMA user_version`` for SQLite); see :mod:`.schema`."""
-
-# Columns each version added to aws_connections, for ALTER TABLE on older databases.
-_ADDED_COLUMNS: "Dict[int, List[Tuple[str, str]]]" = {
-    2: [("client_addr", "VARCHAR(64)"), ("sent_event", "INTEGER NOT NULL DEFAULT 0"),
-        ("rate_tokens", "FLOAT"), ("rate_at", "FLOAT")],
-}
-_ADDED_INDEXES = {
-    2: ["CREATE INDEX IF NOT EXISTS aws_connections_addr_state "
-        "ON aws_connections (client_addr, state)"],
-}
+EVENT_PAGE = 200
+"""How many events one read returns at most (streams and the daemon read page by page)."""
 
 _NETWORK_FILESYSTEMS = {
     "nfs", "nfs4", "cifs", "smb3", "smbfs", "fuse.sshfs", "9p", "afs", "glusterfs",
     "fuse.glusterfs", "ceph", "fuse.ceph", "lustre", "gpfs", "fuse.s3fs", "davfs",
 }
 
-if TYPE_CHECKING:  # pragma: no cover
+if TYPE_CHECKING:
     StoredEvent = Tuple[int, int, bytes]
     """An event as stored: ``(event_id, kind, payload)``."""
-else:
-    StoredEvent = tuple
 
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
 
@@ -75,16 +63,6 @@ def random_name(nbytes: int) -> str:
     (what ``secrets.token_urlsafe`` does, without its import cost)."""
     raw = binascii.b2a_base64(os.urandom(nbytes), newline=False)
     return raw.translate(_URLSAFE).rstrip(b"=").decode("ascii")
-
-
-def new_token() -> str:
-    """A fresh connection token: 192 random bits, URL-safe."""
-    return random_name(24)
-
-
-def hash_token(token: str) -> str:
-    """What is stored for a token: its SHA-256, so a leaked database leaks no keys."""
-    return sha256_hex(token.encode("utf-8", errors="surrogatepass"))
 
 
 def filesystem_type(path: str) -> str:
@@ -106,23 +84,17 @@ def filesystem_type(path: str) -> str:
     return kind
 
 
-_CONNECTION_COLUMNS = (
-    "id, app, token_hash, protocol, state, created, last_seen, last_event, last_seq, "
-    "close_code, close_reason, closed_at, waker, origin, transport, client_addr, sent_event, "
-    "rate_tokens, rate_at"
-)
+_CONNECTION_COLUMNS = ", ".join(CONNECTION_COLUMNS)
 
 
-class ConnectionRecord(namedtuple("ConnectionRecord", _CONNECTION_COLUMNS)):  # type: ignore[misc]
-    """One row of the connections table: ``id, app, token_hash, protocol, state (State),
-    created, last_seen, last_event, last_seq, close_code, close_reason, closed_at, waker,
-    origin, transport, client_addr, sent_event, rate_tokens, rate_at``."""
+class ConnectionRecord(namedtuple("ConnectionRecord", CONNECTION_COLUMNS)):  # type: ignore[misc]
+    """One row of the connections table (the columns of ``aws_connections`` in
+    :mod:`.schema`; ``state`` as a :class:`~altwebsocket.protocol.state.State`).
+
+    ``token_hash`` is whatever the transport that made the connection stored to recognise
+    its client (the HTTP transport: the SHA-256 of the secret token; native: empty)."""
 
     __slots__ = ()
-
-    def token_matches(self, token: str) -> bool:
-        """Whether ``token`` is this connection's, compared in constant time."""
-        return bool(compare_digest(self.token_hash, hash_token(token)))
 
 
 def _record(row: Sequence[Any]) -> ConnectionRecord:
@@ -140,19 +112,19 @@ class _Database:
         self.journal_mode = journal_mode
         self.is_sqlite = url.startswith("sqlite:")
         self._engine: Any = None
+        self.dialect: Dialect = SQLITE
         # Called with each new DB-API connection. Tests use it to simulate faults that root
         # cannot cause with file modes (PRAGMA query_only, PRAGMA max_page_count).
         self.on_connect: List[Callable[[Any], None]] = []
         if self.is_sqlite:
             self.path = _sqlite_path(url)
-            self.placeholder = "?"
             self.errors: Tuple[type, ...] = (sqlite3.Error,)
         else:
             from sqlalchemy import create_engine
 
             self._engine = create_engine(url, pool_pre_ping=True)
-            style = self._engine.dialect.paramstyle
-            self.placeholder = "?" if style == "qmark" else "%s"
+            self.dialect = dialect_named(self._engine.dialect.name,
+                                         self._engine.dialect.paramstyle)
             self.path = ""
             self.errors = (getattr(self._engine.dialect.dbapi, "Error", sqlite3.Error),)
 
@@ -177,18 +149,16 @@ class _Database:
 
     def sql(self, statement: str) -> str:
         """``statement`` with ``?`` placeholders turned into the driver's own."""
-        return statement if self.placeholder == "?" else statement.replace("?", self.placeholder)
+        return self.dialect.sql(statement)
 
     def begin_write(self, db: Any) -> None:
-        """Start a write transaction that holds the write lock from its first statement."""
-        if self.is_sqlite:
-            db.execute("BEGIN IMMEDIATE")
+        """Start a write transaction (on SQLite, one that holds the write lock at once)."""
+        if self.dialect.begin:
+            db.execute(self.dialect.begin)
 
     def create_schema(self) -> None:
         """Create the tables if missing (imports SQLAlchemy: done once per database)."""
         from sqlalchemy import create_engine
-
-        from . import schema
 
         if self.is_sqlite:
             folder = os.path.dirname(os.path.abspath(self.path))
@@ -217,28 +187,26 @@ class _Database:
             engine = create_engine(
                 "sqlite:///" + self.path, connect_args={"timeout": self.busy_timeout}
             )
-            schema.metadata.create_all(engine)
+            metadata().create_all(engine)
             with engine.begin() as conn:
-                conn.exec_driver_sql(f"PRAGMA user_version = {schema.SCHEMA_VERSION}")
+                conn.exec_driver_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")
             engine.dispose()
         else:
-            schema.metadata.create_all(self._engine)
+            metadata().create_all(self._engine)
             self._migrate_other()
 
     def _migrate_other(self) -> None:
         """Add the columns and indexes of newer versions to older tables (not SQLite)."""
-        from sqlalchemy import inspect, text
+        from sqlalchemy import inspect
 
-        present = {column["name"] for column in inspect(self._engine).get_columns(
-            "aws_connections")}
+        inspector = inspect(self._engine)
         with self._engine.begin() as conn:
-            for version in sorted(_ADDED_COLUMNS):
-                for name, kind in _ADDED_COLUMNS[version]:
-                    if name not in present:
-                        conn.execute(text(f"ALTER TABLE aws_connections ADD COLUMN {name} {kind}"))
-                        if version in _ADDED_INDEXES:
-                            for statement in _ADDED_INDEXES[version]:
-                                conn.execute(text(statement.replace("IF NOT EXISTS ", "")))
+            for table, _, _ in added_since(0):
+                present = {column["name"] for column in inspector.get_columns(table.name)}
+                indexes = {index["name"] for index in inspector.get_indexes(table.name)}
+                for statement in migration_statements(
+                        table.name, present, indexes, self._engine.dialect):
+                    conn.exec_driver_sql(statement)
 
     def schema_ready(self) -> bool:
         """Whether the tables exist at the current version (for SQLite a cheap check of
@@ -254,15 +222,37 @@ class _Database:
             db.close()
 
 
+def migration_statements(table_name: str, present: "set[str]", indexes: "set[str]",
+                         sa_dialect: Any = None) -> List[str]:
+    """The ``ALTER TABLE``/``CREATE INDEX`` statements that add to ``table_name`` the columns
+    and indexes of :mod:`.schema` it lacks (``present``: its columns; ``indexes``: its index
+    names), compiled for ``sa_dialect`` (SQLAlchemy's; SQLite's when ``None``)."""
+    from sqlalchemy.dialects import sqlite as sqlite_dialect
+    from sqlalchemy.schema import CreateColumn
+
+    from .schema import sqlalchemy_column, table
+
+    dialect = sa_dialect if sa_dialect is not None else sqlite_dialect.dialect()
+    target = table(table_name)
+    statements = []
+    for column in target.columns:
+        if column.name not in present:
+            ddl = str(CreateColumn(sqlalchemy_column(column)).compile(dialect=dialect)).strip()
+            statements.append(f"ALTER TABLE {table_name} ADD COLUMN {ddl}")
+    for index in target.indexes:
+        if index.name not in indexes:
+            statements.append(f"CREATE INDEX {index.name} ON {table_name} "
+                              f"({', '.join(index.columns)})")
+    return statements
+
+
 def _migrate_sqlite(db: Any, version: int) -> None:
     """Bring tables of ``version`` to :data:`SCHEMA_VERSION`, inside the caller's write
     transaction (so two processes cannot both migrate)."""
-    present = {row[1] for row in db.execute("PRAGMA table_info(aws_connections)")}
-    for step in range(version + 1, SCHEMA_VERSION + 1):
-        for name, kind in _ADDED_COLUMNS.get(step, []):
-            if name not in present:
-                db.execute(f"ALTER TABLE aws_connections ADD COLUMN {name} {kind}")
-        for statement in _ADDED_INDEXES.get(step, []):
+    for table, _, _ in added_since(version):
+        present = {row[1] for row in db.execute(f"PRAGMA table_info({table.name})")}
+        indexes = {row[1] for row in db.execute(f"PRAGMA index_list({table.name})")}
+        for statement in migration_statements(table.name, present, indexes):
             db.execute(statement)
     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     logger("altwebsocket.storage").warning(
@@ -285,11 +275,11 @@ class Transaction:
     wake-up hints to their streams after the commit.
     """
 
-    def __init__(self, storage: "AltWebSocketStorage", db: Any) -> None:
+    def __init__(self, storage: "AltWebSocketStorage", db: Any, now: float) -> None:
         self.storage = storage
         self._db = db
         self._cursor = db.cursor()
-        self.now = time.time()
+        self.now = now  # one time for every row this transaction writes
         self.woken: Dict[str, List[str]] = {}  # waker path -> connection ids
         # max_events_queued: connections with more events beyond their sent_event are
         # collected in ``overflow`` (the server closes them with 1008); 0 = no check.
@@ -318,29 +308,32 @@ class Transaction:
     def insert_connection(
         self,
         app: str,
-        token: str,
+        token_hash: str,
         protocol: str,
         origin: Optional[str],
         transport: str = "emulation",
         client_addr: Optional[str] = None,
     ) -> ConnectionRecord:
-        """Create an open connection; the token is stored only as its hash."""
+        """Create an open connection (``token_hash``: what its transport will recognise its
+        client by; never the secret itself)."""
         conn_id = random_name(12)
         self._run(
             "INSERT INTO aws_connections (id, app, token_hash, protocol, state, created, "
             "last_seen, last_event, last_seq, origin, transport, client_addr, sent_event) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, 0, 0, ?, ?, ?, 0)",
-            (conn_id, app, hash_token(token), protocol, int(State.OPEN), self.now, self.now,
+            (conn_id, app, token_hash, protocol, int(State.OPEN), self.now, self.now,
              origin, transport, client_addr),
         )
         record = self.connection(conn_id)
         assert record is not None
         return record
 
-    def connection(self, conn_id: str) -> Optional[ConnectionRecord]:
-        """The connection's row, or ``None``."""
+    def connection(self, conn_id: str, lock: bool = False) -> Optional[ConnectionRecord]:
+        """The connection's row, or ``None``; with ``lock``, the row stays locked until the
+        transaction ends (concurrent senders to one connection take turns)."""
+        suffix = self.storage._database.dialect.for_update if lock else ""
         row = self._run(
-            f"SELECT {_CONNECTION_COLUMNS} FROM aws_connections WHERE id = ?", (conn_id,)
+            f"SELECT {_CONNECTION_COLUMNS} FROM aws_connections WHERE id = ?{suffix}", (conn_id,)
         ).fetchone()
         return _record(row) if row else None
 
@@ -387,9 +380,10 @@ class Transaction:
     def set_waker(self, conn_id: str, waker: Optional[str], sent: int = 0) -> None:
         """Record which wake-up socket (if any) waits for this connection's events, and
         that its stream has written out the events up to ``sent``."""
+        greatest = self.storage._database.dialect.greatest("sent_event", "?")
         self._run(
-            "UPDATE aws_connections SET waker = ?, last_seen = ?, "
-            "sent_event = MAX(sent_event, ?) WHERE id = ?",
+            f"UPDATE aws_connections SET waker = ?, last_seen = ?, sent_event = {greatest} "
+            "WHERE id = ?",
             (waker, self.now, sent, conn_id),
         )
 
@@ -534,10 +528,12 @@ class AltWebSocketStorage:
             one), ``"wal"``, ``"delete"`` or ``"truncate"`` (SQLite only).
     """
 
-    def __init__(self, url: str, busy_timeout: float = 10.0, journal_mode: str = "auto") -> None:
+    def __init__(self, url: str, busy_timeout: float = 10.0, journal_mode: str = "auto",
+                 clock: Callable[[], float] = time.time) -> None:
         if journal_mode not in ("auto", "wal", "delete", "truncate"):
             raise ConfigError("journal_mode is auto, wal, delete or truncate")
         self.url = url
+        self.clock = clock
         self._database = _Database(url, busy_timeout, journal_mode)
         self._local = _local()
         self._ready = False
@@ -580,13 +576,14 @@ class AltWebSocketStorage:
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
-        """A write transaction; commits on success, rolls back on any exception."""
+        """A write transaction; commits on success, rolls back on any exception. Its
+        :attr:`~Transaction.now` is read from :attr:`clock` once."""
         db = self._connection()
         try:
             self._database.begin_write(db)
         except sqlite3.Error as exc:
             raise _unavailable(exc) from exc
-        tx = Transaction(self, db)
+        tx = Transaction(self, db, self.clock())
         errors = self._database.errors
         try:
             yield tx
@@ -634,7 +631,8 @@ class AltWebSocketStorage:
         )
         return _record(rows[0]) if rows else None
 
-    def events_after(self, conn_id: str, after: int, limit: int = 200) -> List[StoredEvent]:
+    def events_after(self, conn_id: str, after: int, limit: int = EVENT_PAGE
+                     ) -> List[StoredEvent]:
         """Up to ``limit`` events of the connection with an id above ``after``, in order."""
         rows = self._query(
             "SELECT event_id, kind, payload FROM aws_events WHERE conn_id = ? AND event_id > ? "
@@ -660,7 +658,8 @@ class AltWebSocketStorage:
             return
         with self.transaction() as tx:
             tx._run("DELETE FROM aws_events WHERE conn_id = ? AND event_id <= ?", (conn_id, upto))
-            tx._run("UPDATE aws_connections SET sent_event = MAX(sent_event, ?) WHERE id = ?",
+            greatest = self._database.dialect.greatest("sent_event", "?")
+            tx._run(f"UPDATE aws_connections SET sent_event = {greatest} WHERE id = ?",
                     (upto, conn_id))
 
     def checkpoint(self) -> None:

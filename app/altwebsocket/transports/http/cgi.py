@@ -5,9 +5,15 @@ the defaults respect a shared host: streams live 45 s (well inside Apache's 60 s
 and proxies' idle limits) and at most 12 run at once (each holds one of the host's ~20 entry
 processes; the 13th client gets a 503 and retries).
 
-Every request is a new interpreter, so this module and everything it imports stay cheap:
-no Flask, no SQLAlchemy, no ``wsgiref`` (:func:`serve_cgi` is the few lines of CGI/1.1 it
-needs), and the package's modules avoid costly standard modules at import time.
+**The CGI rule.** Every CGI request is a new interpreter, so every module it imports costs
+every request: a ``/send`` must cost little more than starting Python. What ``run`` imports —
+this module, :mod:`.wsgi`, :mod:`.stream`, :mod:`.auth`, the server, the handler API, the
+storage's SQLite path, the protocol, the config, the exceptions and the apps — imports at
+module level neither Flask, SQLAlchemy, ``wsgiref``, ``typing``, ``logging`` nor
+``dataclasses``: type names are imported under ``if TYPE_CHECKING:`` (see
+:mod:`altwebsocket._lazy`), logging only when something is logged, SQLAlchemy only to create
+a database. ``tests/transports/test_cgi_imports.py`` starts a fresh interpreter, imports this
+module and fails if any of them is loaded.
 """
 
 from __future__ import annotations
@@ -16,8 +22,9 @@ import os
 import signal
 import sys
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # pragma: no cover
+from ..._lazy import TYPE_CHECKING
+
+if TYPE_CHECKING:
     from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 __all__ = ["run", "serve_cgi", "CGI_DEFAULTS"]
@@ -34,8 +41,8 @@ def _terminate(signum: int, frame: "Any") -> None:
 def run(config_path: "Optional[str]" = None) -> None:
     """Serve one CGI request with the apps and settings of ``config_path``."""
     signal.signal(signal.SIGTERM, _terminate)
-    from .config import convert, load_settings, read_ini
-    from .exceptions import ConfigError
+    from ...config import convert, load_settings, read_ini
+    from ...exceptions import ConfigError
 
     path = config_path or os.path.join(os.path.dirname(os.path.abspath(sys.argv[0])),
                                        "altws.ini")
@@ -44,7 +51,7 @@ def run(config_path: "Optional[str]" = None) -> None:
         defaults = {name: convert(name, str(value)) for name, value in CGI_DEFAULTS.items()
                     if name not in given}
         settings = load_settings(path, **defaults)
-        from .server import AltWebSocketServer
+        from ...server import AltWebSocketServer
 
         server = AltWebSocketServer(settings=settings)
     except ConfigError as exc:
@@ -53,7 +60,9 @@ def run(config_path: "Optional[str]" = None) -> None:
         _write_response("503 Service Unavailable",
                         [("Content-Type", "application/json"), ("Retry-After", "60")], [body])
         return
-    serve_cgi(server.wsgi_app)
+    from .wsgi import WSGIApp
+
+    serve_cgi(WSGIApp(server))
 
 
 def serve_cgi(app: "Callable[..., Iterable[bytes]]") -> None:

@@ -18,8 +18,9 @@ import os
 import select
 import socket
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # pragma: no cover  (typing costs a CGI request milliseconds)
+from .._lazy import TYPE_CHECKING
+
+if TYPE_CHECKING:
     from typing import Dict, Iterable, List, Optional
 
 __all__ = ["wake_folder", "WakeSocket", "send_hints", "count_streams"]

@@ -2,7 +2,9 @@
 
 ``altws daemon`` (or :func:`run_daemon`) serves every app at ``ws://host:port/<app>`` with
 the ``websockets`` library (asyncio). It is a thin transport over
-:class:`~altwebsocket.server.AltWebSocketServer`, exactly like the HTTP endpoints:
+:class:`~altwebsocket.server.AltWebSocketServer`, exactly like the HTTP endpoints. The
+handshake is the authentication (the daemon made the connection and holds its socket), so the
+daemon calls the server by connection id and keeps no secret:
 
 - a client's handshake → :meth:`~AltWebSocketServer.open` (a connection row,
   ``transport='websocket'``, the handler's ``on_open``);
@@ -56,20 +58,21 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State as SocketState
 from websockets.typing import Subprotocol
 
-from .config import Settings
-from .daemon_client import CloseFrame, Frame, NativeClient, sendable_close
-from .exceptions import (
+from ...config import Settings
+from ...exceptions import (
     AltWebSocketError,
     ConnectionClosed,
     Overloaded,
     RateLimited,
     UnknownConnection,
 )
-from .protocol import messages as wire
-from .protocol.origin import origin_allowed
-from .protocol.state import ABNORMAL, GOING_AWAY, INTERNAL_ERROR
-from .server import AltWebSocketServer
-from .wake import WakeSocket
+from ...protocol import messages as wire
+from ...protocol.close import CloseCode
+from ...protocol.origin import origin_allowed
+from ...server import AltWebSocketServer, LocalSink
+from ...storage import EVENT_PAGE
+from ...storage.wake import WakeSocket
+from .peer import CloseFrame, Frame, NativeClient, sendable_close
 
 __all__ = ["AltWebSocketDaemon", "run_daemon", "app_from_path", "handshake_origin_allowed"]
 
@@ -77,7 +80,6 @@ log = logging.getLogger("altwebsocket.daemon")
 
 T = TypeVar("T")
 
-TRY_AGAIN_LATER = 1013
 # How long a received frame is retried while the storage answers "busy" or "unavailable"
 # (the frame waits, and the socket is not read meanwhile: TCP backpressure) before the
 # daemon gives up and closes with 1013.
@@ -129,7 +131,7 @@ def _socket_alive(path: str) -> bool:
         probe.close()
 
 
-class AltWebSocketDaemon:
+class AltWebSocketDaemon(LocalSink):
     """Serves the apps of ``server`` over native WebSocket; the server's ``LocalSink``.
 
     Args:
@@ -193,7 +195,7 @@ class AltWebSocketDaemon:
             for event_id, kind, payload in events:
                 pushes.append((client, _frame(kind, payload)))
                 client.cursor = event_id
-            if len(events) < 200:
+            if len(events) < EVENT_PAGE:
                 return pushes
 
     def _serve_hints(self) -> Pushes:
@@ -236,8 +238,7 @@ class AltWebSocketDaemon:
 
     def _receive(self, client: NativeClient, data: wire.Message) -> int:
         seq = client.seq + 1  # counted only once stored: a retry reuses the same seq
-        request = wire.SendRequest(client.id, client.token, (wire.InboundMessage(seq, data),))
-        ack = self.server.receive(client.app, request)
+        ack = self.server.receive(client.app, client.id, (wire.InboundMessage(seq, data),))
         client.seq = seq
         return ack
 
@@ -267,12 +268,11 @@ class AltWebSocketDaemon:
         received, sent = protocol.close_rcvd, protocol.close_sent
         try:
             if received is not None and (sent is None or protocol.close_rcvd_then_sent):
-                self.server.close(client.app, wire.CloseRequest(
-                    client.id, client.token, int(received.code), received.reason))
+                self.server.close(client.app, client.id, int(received.code), received.reason)
             elif sent is not None:
                 self.server.disconnect(client.app, client.id, int(sent.code), sent.reason)
             else:
-                self.server.disconnect(client.app, client.id, ABNORMAL)
+                self.server.disconnect(client.app, client.id, CloseCode.ABNORMAL)
         except AltWebSocketError as exc:  # the sweep of a restarted daemon will close it
             log.warning("could not record the close of %s: %s", client.id, exc)
 
@@ -314,7 +314,7 @@ class AltWebSocketDaemon:
                             and not _socket_alive(record.waker)):
                         orphans.append((app, conn_id))
         closed = sum(1 for app, conn_id in orphans
-                     if self.server.disconnect(app, conn_id, ABNORMAL))
+                     if self.server.disconnect(app, conn_id, CloseCode.ABNORMAL))
         if closed:
             log.info("closed %d connections left open by a stopped daemon", closed)
         return closed
@@ -409,16 +409,16 @@ class AltWebSocketDaemon:
         origin = ws.request.headers.get("Origin")
         address = self._client_address(ws)
         try:
-            opened = await self._db(self.server.open, app, wire.NewRequest(offered), origin,
-                                    "websocket", address)
+            opened = await self._db(self.server.open, app, offered, origin, "websocket",
+                                    address)
         except AltWebSocketError as exc:
             log.warning("could not open a connection to %s: %s", app, exc.message)
-            code = (TRY_AGAIN_LATER if isinstance(exc, (Overloaded, RateLimited))
-                    else INTERNAL_ERROR)
+            code = (CloseCode.TRY_AGAIN_LATER if isinstance(exc, (Overloaded, RateLimited))
+                    else CloseCode.INTERNAL_ERROR)
             await ws.close(code, exc.message[:120])
             return
-        client = NativeClient(ws, app, opened.id, opened.token,
-                              self.settings.max_events_queued, self._max_bytes)
+        client = NativeClient(ws, app, opened.id, self.settings.max_events_queued,
+                              self._max_bytes)
         client.start()
         try:
             await self._db(self._attach, client)
@@ -433,9 +433,9 @@ class AltWebSocketDaemon:
                     # close event is stored; send it now.
                     await self._db(lambda: self._dispatch(self._flush(client)))
                 except UnknownConnection:
-                    client.push(CloseFrame(GOING_AWAY, "connection purged"))
+                    client.push(CloseFrame(CloseCode.GOING_AWAY, "connection purged"))
                 except Overloaded as exc:
-                    client.push(CloseFrame(TRY_AGAIN_LATER, exc.message[:120]))
+                    client.push(CloseFrame(CloseCode.TRY_AGAIN_LATER, exc.message[:120]))
                 finally:
                     await client.release()
         except SocketClosed:
@@ -443,12 +443,12 @@ class AltWebSocketDaemon:
         except AltWebSocketError as exc:
             log.warning("connection %s: %s", client.id, exc.message)
             if isinstance(exc, Overloaded):
-                await ws.close(TRY_AGAIN_LATER, exc.message[:120])
+                await ws.close(CloseCode.TRY_AGAIN_LATER, exc.message[:120])
             else:
-                await ws.close(INTERNAL_ERROR, "internal error")
+                await ws.close(CloseCode.INTERNAL_ERROR, "internal error")
         finally:
             if ws.protocol.state is not SocketState.CLOSED:
-                await ws.close(INTERNAL_ERROR, "internal error")  # bounded by close_timeout
+                await ws.close(CloseCode.INTERNAL_ERROR, "internal error")  # bounded by close_timeout
             await self._db(self._finish, client)
             await client.stop()
 

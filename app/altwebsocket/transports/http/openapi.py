@@ -8,8 +8,9 @@ Imported only by that route: it costs nothing to the other requests.
 
 from __future__ import annotations
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # pragma: no cover
+from ..._lazy import TYPE_CHECKING
+
+if TYPE_CHECKING:
     from typing import Any, Dict
 
 __all__ = ["document"]

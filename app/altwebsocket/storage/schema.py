@@ -1,0 +1,194 @@
+"""The storage schema: the one definition of the tables, their versions and their migrations.
+
+Everything else is derived from :data:`TABLES`: the column list the storage selects
+(:data:`CONNECTION_COLUMNS`), the SQLAlchemy ``Table`` objects that create the tables on every
+engine (:func:`metadata`), and the ``ALTER TABLE`` statements that bring an older database up
+to :data:`SCHEMA_VERSION` (:func:`added_since`). Importing this module is cheap: SQLAlchemy is
+imported only by :func:`metadata`, which runs once per database (to create it), never on a
+request that finds the tables in place.
+
+Version history: 1 the first tables; 2 added ``client_addr``, ``sent_event``, ``rate_tokens``
+and ``rate_at`` to ``aws_connections`` (the limits of ``docs/security.md``).
+"""
+
+from __future__ import annotations
+
+from .._lazy import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any, Optional, Tuple
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Column",
+    "Index",
+    "Table",
+    "TABLES",
+    "CONNECTION_COLUMNS",
+    "table",
+    "added_since",
+    "metadata",
+    "sqlalchemy_column",
+]
+
+SCHEMA_VERSION = 2
+"""The version of the tables (SQLite keeps it in ``PRAGMA user_version``)."""
+
+
+class Column:
+    """One column: ``kind`` is ``string`` (with ``length``), ``integer``, ``smallint``,
+    ``float``, ``binary`` or ``text``; ``since`` is the schema version that added it."""
+
+    __slots__ = ("name", "kind", "length", "nullable", "default", "primary_key", "since")
+
+    def __init__(self, name: str, kind: str, length: int = 0, nullable: bool = True,
+                 default: Optional[Any] = None, primary_key: bool = False,
+                 since: int = 1) -> None:
+        self.name = name
+        self.kind = kind
+        self.length = length
+        self.nullable = nullable and not primary_key
+        self.default = default
+        self.primary_key = primary_key
+        self.since = since
+
+
+class Index:
+    """A secondary index over ``columns``, added in schema version ``since``."""
+
+    __slots__ = ("name", "columns", "since")
+
+    def __init__(self, name: str, columns: Tuple[str, ...], since: int = 1) -> None:
+        self.name = name
+        self.columns = columns
+        self.since = since
+
+
+class Table:
+    """A table: its name, columns (in order) and indexes."""
+
+    __slots__ = ("name", "columns", "indexes")
+
+    def __init__(self, name: str, columns: Tuple[Column, ...],
+                 indexes: Tuple[Index, ...] = ()) -> None:
+        self.name = name
+        self.columns = columns
+        self.indexes = indexes
+
+
+TABLES = (
+    Table("aws_connections", (
+        Column("id", "string", 32, primary_key=True),
+        Column("app", "string", 64, nullable=False),
+        Column("token_hash", "string", 64, nullable=False),
+        Column("protocol", "string", 128, nullable=False, default=""),
+        Column("state", "smallint", nullable=False),
+        Column("created", "float", nullable=False),
+        Column("last_seen", "float", nullable=False),
+        Column("last_event", "integer", nullable=False, default=0),
+        Column("last_seq", "integer", nullable=False, default=0),
+        Column("close_code", "integer"),
+        Column("close_reason", "string", 255),
+        Column("closed_at", "float"),
+        Column("waker", "string", 255),
+        Column("origin", "string", 255),
+        Column("transport", "string", 16, nullable=False, default="emulation"),
+        # the client's address, for max_connections_per_ip
+        Column("client_addr", "string", 64, since=2),
+        # the highest event id a stream has written out (events beyond it are "queued")
+        Column("sent_event", "integer", nullable=False, default=0, since=2),
+        Column("rate_tokens", "float", since=2),  # the token bucket of max_rate: tokens left...
+        Column("rate_at", "float", since=2),  # ...as of this time
+    ), (
+        Index("aws_connections_app_state", ("app", "state")),
+        Index("aws_connections_addr_state", ("client_addr", "state"), since=2),
+    )),
+    Table("aws_events", (
+        Column("conn_id", "string", 32, primary_key=True),
+        Column("event_id", "integer", primary_key=True),
+        Column("kind", "smallint", nullable=False),
+        Column("payload", "binary", nullable=False),
+        Column("created", "float", nullable=False),
+    )),
+    Table("aws_log", (
+        Column("id", "integer", primary_key=True),  # the only autoincrement key
+        Column("app", "string", 64, nullable=False),
+        Column("key", "string", 128, nullable=False),
+        Column("value", "text", nullable=False),
+        Column("created", "float", nullable=False),
+    ), (
+        Index("aws_log_app_key", ("app", "key", "id")),
+    )),
+    Table("aws_kv", (
+        Column("app", "string", 64, primary_key=True),
+        Column("key", "string", 128, primary_key=True),
+        Column("value", "text", nullable=False),
+    )),
+    Table("aws_meta", (
+        Column("name", "string", 64, primary_key=True),
+        Column("value", "text", nullable=False),
+    )),
+)
+
+
+def table(name: str) -> Table:
+    """The table called ``name``."""
+    for candidate in TABLES:
+        if candidate.name == name:
+            return candidate
+    raise KeyError(name)
+
+
+CONNECTION_COLUMNS = tuple(column.name for column in table("aws_connections").columns)
+"""The columns of ``aws_connections`` in order (the fields of a connection record)."""
+
+
+def added_since(version: int) -> "list[tuple[Table, list[Column], list[Index]]]":
+    """What versions after ``version`` added: per table, the new columns and indexes."""
+    out = []
+    for candidate in TABLES:
+        columns = [column for column in candidate.columns if column.since > version]
+        indexes = [index for index in candidate.indexes if index.since > version]
+        if columns or indexes:
+            out.append((candidate, columns, indexes))
+    return out
+
+
+_METADATA: Any = None
+
+
+def metadata() -> Any:
+    """The tables as SQLAlchemy ``MetaData`` (imports SQLAlchemy; built once)."""
+    global _METADATA
+    if _METADATA is None:
+        _METADATA = _build_metadata()
+    return _METADATA
+
+
+def sqlalchemy_column(column: Column) -> Any:
+    """The SQLAlchemy ``Column`` of ``column``."""
+    import sqlalchemy as sa
+
+    kinds = {"string": lambda: sa.String(column.length), "integer": sa.Integer,
+             "smallint": sa.SmallInteger, "float": sa.Float, "binary": sa.LargeBinary,
+             "text": sa.Text}
+    options: dict[str, Any] = {"primary_key": column.primary_key,
+                               "nullable": column.nullable}
+    if column.primary_key and column.kind == "integer":
+        options["autoincrement"] = column.name == "id"
+    if column.default is not None:
+        options["default"] = column.default
+        if not column.nullable:  # rows of an older version get it on ALTER TABLE
+            options["server_default"] = str(column.default)
+    return sa.Column(column.name, kinds[column.kind](), **options)
+
+
+def _build_metadata() -> Any:
+    import sqlalchemy as sa
+
+    result = sa.MetaData()
+    for candidate in TABLES:
+        sa.Table(candidate.name, result,
+                 *[sqlalchemy_column(column) for column in candidate.columns],
+                 *[sa.Index(index.name, *index.columns) for index in candidate.indexes])
+    return result
