@@ -1,4 +1,4 @@
-"""The connection rules: transition table, seq acceptance, resume points, close codes."""
+"""The connection rules: transition table, seq acceptance, resume points (close codes: test_close.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from altwebsocket.protocol.state import (
     check_resume,
     transition,
 )
-from altwebsocket.protocol.close import validate_server_close
 
 ALLOWED = [
     (State.OPEN, Input.MESSAGE, State.OPEN),
@@ -68,14 +67,3 @@ def test_resume_point() -> None:
     assert check_resume(3, 5) == 3
     with pytest.raises(ProtocolError):
         check_resume(6, 5)
-
-
-@pytest.mark.parametrize("code", [1000, 1001, 1003, 1008, 1011, 1014, 3000, 4999])
-def test_server_close_codes(code) -> None:
-    validate_server_close(code, "")
-
-
-@pytest.mark.parametrize("code", [999, 1004, 1005, 1006, 1015, 2000, 5000])
-def test_server_close_codes_refused(code) -> None:
-    with pytest.raises(ValueError):
-        validate_server_close(code, "")

@@ -15,12 +15,15 @@ from altwebsocket.protocol.sse import SSEDecoder
 __all__ = ["make_server", "web_app", "new", "post", "stored_events", "state_of"]
 
 
-def make_server(data_dir: str, **settings: Any) -> AltWebSocketServer:
-    """An in-process server with echo and chat on a fresh SQLite file in ``data_dir``."""
+def make_server(data_dir: str, clock: Any = None, **settings: Any) -> AltWebSocketServer:
+    """An in-process server with echo and chat on a fresh SQLite file in ``data_dir``
+    (reading the time from ``clock`` if given)."""
     values: Dict[str, Any] = dict(data=data_dir, stream_lifetime=5, heartbeat=1,
                                   poll_interval=0.2)
     values.update(settings)
-    return AltWebSocketServer(settings=Settings(**values))
+    if clock is None:
+        return AltWebSocketServer(settings=Settings(**values))
+    return AltWebSocketServer(settings=Settings(**values), clock=clock)
 
 
 def web_app(server: AltWebSocketServer, remote: str = "127.0.0.1") -> webtest.TestApp:

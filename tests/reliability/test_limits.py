@@ -17,7 +17,7 @@ from altwebsocket.config import FIELDS, Settings
 from altwebsocket.storage import SCHEMA_VERSION, AltWebSocketStorage
 from altwebsocket.transports.http.stream import Streams, open_stream
 
-from ..support import ALTWS, ROOT, TIMEOUT, Process
+from ..support import ALTWS, ROOT, TIMEOUT, FakeClock, Process
 from .helpers import make_server, new, post, state_of, stored_events, web_app
 
 
@@ -28,7 +28,8 @@ def send_body(conn, seq, data="x"):
 # --- messages per second per connection --------------------------------------------------
 
 def test_over_the_rate_is_429_with_retry_after_and_changes_nothing(data_dir) -> None:
-    server = make_server(data_dir, max_rate=5, rate_burst=5)
+    clock = FakeClock()
+    server = make_server(data_dir, clock=clock, max_rate=5, rate_burst=5)
     app = web_app(server)
     conn = new(app)
     for seq in range(1, 6):
@@ -40,7 +41,9 @@ def test_over_the_rate_is_429_with_retry_after_and_changes_nothing(data_dir) -> 
     assert state_of(server, conn["id"]) == before
     # a retry of a seq already accepted takes no token: acknowledged again, not delivered
     assert post(app, "/echo/send", send_body(conn, 3)).json["ack"] == 5
-    time.sleep(0.25)  # one token back at 5 per second
+    clock.advance(0.19)  # not yet one token back at 5 per second
+    assert post(app, "/echo/send", send_body(conn, 6), status=429).json["error"] == "rate_limited"
+    clock.advance(0.02)  # now one
     assert post(app, "/echo/send", send_body(conn, 6)).json["ack"] == 6
     assert [m for _, m in stored_events(server, conn["id"])] == ["x"] * 6
 
