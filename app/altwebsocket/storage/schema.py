@@ -177,12 +177,19 @@ def metadata() -> Any:
 
 
 def sqlalchemy_column(column: Column) -> Any:
-    """The SQLAlchemy ``Column`` of ``column``."""
+    """The SQLAlchemy ``Column`` of ``column``.
+
+    Per engine: times are 8-byte floats everywhere (MySQL's ``FLOAT`` is 4 bytes: a Unix
+    time would be off by minutes); on MySQL, binary payloads and text values are ``LONGBLOB``
+    and ``LONGTEXT`` (``BLOB``/``TEXT`` stop at 64 KiB, below ``max_message``).
+    """
     import sqlalchemy as sa
+    from sqlalchemy.dialects import mysql
 
     kinds = {"string": lambda: sa.String(column.length), "integer": sa.Integer,
-             "smallint": sa.SmallInteger, "float": sa.Float, "binary": sa.LargeBinary,
-             "text": sa.Text}
+             "smallint": sa.SmallInteger, "float": sa.Double,
+             "binary": lambda: sa.LargeBinary().with_variant(mysql.LONGBLOB(), "mysql"),
+             "text": lambda: sa.Text().with_variant(mysql.LONGTEXT(), "mysql")}
     options: dict[str, Any] = {"primary_key": column.primary_key,
                                "nullable": column.nullable}
     if column.primary_key and column.kind == "integer":
@@ -199,7 +206,10 @@ def _build_metadata() -> Any:
 
     result = sa.MetaData()
     for candidate in TABLES:
+        # MySQL: 4-byte UTF-8, and ids, refs and keys compared byte for byte ("A" != "a")
         sa.Table(candidate.name, result,
                  *[sqlalchemy_column(column) for column in candidate.columns],
-                 *[sa.Index(index.name, *index.columns) for index in candidate.indexes])
+                 *[sa.Index(index.name, *index.columns) for index in candidate.indexes],
+                 mysql_charset="utf8mb4", mysql_collate="utf8mb4_bin",
+                 mysql_engine="InnoDB")
     return result

@@ -138,6 +138,7 @@ class EventStream:
         if self._wake is not None:
             return
         storage = self.server.storage
+        storage.listen()  # hints from other hosts too (PostgreSQL)
         wake = WakeSocket(self.server.wake_dir)
         try:
             with storage.transaction() as tx:

@@ -463,6 +463,7 @@ class AltWebSocketDaemon(LocalSink):
         self._stop = stop or asyncio.Event()
         if self._threaded:
             self._pool = concurrent.futures.ThreadPoolExecutor(1, "altws-db")
+        self.server.storage.listen()  # hints from other hosts too (PostgreSQL)
         self._wake = WakeSocket(self.server.wake_dir)
         self.server.local_sink = self
         ticker: Optional["asyncio.Task[None]"] = None
