@@ -299,25 +299,25 @@ class Transaction:
     def log_append(self, app: str, key: str, value: str, keep: Optional[int] = None) -> None:
         """Append ``value`` to the app's log ``key``, keeping only the last ``keep`` entries."""
         self._run(
-            "INSERT INTO aws_log (app, key, value, created) VALUES (?, ?, ?, ?)",
+            "INSERT INTO aws_log (app, \"key\", value, created) VALUES (?, ?, ?, ?)",
             (app, key, value, self.now),
         )
         if keep is not None:
             row = self._run(
-                "SELECT id FROM aws_log WHERE app = ? AND key = ? ORDER BY id DESC "
+                "SELECT id FROM aws_log WHERE app = ? AND \"key\" = ? ORDER BY id DESC "
                 f"LIMIT 1 OFFSET {int(keep)}",
                 (app, key),
             ).fetchone()
             if row:
                 self._run(
-                    "DELETE FROM aws_log WHERE app = ? AND key = ? AND id <= ?",
+                    "DELETE FROM aws_log WHERE app = ? AND \"key\" = ? AND id <= ?",
                     (app, key, row[0]),
                 )
 
     def log_recent(self, app: str, key: str, count: int) -> List[str]:
         """The last ``count`` entries of the app's log ``key``, oldest first."""
         rows = self._run(
-            f"SELECT value FROM aws_log WHERE app = ? AND key = ? ORDER BY id DESC "
+            f"SELECT value FROM aws_log WHERE app = ? AND \"key\" = ? ORDER BY id DESC "
             f"LIMIT {int(count)}",
             (app, key),
         ).fetchall()
@@ -326,15 +326,15 @@ class Transaction:
     def kv_get(self, app: str, key: str) -> Optional[str]:
         """The app's value for ``key``, or ``None``."""
         row = self._run(
-            "SELECT value FROM aws_kv WHERE app = ? AND key = ?", (app, key)
+            "SELECT value FROM aws_kv WHERE app = ? AND \"key\" = ?", (app, key)
         ).fetchone()
         return None if row is None else str(row[0])
 
     def kv_set(self, app: str, key: str, value: Optional[str]) -> None:
         """Set (or with ``None`` delete) the app's value for ``key``."""
-        self._run("DELETE FROM aws_kv WHERE app = ? AND key = ?", (app, key))
+        self._run("DELETE FROM aws_kv WHERE app = ? AND \"key\" = ?", (app, key))
         if value is not None:
-            self._run("INSERT INTO aws_kv (app, key, value) VALUES (?, ?, ?)", (app, key, value))
+            self._run("INSERT INTO aws_kv (app, \"key\", value) VALUES (?, ?, ?)", (app, key, value))
 
     # --- housekeeping ------------------------------------------------------------------
 

@@ -216,6 +216,8 @@ class Database:
                 cursor.execute("SET SESSION innodb_lock_wait_timeout = %s",
                                (max(1, int(self.busy_timeout)),))
                 cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                # "key" is a reserved word there: quoted the standard way, as on the others
+                cursor.execute("SET SESSION sql_mode = CONCAT(@@sql_mode, ',ANSI_QUOTES')")
             db.commit()
         for hook in self.on_connect:
             hook(db)

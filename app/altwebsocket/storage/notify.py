@@ -4,7 +4,8 @@ On one host, a writer wakes the waiting processes with datagrams to their Unix s
 (:mod:`.wake`). Processes on other hosts have no such socket here; with PostgreSQL the writer
 also sends the same hints with ``pg_notify`` inside its transaction (delivered when it commits,
 never before), and every process that waits for events runs one :class:`Listener` thread that
-forwards each hint to the local socket it names, if that socket lives on this host. A hint
+forwards each hint to the socket it names if that socket is on this host (its address
+starts with this host's name, :func:`.wake.local_path`). A hint
 only shortens the wait — the database is the truth, and every waiting stream still polls
 every ``poll_interval`` — so a lost notification costs latency, never a message.
 
@@ -14,7 +15,6 @@ hosts (``poll_interval``, 1 s by default; see ``docs/scaling.md``).
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 
@@ -31,12 +31,12 @@ _MAX_PAYLOAD = 7900  # PostgreSQL's limit is 8000 bytes
 
 
 def payloads(woken: Dict[str, List[str]]) -> List[str]:
-    """The notification payloads for ``woken`` (waker path -> connection ids): one line per
-    path, ``path id id …``, split into payloads under PostgreSQL's size limit."""
+    """The notification payloads for ``woken`` (waker address -> connection ids): one line
+    per waker, its address and ids separated by tabs, split into payloads under PostgreSQL's size limit."""
     out: List[str] = []
     current = ""
     for path, ids in woken.items():
-        line = " ".join([path, *ids])[:_MAX_PAYLOAD]
+        line = "\t".join([path, *ids])[:_MAX_PAYLOAD]
         if current and len(current) + 1 + len(line) > _MAX_PAYLOAD:
             out.append(current)
             current = ""
@@ -50,7 +50,7 @@ def parse_payload(payload: str) -> Dict[str, List[str]]:
     """The inverse of :func:`payloads` for one payload."""
     woken: Dict[str, List[str]] = {}
     for line in payload.split("\n"):
-        parts = line.split(" ")
+        parts = line.split("\t")
         if parts[0]:
             woken.setdefault(parts[0], []).extend(parts[1:])
     return woken
@@ -77,10 +77,7 @@ class Listener:
                     self.ready.set()
                     pause = 0.5
                     for note in db.notifies():
-                        local = {path: ids for path, ids in parse_payload(note.payload).items()
-                                 if os.path.exists(path)}
-                        if local:
-                            send_hints(local)
+                        send_hints(parse_payload(note.payload))  # ours only
                 finally:
                     db.close()
             except Exception as exc:  # the server went away: the poll covers the gap

@@ -142,7 +142,7 @@ class EventStream:
         wake = WakeSocket(self.server.wake_dir)
         try:
             with storage.transaction() as tx:
-                tx.set_waker(self.record.id, wake.path, self.cursor)
+                tx.set_waker(self.record.id, wake.address, self.cursor)
             storage.discard_events(self.record.id, self.cursor)
         except BaseException:
             wake.close()
@@ -181,7 +181,7 @@ class EventStream:
                 self.cursor = events[-1][0]
                 if self.cursor // report_every != reported // report_every:
                     with storage.transaction() as tx:  # (a write stuck below holds one chunk)
-                        tx.set_waker(conn_id, wake.path, self.cursor)
+                        tx.set_waker(conn_id, wake.address, self.cursor)
                 yield b"".join(self.encode(event).encode() for event in events)
                 if any(self.final(event) for event in events):
                     self.closed = True
@@ -209,7 +209,7 @@ class EventStream:
             if action == BEAT:
                 yield encode_comment()
                 with storage.transaction() as tx:
-                    tx.set_waker(self.record.id, wake.path, self.cursor)
+                    tx.set_waker(self.record.id, wake.address, self.cursor)
                 server.maybe_sweep()
                 check = True
                 continue
@@ -223,7 +223,7 @@ class EventStream:
         try:
             with self.server.storage.transaction() as tx:
                 record = tx.connection(self.record.id)
-                if record is not None and record.waker == wake.path:
+                if record is not None and record.waker == wake.address:
                     tx.set_waker(self.record.id, None, self.cursor)
         except Exception as exc:  # the process may be going down; the sweep will notice
             logger("altwebsocket.stream").debug(

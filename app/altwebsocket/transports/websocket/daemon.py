@@ -71,7 +71,7 @@ from ...protocol.close import CloseCode
 from ...protocol.origin import origin_allowed
 from ...server import AltWebSocketServer, LocalSink
 from ...storage import EVENT_PAGE
-from ...storage.wake import WakeSocket
+from ...storage.wake import WakeSocket, local_path
 from .peer import CloseFrame, Frame, NativeClient, sendable_close
 
 __all__ = ["AltWebSocketDaemon", "run_daemon", "app_from_path", "handshake_origin_allowed"]
@@ -116,6 +116,13 @@ def _frame(kind: int, payload: bytes) -> Frame:
         return payload
     obj = json.loads(payload.decode("utf-8"))
     return sendable_close(int(obj.get("code", 1000)), str(obj.get("reason", "")))
+
+
+def _dead_here(address: str) -> bool:
+    """Whether a waker is a socket of this host that no process listens on any more (the
+    wakers of other hosts are theirs to judge: a daemon there may well be alive)."""
+    path = local_path(address)
+    return path is not None and not _socket_alive(path)
 
 
 def _socket_alive(path: str) -> bool:
@@ -233,7 +240,7 @@ class AltWebSocketDaemon(LocalSink):
         self.clients[client.id] = client
         assert self._wake is not None
         with self.server.storage.transaction() as tx:
-            tx.set_waker(client.id, self._wake.path)
+            tx.set_waker(client.id, self._wake.address)
         self._dispatch(self._flush(client))  # what on_open queued, and anything since
 
     def _receive(self, client: NativeClient, data: wire.Message) -> int:
@@ -294,7 +301,7 @@ class AltWebSocketDaemon(LocalSink):
             self._last_beat = now
             assert self._wake is not None
             with storage.transaction() as tx:
-                tx.touch_waker(self._wake.path)
+                tx.touch_waker(self._wake.address)
             for client in list(self.clients.values()):
                 if client.cursor > client.discarded:
                     storage.discard_events(client.id, client.cursor)
@@ -310,8 +317,8 @@ class AltWebSocketDaemon(LocalSink):
                 for conn_id in tx.open_connection_ids(app):
                     record = tx.connection(conn_id)
                     if (record is not None and record.transport == "websocket"
-                            and record.waker and record.waker != self._wake.path
-                            and not _socket_alive(record.waker)):
+                            and record.waker and record.waker != self._wake.address
+                            and _dead_here(record.waker)):
                         orphans.append((app, conn_id))
         closed = sum(1 for app, conn_id in orphans
                      if self.server.disconnect(app, conn_id, CloseCode.ABNORMAL))
