@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import httpx
 
-from altwebsocket.protocol.sse import SSEDecoder, ServerSentEvent
+from altwebsocket.protocol.sse import ServerSentEvent, SSEDecoder
 
 TIMEOUT = 10.0 if os.environ.get("CI") else 5.0
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -31,7 +31,7 @@ class Process:
 
     def __init__(self, args: List[str], pattern: str = r"(https?|wss?)://[\d.]+:\d+/?",
                  env: Optional[Dict[str, str]] = None, cwd: Optional[str] = None) -> None:
-        self.lines: "queue.Queue[str]" = queue.Queue()
+        self.lines: queue.Queue[str] = queue.Queue()
         self.output: List[str] = []
         self.proc = subprocess.Popen(
             args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -74,7 +74,7 @@ class Stream:
 
     def __init__(self, url: str, last_event_id: Optional[int] = None,
                  headers: Optional[Dict[str, str]] = None) -> None:
-        self.events: "queue.Queue[ServerSentEvent]" = queue.Queue()
+        self.events: queue.Queue[ServerSentEvent] = queue.Queue()
         self.status: Optional[int] = None
         self.headers: Dict[str, str] = {}
         self.raw = b""

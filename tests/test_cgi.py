@@ -15,8 +15,16 @@ import pytest
 
 from altwebsocket.protocol import messages as wire
 
-from .support import (TIMEOUT, HTTP, Stream, cgi_processes, new_connection, send,
-                      start_deployment, stream_url)
+from .support import (
+    HTTP,
+    TIMEOUT,
+    Stream,
+    cgi_processes,
+    new_connection,
+    send,
+    start_deployment,
+    stream_url,
+)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ from altwebsocket.protocol import messages as wire
 from altwebsocket.protocol.sse import SSEDecoder
 
 
-
 @pytest.fixture
 def app(server: AltWebSocketServer) -> webtest.TestApp:
     return webtest.TestApp(WSGIApp(server))

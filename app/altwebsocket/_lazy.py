@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 __all__ = ["TYPE_CHECKING", "logger", "sha256_hex", "compare_digest"]
 
 
-def logger(name: str) -> "logging.Logger":
+def logger(name: str) -> logging.Logger:
     """``logging.getLogger(name)``, importing ``logging`` only when something is logged."""
     import logging
 

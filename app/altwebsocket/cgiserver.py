@@ -290,7 +290,7 @@ def _run(args: argparse.Namespace) -> int:
         server.stop()
 
 
-def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``altws cgi-server``."""
     parser = sub.add_parser(
         "cgi-server", help="run the apps as CGI under a real local Apache (shared-host mode)",

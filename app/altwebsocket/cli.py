@@ -204,7 +204,7 @@ class _LateApp:
 
 
 def _start_daemon_beside(settings: Settings, args: argparse.Namespace,
-                         http_port: int) -> "Optional[_DaemonThread]":
+                         http_port: int) -> Optional[_DaemonThread]:
     port = args.daemon_port if args.daemon_port is not None else (
         http_port + 1 if args.port else 0)
     daemon = _DaemonThread(settings, args.host, port)

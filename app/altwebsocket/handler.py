@@ -22,7 +22,8 @@ from .protocol.messages import payload_for
 from .protocol.state import Input, State, transition
 
 if TYPE_CHECKING:
-    from typing import List, Optional, Sequence
+    from collections.abc import Sequence
+    from typing import List, Optional
 
     from .protocol.messages import Message
 
@@ -46,16 +47,16 @@ class AltWebSocketHandler:
                 return name
         return ""
 
-    def on_open(self, conn: "AltWebSocketConnection") -> None:
+    def on_open(self, conn: AltWebSocketConnection) -> None:
         """A client connected."""
 
-    def on_message(self, conn: "AltWebSocketConnection", message: Message) -> None:
+    def on_message(self, conn: AltWebSocketConnection, message: Message) -> None:
         """A message arrived: ``str`` for text, ``bytes`` for binary."""
 
-    def on_close(self, conn: "AltWebSocketConnection", code: int, reason: str) -> None:
+    def on_close(self, conn: AltWebSocketConnection, code: int, reason: str) -> None:
         """The connection closed (by either side, or 1006 when the client went away)."""
 
-    def on_error(self, conn: "AltWebSocketConnection", exc: BaseException) -> None:
+    def on_error(self, conn: AltWebSocketConnection, exc: BaseException) -> None:
         """A callback raised ``exc``. By default: log it and close the connection with 1011."""
         logger("altwebsocket.handler").error(
             "handler error on %s/%s", conn.app, conn.id, exc_info=exc)
@@ -82,11 +83,11 @@ class UnitOfWork:
         """Queue one event for every open connection of ``app`` but ``exclude``."""
         raise NotImplementedError
 
-    def open_connections(self, app: str) -> List["AltWebSocketConnection"]:
+    def open_connections(self, app: str) -> List[AltWebSocketConnection]:
         """The open connections of ``app``, oldest first."""
         raise NotImplementedError
 
-    def close(self, conn: "AltWebSocketConnection", code: int, reason: str) -> None:
+    def close(self, conn: AltWebSocketConnection, code: int, reason: str) -> None:
         """Queue the close event, mark ``conn`` closed and run ``on_close``."""
         raise NotImplementedError
 
@@ -195,7 +196,7 @@ class AltWebSocketConnection:
         transition(state, Input.SERVER_CLOSE)
         self._work.close(self, code, reason)
 
-    def peers(self, include_self: bool = False) -> List["AltWebSocketConnection"]:
+    def peers(self, include_self: bool = False) -> List[AltWebSocketConnection]:
         """The open connections of the same app (oldest first), for broadcasting."""
         return [
             conn

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import html
 import os
-from typing import Any, Callable, Dict, Iterable
+from collections.abc import Iterable
+from typing import Any, Callable, Dict
 
 from flask import Flask, abort, send_from_directory
 

@@ -10,7 +10,8 @@ import asyncio
 import os
 import shutil
 import threading
-from typing import Iterator, List, Optional
+from collections.abc import Iterator
+from typing import List, Optional
 
 import pytest
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import pytest
 
-
 VARIANTS = {
     "native": ("WebSocket", "(url, p) => new WebSocket(url, p)", "ws"),
     "emulation": ("AltWebSocket", "(url, p) => new AltWebSocket(url, true, p)", "http"),

@@ -5,7 +5,8 @@ ending the stream — the app sees one continuous socket and no message is lost 
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, Iterator, List
+from collections.abc import Iterator
+from typing import Any, Dict, List
 
 import pytest
 

@@ -4,7 +4,8 @@ shown as text, a strict Content-Security-Policy, streams cut under a conversatio
 from __future__ import annotations
 
 import json
-from typing import Iterator, List
+from collections.abc import Iterator
+from typing import List
 
 import pytest
 

@@ -5,7 +5,7 @@ a daemon fails like a refused WebSocket."""
 from __future__ import annotations
 
 import socket
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 

@@ -3,8 +3,9 @@ storage, so that every scenario runs over both transports (``transport`` paramet
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator, List, Optional
+from typing import List, Optional
 
 import pytest
 

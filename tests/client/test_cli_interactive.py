@@ -8,7 +8,8 @@ import shutil
 import subprocess
 import time
 import uuid
-from typing import Callable, Iterator, List
+from collections.abc import Iterator
+from typing import Callable, List
 
 import pytest
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 from typing import List
 
-
 from ..support import ALTWS, TIMEOUT
 from .conftest import Site, cli_flag, start_site
 

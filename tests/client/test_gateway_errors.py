@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import threading
-from typing import Any, Dict, Iterator
+from collections.abc import Iterator
+from typing import Any, Dict
 
 import pytest
 import waitress

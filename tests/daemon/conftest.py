@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Iterator, List
+from collections.abc import Iterator
+from typing import List
 
 import pytest
 

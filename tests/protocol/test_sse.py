@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from altwebsocket.protocol.sse import SSEDecoder, ServerSentEvent, encode_comment, encode_retry
+from altwebsocket.protocol.sse import ServerSentEvent, SSEDecoder, encode_comment, encode_retry
 
 ENCODE_TABLE = [
     (ServerSentEvent("hi"), b"data: hi\n\n"),

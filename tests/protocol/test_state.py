@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from altwebsocket.exceptions import ConnectionClosed, ProtocolError, SeqGap
+from altwebsocket.protocol.close import validate_server_close
 from altwebsocket.protocol.state import (
     Input,
     State,
@@ -12,7 +13,6 @@ from altwebsocket.protocol.state import (
     check_resume,
     transition,
 )
-from altwebsocket.protocol.close import validate_server_close
 
 ALLOWED = [
     (State.OPEN, Input.MESSAGE, State.OPEN),

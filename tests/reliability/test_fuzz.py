@@ -10,7 +10,8 @@ import os
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from altwebsocket import WSGIApp
 from altwebsocket.transports.http.openapi import document

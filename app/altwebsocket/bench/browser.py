@@ -23,7 +23,8 @@ import signal
 import subprocess
 import tempfile
 import time
-from typing import Any, Dict, Iterable, Optional
+from collections.abc import Iterable
+from typing import Any, Dict, Optional
 
 from .procedure import WARMUP, Progress, Series
 
@@ -132,7 +133,7 @@ class BrowserBench:
             raise PageError(str(text).splitlines()[0])
         return result.get("result", {}).get("value")
 
-    def _open_page(self, url: str) -> "tuple[str, str]":
+    def _open_page(self, url: str) -> tuple[str, str]:
         target = self._devtools.call("Target.createTarget", {"url": url})["targetId"]
         session = self._devtools.call("Target.attachToTarget",
                                       {"targetId": target, "flatten": True})["sessionId"]

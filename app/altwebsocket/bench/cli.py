@@ -16,13 +16,22 @@ import argparse
 import sys
 from typing import Any, Dict, List, Optional
 
-from .procedure import (PAPER, PlotUnavailable, Series, bench_url, format_ms,
-                        format_series_table, parse_rounds, write_json, write_plot)
+from .procedure import (
+    PAPER,
+    PlotUnavailable,
+    Series,
+    bench_url,
+    format_ms,
+    format_series_table,
+    parse_rounds,
+    write_json,
+    write_plot,
+)
 
 __all__ = ["add_parser", "run"]
 
 
-def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``altws bench``."""
     parser = sub.add_parser(
         "bench", help="measure echo round trips like the paper's Table 3 (and more)",

@@ -17,7 +17,8 @@ import contextlib
 import json
 import os
 import time
-from typing import Any, AsyncIterator, Callable, Dict, List, Optional, Tuple
+from collections.abc import AsyncIterator
+from typing import Any, Callable, Dict, List, Optional, Tuple
 from urllib.parse import quote, urlsplit
 
 from ..protocol.sse import SSEDecoder
@@ -131,7 +132,7 @@ class HttpPool:
     """Up to ``size`` keep-alive connections shared by many tasks."""
 
     def __init__(self, host: str, port: int, size: int) -> None:
-        self._free: "asyncio.Queue[HttpConnection]" = asyncio.Queue()
+        self._free: asyncio.Queue[HttpConnection] = asyncio.Queue()
         self._all = [HttpConnection(host, port) for _ in range(size)]
         for conn in self._all:
             self._free.put_nowait(conn)
@@ -167,7 +168,7 @@ class EmulatedPeer:
         self.opened = asyncio.Event()
         self.ended = asyncio.Event()
         self.stream_status = 0
-        self.task: Optional["asyncio.Task[None]"] = None
+        self.task: Optional[asyncio.Task[None]] = None
 
     async def open(self, pool: HttpPool, path: str) -> None:
         """``POST B/new``."""
@@ -177,12 +178,12 @@ class EmulatedPeer:
         self.id, self.token = str(answer["id"]), str(answer["token"])
 
     def start_stream(self, host: str, port: int, path: str,
-                     on_text: Callable[["EmulatedPeer", str], None]) -> None:
+                     on_text: Callable[[EmulatedPeer, str], None]) -> None:
         """Read ``GET B/?id&token`` in a task, calling ``on_text`` for each text message."""
         self.task = asyncio.ensure_future(self._stream(host, port, path, on_text))
 
     async def _stream(self, host: str, port: int, path: str,
-                      on_text: Callable[["EmulatedPeer", str], None]) -> None:
+                      on_text: Callable[[EmulatedPeer, str], None]) -> None:
         conn = HttpConnection(host, port)
         try:
             status, body = await conn.stream(
@@ -297,10 +298,10 @@ async def fanout_emulated(base: str, clients: int, messages: int, timeout: float
     return result
 
 
-async def _open_measured(base: str, clients: int, pool: "HttpPool",
-                         on_text: Callable[["EmulatedPeer", str], None], timeout: float,
+async def _open_measured(base: str, clients: int, pool: HttpPool,
+                         on_text: Callable[[EmulatedPeer, str], None], timeout: float,
                          after_open: Optional[Callable[[], Dict[str, Any]]]
-                         ) -> Tuple[List["EmulatedPeer"], Dict[str, Any]]:
+                         ) -> Tuple[List[EmulatedPeer], Dict[str, Any]]:
     """Open ``clients`` emulated peers; the start of a result: how many connected, how long
     it took, and what ``after_open`` measures once they are open (memory, say)."""
     started = time.perf_counter()

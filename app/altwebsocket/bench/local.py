@@ -29,8 +29,16 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from .procedure import (PAPER, WARMUP, Progress, Series, bench_url, echo_rounds, format_ms,
-                        format_series_table)
+from .procedure import (
+    PAPER,
+    WARMUP,
+    Progress,
+    Series,
+    bench_url,
+    echo_rounds,
+    format_ms,
+    format_series_table,
+)
 from .servers import ServerProcess, free_port, peak_rss_kb, processes_running, rss_kb
 
 __all__ = ["Plan", "LocalReport", "run_local", "format_report", "PEERS", "TARGETS",
@@ -91,7 +99,7 @@ class Plan:
     extras: bool = True
 
     @classmethod
-    def quick(cls) -> "Plan":
+    def quick(cls) -> Plan:
         """Tiny sizes: every part runs, in well under a minute."""
         return cls(rounds=[5, 10], cgi_rounds=[3], throughput_messages=50,
                    cgi_throughput_messages=10, fanout_clients=[3], fanout_messages=2,

@@ -16,8 +16,9 @@ import math
 import os
 import sys
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, IO, Iterable, List, Optional, Sequence, Tuple
+from typing import IO, Any, Callable, Dict, List, Optional, Tuple
 
 __all__ = [
     "PAPER",

@@ -81,7 +81,7 @@ class ServerProcess:
                  timeout: float = 30.0, env: Optional[Dict[str, str]] = None) -> None:
         self.args = args
         self.output: List[str] = []
-        self._lines: "queue.Queue[str]" = queue.Queue()
+        self._lines: queue.Queue[str] = queue.Queue()
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, text=True,
                                      env={**os.environ, **(env or {})},

@@ -9,14 +9,15 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from typing import Iterator, Optional, Sequence, Union
+from collections.abc import Iterator, Sequence
+from typing import Optional, Union
 from urllib.parse import urlsplit
 
+from ..protocol.close import CloseCode
 from ..protocol.close import validate_client_close as validate_close
 from .emulation import EmulatedTransport, fetch_info
 from .errors import Closed, ConnectFailed
 from .native import NativeTransport
-from ..protocol.close import CloseCode
 from .transport import Debug, Message, Sink, Transport
 
 __all__ = ["Client", "connect", "CONNECTING", "OPEN", "CLOSING", "CLOSED"]
@@ -39,7 +40,7 @@ class Client(Sink):
     def __init__(self, transport: Transport, url: str) -> None:
         self.url = url
         self._transport = transport
-        self._queue: "queue.Queue[Union[Message, _CloseMark]]" = queue.Queue()
+        self._queue: queue.Queue[Union[Message, _CloseMark]] = queue.Queue()
         self._closed = threading.Event()
         self._state = CONNECTING
         self.close_code: Optional[int] = None
@@ -94,7 +95,7 @@ class Client(Sink):
 
     # -- the API --------------------------------------------------------------------------------
 
-    def _open(self) -> "Client":
+    def _open(self) -> Client:
         self._transport.open(self)
         if not self._closed.is_set():
             self._state = OPEN
@@ -175,7 +176,7 @@ class Client(Sink):
         """Wait until the connection is closed; True if it is."""
         return self._closed.wait(timeout)
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Client:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -23,14 +23,15 @@ import socket
 import threading
 import time
 from collections import deque
-from typing import Any, Deque, Dict, List, Mapping, Optional, Tuple
+from collections.abc import Mapping
+from typing import Any, Deque, Dict, List, Optional, Tuple
 from urllib.parse import quote, urlsplit
 
 from .. import __version__
+from ..protocol.close import CloseCode
 from ..protocol.messages import InboundMessage, batch, message_from_event
 from ..protocol.sse import ServerSentEvent, SSEDecoder
 from .errors import Closed, ConnectFailed
-from ..protocol.close import CloseCode
 from .transport import Debug, Message, Sink, Transport
 
 __all__ = ["EmulatedTransport", "HttpError", "http_request", "fetch_info"]

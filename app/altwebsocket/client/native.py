@@ -16,13 +16,12 @@ import socket
 import threading
 from typing import Any, Optional, Tuple
 
-from websockets.exceptions import (ConnectionClosed, InvalidHandshake, InvalidStatus,
-                                   InvalidURI)
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 from websockets.sync.client import ClientConnection
 from websockets.sync.client import connect as ws_connect
 
-from .errors import Closed, ConnectFailed
 from ..protocol.close import CloseCode
+from .errors import Closed, ConnectFailed
 from .transport import Debug, Message, Sink, Transport
 
 __all__ = ["NativeTransport"]

@@ -14,14 +14,14 @@ from __future__ import annotations
 import binascii
 import json
 
+from .._lazy import TYPE_CHECKING
 from ..exceptions import MessageTooBig, ProtocolError
+from .close import CloseCode, validate_client_close
 from .sse import ServerSentEvent
 
-from .._lazy import TYPE_CHECKING
-from .close import CloseCode, validate_client_close
-
 if TYPE_CHECKING:
-    from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+    from collections.abc import Sequence
+    from typing import Any, Dict, List, Optional, Tuple, Union
 
     Message = Union[str, bytes]
     """An application message: ``str`` for a text message, ``bytes`` for a binary one."""
@@ -65,9 +65,9 @@ _MAX_SEQ = 2**53 - 1  # the largest integer a JavaScript client can count to exa
 class _Value:
     """A small immutable value object (``dataclasses`` costs a CGI request ~10 ms)."""
 
-    __slots__: "Tuple[str, ...]" = ()
+    __slots__: Tuple[str, ...] = ()
 
-    def _values(self) -> "Tuple[Any, ...]":
+    def _values(self) -> Tuple[Any, ...]:
         return tuple(getattr(self, name) for name in self.__slots__)
 
     def __eq__(self, other: object) -> bool:
@@ -80,7 +80,7 @@ class _Value:
         fields = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__)
         return f"{type(self).__name__}({fields})"
 
-    def __setattr__(self, name: str, value: "Any") -> None:
+    def __setattr__(self, name: str, value: Any) -> None:
         if hasattr(self, name):
             raise AttributeError(f"{type(self).__name__} is immutable")
         object.__setattr__(self, name, value)
@@ -91,7 +91,7 @@ class InboundMessage(_Value):
 
     __slots__ = ("seq", "data")
 
-    def __init__(self, seq: int, data: "Message") -> None:
+    def __init__(self, seq: int, data: Message) -> None:
         self.seq = seq
         self.data = data
 
@@ -101,7 +101,7 @@ class NewRequest(_Value):
 
     __slots__ = ("protocols",)
 
-    def __init__(self, protocols: "Tuple[str, ...]" = ()) -> None:
+    def __init__(self, protocols: Tuple[str, ...] = ()) -> None:
         self.protocols = tuple(protocols)
 
 
@@ -110,7 +110,7 @@ class SendRequest(_Value):
 
     __slots__ = ("id", "token", "messages")
 
-    def __init__(self, id: str, token: str, messages: "Tuple[InboundMessage, ...]" = ()) -> None:
+    def __init__(self, id: str, token: str, messages: Tuple[InboundMessage, ...] = ()) -> None:
         self.id = id
         self.token = token
         self.messages = tuple(messages)

@@ -11,7 +11,8 @@ from __future__ import annotations
 from .._lazy import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from typing import Iterable, Optional
+    from collections.abc import Iterable
+    from typing import Optional
 
 __all__ = ["normalize", "origin_allowed"]
 

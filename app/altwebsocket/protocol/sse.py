@@ -17,7 +17,7 @@ __all__ = ["ServerSentEvent", "encode_comment", "encode_retry", "SSEDecoder"]
 
 
 
-def _lines(text: str) -> "List[str]":
+def _lines(text: str) -> List[str]:
     """``text`` split at CRLF, CR and LF (the SSE line breaks), and only there."""
     return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
 
@@ -31,8 +31,8 @@ class ServerSentEvent:
 
     __slots__ = ("data", "event", "id")
 
-    def __init__(self, data: str = "", event: "Optional[str]" = None,
-                 id: "Optional[str]" = None) -> None:
+    def __init__(self, data: str = "", event: Optional[str] = None,
+                 id: Optional[str] = None) -> None:
         self.data = data
         self.event = event
         self.id = id
@@ -87,7 +87,7 @@ class SSEDecoder:
 
     def __init__(self) -> None:
         self._buffer = b""
-        self._data: "List[str]" = []
+        self._data: List[str] = []
         self._event: Optional[str] = None
         self._id_seen = False
         self.last_event_id = ""
@@ -96,13 +96,13 @@ class SSEDecoder:
         self._first = True
         self._skip_lf = False
 
-    def feed(self, chunk: bytes) -> "List[ServerSentEvent]":
+    def feed(self, chunk: bytes) -> List[ServerSentEvent]:
         """Parse ``chunk``; return the events that are now complete, in order."""
         if self._skip_lf and chunk[:1] == b"\n":
             chunk = chunk[1:]  # the LF of a CRLF split across chunks
         self._skip_lf = False
         self._buffer += chunk
-        events: "List[ServerSentEvent]" = []
+        events: List[ServerSentEvent] = []
         while True:
             cr, lf = self._buffer.find(b"\r"), self._buffer.find(b"\n")
             if cr < 0 and lf < 0:

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import enum
 
+from .._lazy import TYPE_CHECKING
 from ..exceptions import ConnectionClosed, ProtocolError, SeqGap
 
-from .._lazy import TYPE_CHECKING
-
 if TYPE_CHECKING:
-    from typing import Dict, Sequence, Tuple
+    from collections.abc import Sequence
+    from typing import Dict, Tuple
 
 __all__ = [
     "State",

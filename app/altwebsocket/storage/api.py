@@ -31,7 +31,8 @@ from .dialect import SQLITE, Dialect, dialect_named
 from .schema import CONNECTION_COLUMNS, SCHEMA_VERSION, added_since, metadata
 
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+    from collections.abc import Iterator, Sequence
+    from typing import Any, Callable, Dict, List, Optional, Tuple
 
 __all__ = [
     "AltWebSocketStorage",
@@ -222,7 +223,7 @@ class _Database:
             db.close()
 
 
-def migration_statements(table_name: str, present: "set[str]", indexes: "set[str]",
+def migration_statements(table_name: str, present: set[str], indexes: set[str],
                          sa_dialect: Any = None) -> List[str]:
     """The ``ALTER TABLE``/``CREATE INDEX`` statements that add to ``table_name`` the columns
     and indexes of :mod:`.schema` it lacks (``present``: its columns; ``indexes``: its index
@@ -275,7 +276,7 @@ class Transaction:
     wake-up hints to their streams after the commit.
     """
 
-    def __init__(self, storage: "AltWebSocketStorage", db: Any, now: float) -> None:
+    def __init__(self, storage: AltWebSocketStorage, db: Any, now: float) -> None:
         self.storage = storage
         self._db = db
         self._cursor = db.cursor()

@@ -143,7 +143,7 @@ CONNECTION_COLUMNS = tuple(column.name for column in table("aws_connections").co
 """The columns of ``aws_connections`` in order (the fields of a connection record)."""
 
 
-def added_since(version: int) -> "list[tuple[Table, list[Column], list[Index]]]":
+def added_since(version: int) -> list[tuple[Table, list[Column], list[Index]]]:
     """What versions after ``version`` added: per table, the new columns and indexes."""
     out = []
     for candidate in TABLES:

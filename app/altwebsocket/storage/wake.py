@@ -21,7 +21,8 @@ import socket
 from .._lazy import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from typing import Dict, Iterable, List, Optional
+    from collections.abc import Iterable
+    from typing import Dict, List, Optional
 
 __all__ = ["wake_folder", "WakeSocket", "send_hints", "count_streams"]
 
@@ -92,7 +93,7 @@ class WakeSocket:
             except OSError:
                 pass
 
-    def __enter__(self) -> "WakeSocket":
+    def __enter__(self) -> WakeSocket:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -49,8 +49,9 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from http import HTTPStatus
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
+from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed as SocketClosed
@@ -465,7 +466,7 @@ class AltWebSocketDaemon(LocalSink):
             self._pool = concurrent.futures.ThreadPoolExecutor(1, "altws-db")
         self._wake = WakeSocket(self.server.wake_dir)
         self.server.local_sink = self
-        ticker: Optional["asyncio.Task[None]"] = None
+        ticker: Optional[asyncio.Task[None]] = None
         try:
             try:
                 await self._db(self.server.storage.ensure_schema)

@@ -81,7 +81,7 @@ class NativeClient:
         self._closing = False
         self._held = False
         self._busy = False
-        self._writer: Optional["asyncio.Task[None]"] = None
+        self._writer: Optional[asyncio.Task[None]] = None
 
     @property
     def closing(self) -> bool:
