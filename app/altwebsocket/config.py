@@ -21,7 +21,7 @@ from ._lazy import TYPE_CHECKING
 from .exceptions import ConfigError
 
 if TYPE_CHECKING:
-    from typing import Any, Dict, List, Optional, Tuple
+    from typing import Any
 
 __all__ = ["Settings", "load_settings", "load_handler", "handlers_from", "read_ini",
            "DEFAULT_APPS"]
@@ -32,7 +32,7 @@ DEFAULT_APPS = {
 }
 
 # name: (default, kind, meaning). Times are in seconds.
-FIELDS: Dict[str, Tuple[Any, str, str]] = {
+FIELDS: dict[str, tuple[Any, str, str]] = {
     "data": ("./var", "str", "data folder; the SQLite file lives here"),
     "storage": ("", "str", "SQLAlchemy URL; default sqlite:///<data>/altws.db"),
     "allowed_origins": ((), "list", "origins besides the server's own; * = any"),
@@ -67,7 +67,7 @@ class Settings:
 
     data: str
     storage: str
-    allowed_origins: Tuple[str, ...]
+    allowed_origins: tuple[str, ...]
     max_message: int
     max_batch: int
     stream_lifetime: float
@@ -84,9 +84,9 @@ class Settings:
     max_connections_per_ip: int
     busy_timeout: float
     journal_mode: str
-    websocket_url: Optional[str]
+    websocket_url: str | None
     trust_proxy: bool
-    apps: Dict[str, str]
+    apps: dict[str, str]
 
     def __init__(self, **values: Any) -> None:
         for name, (default, _, _) in FIELDS.items():
@@ -153,12 +153,12 @@ def convert(name: str, text: str) -> Any:
     return text
 
 
-def read_ini(path: str) -> Dict[str, Dict[str, str]]:
+def read_ini(path: str) -> dict[str, dict[str, str]]:
     """Read an INI file: ``[section]`` headers, ``name = value`` lines, ``;``/``#`` comments
     (whole-line, or after whitespace). A small reader: ``configparser`` costs a CGI request
     several milliseconds."""
-    sections: Dict[str, Dict[str, str]] = {}
-    current: Optional[Dict[str, str]] = None
+    sections: dict[str, dict[str, str]] = {}
+    current: dict[str, str] | None = None
     try:
         with open(path, encoding="utf-8") as handle:
             lines = handle.read().splitlines()
@@ -186,7 +186,7 @@ def read_ini(path: str) -> Dict[str, Dict[str, str]]:
 def load_settings(path: str, **overrides: Any) -> Settings:
     """Read an INI file (see the module docstring); relative ``data`` is relative to it."""
     sections = read_ini(path)
-    values: Dict[str, Any] = {}
+    values: dict[str, Any] = {}
     for name, text in sections.get("altws", {}).items():
         if name not in FIELDS:
             raise ConfigError(f"unknown setting {name!r} in {path}")
@@ -213,11 +213,11 @@ def load_handler(spec: str) -> Any:
     return target() if isinstance(target, type) else target
 
 
-def handlers_from(apps: Dict[str, str]) -> Dict[str, Any]:
+def handlers_from(apps: dict[str, str]) -> dict[str, Any]:
     """Instances of the handlers named in an ``apps`` mapping."""
     return {name: load_handler(spec) for name, spec in apps.items()}
 
 
-def split_list(text: str) -> List[str]:
+def split_list(text: str) -> list[str]:
     """A whitespace- or comma-separated list."""
     return [part for part in text.replace(",", " ").split() if part]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import html
 import os
 from collections.abc import Iterable
-from typing import Any, Callable, Dict
+from typing import Any, Callable
 
 from flask import Flask, abort, send_from_directory
 
@@ -61,7 +61,7 @@ def create_site(endpoints: WSGIApp, static: str = "") -> Callable[..., Iterable[
 
     flask_wsgi = site.wsgi_app
 
-    def dispatch(environ: Dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    def dispatch(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         first = environ.get("PATH_INFO", "/").lstrip("/").split("/", 1)[0]
         if first in ("", "static", "favicon.ico"):
             return flask_wsgi(environ, start_response)  # type: ignore[no-any-return]

@@ -11,7 +11,6 @@ import os
 import shutil
 import threading
 from collections.abc import Iterator
-from typing import List, Optional
 
 import pytest
 
@@ -129,7 +128,7 @@ class NativeEcho:
         self.thread.join(TIMEOUT)
 
 
-def start_altws(data_dir: str, *extra: str, config: Optional[str] = None) -> Process:
+def start_altws(data_dir: str, *extra: str, config: str | None = None) -> Process:
     """A real ``altws serve --port 0`` with its own data folder: the emulation alone
     (``--no-daemon``), unless ``extra`` advertises a daemon with ``--websocket-url``."""
     args = ALTWS + ["serve", "--port", "0", "--no-daemon", "--data", data_dir]
@@ -197,8 +196,8 @@ def page(context, altws) -> object:
     return open_page(context, altws.url)
 
 
-def console_errors(page: object) -> List[str]:
+def console_errors(page: object) -> list[str]:
     """Collect the page's console errors (CSP violations show up there)."""
-    errors: List[str] = []
+    errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)  # type: ignore[attr-defined]
     return errors

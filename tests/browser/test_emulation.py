@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any, Dict, List
+from typing import Any
 
 import pytest
 
@@ -15,7 +15,7 @@ from .conftest import open_page, start_altws
 
 
 def test_sends_queued_during_a_post_go_in_one_batch(page, altws):
-    posts: List[Dict[str, Any]] = []
+    posts: list[dict[str, Any]] = []
     page.on("request", lambda r: posts.append(json.loads(r.post_data or "{}"))
             if r.url.endswith("/echo/send") else None)
     result = page.evaluate("""async () => {
@@ -39,7 +39,7 @@ def test_sends_queued_during_a_post_go_in_one_batch(page, altws):
 
 
 def test_lost_post_responses_are_retried_and_delivered_once(page, altws):
-    seen: List[List[int]] = []
+    seen: list[list[int]] = []
 
     def lose_every_other_answer(route):  # type: ignore[no-untyped-def]
         body = json.loads(route.request.post_data or "{}")
@@ -115,7 +115,7 @@ def test_duplicate_event_ids_are_dropped_and_close_event_ends_it(page, altws):
         'retry: 50\n\nid: 2\nevent: binary\ndata: "AP8="\n\nid: 3\ndata: "c"\n\n'
         'id: 4\nevent: close\ndata: {"code": 4001, "reason": "over"}\n\n',
     ]
-    asked: List[str] = []  # stream requests seen
+    asked: list[str] = []  # stream requests seen
 
     def scripted(route):  # type: ignore[no-untyped-def]
         asked.append(route.request.url)
@@ -155,7 +155,7 @@ def short_streams(tmp_path_factory) -> Iterator[Process]:
 
 def test_streams_cut_by_the_server_lose_and_double_nothing(context, short_streams):
     page = open_page(context, short_streams.url)
-    streams: List[str] = []
+    streams: list[str] = []
     page.on("request", lambda r: streams.append(r.url) if "/echo/?id=" in r.url else None)
     result = page.evaluate("""async () => {
       const ws = new AltWebSocket(location.origin + "/echo", true);

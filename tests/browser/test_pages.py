@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import List
 
 import pytest
 
@@ -21,7 +20,7 @@ def open_chat(browser, server_url: str, name: str, transport: str = "emulation",
     context = browser.new_context(viewport={"width": 390, "height": 700})
     page = context.new_page()
     page.set_default_timeout(3 * MS)
-    errors: List[str] = []
+    errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text)
             if m.type == "error" and "404" not in m.text else None)  # 404: the favicon
     page.on("pageerror", lambda e: errors.append(str(e)))
@@ -54,11 +53,11 @@ def say(page, text: str) -> None:  # type: ignore[no-untyped-def]
     page.press("#text", "Enter")
 
 
-def bodies(page) -> List[str]:  # type: ignore[no-untyped-def]
+def bodies(page) -> list[str]:  # type: ignore[no-untyped-def]
     return page.eval_on_selector_all("#log li.message .body", "els => els.map(e => e.textContent)")
 
 
-def wait_bodies(page, count: int) -> List[str]:  # type: ignore[no-untyped-def]
+def wait_bodies(page, count: int) -> list[str]:  # type: ignore[no-untyped-def]
     page.wait_for_function("(n) => document.querySelectorAll('#log li.message').length >= n",
                            arg=count)
     return bodies(page)

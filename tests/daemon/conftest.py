@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import List
 
 import pytest
 
 from ..support import ALTWS, ROOT, Process
 
-APPS: List[str] = ["--app", "echo", "--app", "chat",
+APPS: list[str] = ["--app", "echo", "--app", "chat",
                    "--app", "presence=tests.daemon.apps:Presence"]
 
 

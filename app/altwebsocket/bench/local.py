@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable
 
 from .procedure import (
     PAPER,
@@ -55,10 +55,10 @@ sys.stdout.write("Content-Type: application/json\\r\\n\\r\\n{}")
 # messages/s, burst 200) and the per-address connection cap (200) protect a public server,
 # but would measure themselves here (one client sending 10,000 echoes; 500 clients on
 # 127.0.0.1). Nothing else differs from the defaults.
-BENCH_SETTINGS: Dict[str, str] = {"max_rate": "0", "max_connections_per_ip": "0"}
+BENCH_SETTINGS: dict[str, str] = {"max_rate": "0", "max_connections_per_ip": "0"}
 
 # Issue 8: sequential echo in headless Chromium on this machine, median ms per round trip.
-PEERS: Dict[str, float] = {
+PEERS: dict[str, float] = {
     "native WebSocket to Node ws": 0.48,
     "Socket.IO (JS) websocket": 0.52,
     "Socket.IO (JS) polling": 3.83,
@@ -71,7 +71,7 @@ PEERS: Dict[str, float] = {
 }
 
 # The targets of issues 4, 5 and 8 (ratios of medians, or absolute figures).
-TARGETS: Dict[str, float] = {
+TARGETS: dict[str, float] = {
     "daemon_vs_bare": 2.0,
     "emulation_vs_native_chromium": 5.0,
     "cgi_vs_bare_cgi": 2.0,
@@ -84,15 +84,15 @@ TARGETS: Dict[str, float] = {
 class Plan:
     """The sizes of one ``--local`` run (``quick()`` for tests)."""
 
-    rounds: List[int] = field(default_factory=lambda: [100, 1000, 10000])
-    cgi_rounds: List[int] = field(default_factory=lambda: [100, 1000])
+    rounds: list[int] = field(default_factory=lambda: [100, 1000, 10000])
+    cgi_rounds: list[int] = field(default_factory=lambda: [100, 1000])
     size: int = 4
     throughput_messages: int = 10000
     cgi_throughput_messages: int = 1000
-    fanout_clients: List[int] = field(default_factory=lambda: [10, 100, 500])
+    fanout_clients: list[int] = field(default_factory=lambda: [10, 100, 500])
     fanout_messages: int = 20
-    native_fanout_clients: List[int] = field(default_factory=lambda: [100, 1000])
-    hold_clients: List[int] = field(default_factory=lambda: [100, 250, 500])
+    native_fanout_clients: list[int] = field(default_factory=lambda: [100, 1000])
+    hold_clients: list[int] = field(default_factory=lambda: [100, 250, 500])
     hold_seconds: float = 10.0
     browser: bool = True
     cgi: bool = True
@@ -111,25 +111,25 @@ class LocalReport:
     """Everything one run measured (``to_json()`` is what ``--json`` writes)."""
 
     plan: Plan
-    machine: Dict[str, Any] = field(default_factory=dict)
-    echo: List[Series] = field(default_factory=list)
-    throughput: List[Dict[str, Any]] = field(default_factory=list)
-    fanout: List[Dict[str, Any]] = field(default_factory=list)
-    fanout_native: List[Dict[str, Any]] = field(default_factory=list)
-    hold: List[Dict[str, Any]] = field(default_factory=list)
-    memory: Dict[str, Any] = field(default_factory=dict)
-    errors: List[str] = field(default_factory=list)
-    skipped: List[str] = field(default_factory=list)
+    machine: dict[str, Any] = field(default_factory=dict)
+    echo: list[Series] = field(default_factory=list)
+    throughput: list[dict[str, Any]] = field(default_factory=list)
+    fanout: list[dict[str, Any]] = field(default_factory=list)
+    fanout_native: list[dict[str, Any]] = field(default_factory=list)
+    hold: list[dict[str, Any]] = field(default_factory=list)
+    memory: dict[str, Any] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
-    def series(self, key: str) -> Optional[Series]:
+    def series(self, key: str) -> Series | None:
         """The echo series named ``key``, if measured."""
         for one in self.echo:
             if one.key == key and one.all_samples():
                 return one
         return None
 
-    def ratios(self) -> List[Dict[str, Any]]:
+    def ratios(self) -> list[dict[str, Any]]:
         """Ratios of medians (ms per round trip) with their targets and the paper's."""
         paper = PAPER["emulation"][10000] / PAPER["websocket"][10000]
         rows = [
@@ -162,7 +162,7 @@ class LocalReport:
                         "meets_target": None if target is None else bool(value <= target)})
         return out
 
-    def to_json(self) -> Dict[str, Any]:
+    def to_json(self) -> dict[str, Any]:
         """A JSON-ready document."""
         return {
             "version": 1, "kind": "local", "machine": self.machine, "plan": asdict(self.plan),
@@ -177,7 +177,7 @@ class LocalReport:
         }
 
 
-def machine_info() -> Dict[str, Any]:
+def machine_info() -> dict[str, Any]:
     """Where and when: CPUs, load average, Python, platform."""
     try:
         load = [round(value, 2) for value in os.getloadavg()]
@@ -192,7 +192,7 @@ def machine_info() -> Dict[str, Any]:
 # -- the pieces ---------------------------------------------------------------------------------
 
 
-def _bare_cgi(url: str, rounds: List[int], size: int, quiet: bool) -> Series:
+def _bare_cgi(url: str, rounds: list[int], size: int, quiet: bool) -> Series:
     """POST a few random bytes to the no-op python3 CGI, one request at a time."""
     series = Series("cgi-bare", "bare python3 no-op CGI (Apache)", "python", "http")
     host = url.split("//", 1)[1].split("/", 1)[0]
@@ -225,7 +225,7 @@ def _bare_cgi(url: str, rounds: List[int], size: int, quiet: bool) -> Series:
 
 
 def _throughput(url: str, transport: str, messages: int, size: int, label: str
-                ) -> Dict[str, Any]:
+                ) -> dict[str, Any]:
     """One client sends ``messages`` as fast as it can, then reads every echo."""
     from ..client import connect
 
@@ -236,7 +236,7 @@ def _throughput(url: str, transport: str, messages: int, size: int, label: str
             posts[0] += 1
 
     emulate = transport == "emulation"
-    result: Dict[str, Any] = {"label": label, "transport": transport, "messages": messages,
+    result: dict[str, Any] = {"label": label, "transport": transport, "messages": messages,
                               "size": size}
     client = connect(url, emulate=emulate, debug=count if emulate else None, timeout=10)
     try:
@@ -259,7 +259,7 @@ def _throughput(url: str, transport: str, messages: int, size: int, label: str
     return result
 
 
-def _cgi_stream_peak(url: str, fragment: str, size: int) -> Dict[str, Any]:
+def _cgi_stream_peak(url: str, fragment: str, size: int) -> dict[str, Any]:
     """Peak RSS (VmHWM) of the CGI process serving one emulated stream, after some echoes."""
     from ..client import connect
 
@@ -278,10 +278,10 @@ def _cgi_stream_peak(url: str, fragment: str, size: int) -> Dict[str, Any]:
             "processes_seen": len(peaks)}
 
 
-def _rss_reader(pid: int, clients: int, key: str) -> Callable[[], Dict[str, Any]]:
+def _rss_reader(pid: int, clients: int, key: str) -> Callable[[], dict[str, Any]]:
     base = rss_kb(pid)
 
-    def read() -> Dict[str, Any]:
+    def read() -> dict[str, Any]:
         now = rss_kb(pid)
         return {f"{key}_rss_before_mb": round(base / 1024, 1),
                 f"{key}_rss_mb": round(now / 1024, 1),
@@ -301,13 +301,13 @@ def run_local(plan: Plan, quiet: bool = False, log: Callable[[str], None] = prin
     started = time.monotonic()
     altws = [sys.executable, "-m", "altwebsocket"]
     data = tempfile.mkdtemp(prefix="altws-bench-")
-    procs: List[ServerProcess] = []
+    procs: list[ServerProcess] = []
     cgi: Any = None
     cgi_data = ""
     browser: Any = None
 
-    names: Dict[int, str] = {}
-    dead: Dict[int, str] = {}
+    names: dict[int, str] = {}
+    dead: dict[int, str] = {}
 
     def check_alive(phase: str) -> None:
         """Record a server that stopped (crashed, or killed from outside) during ``phase``."""
@@ -455,7 +455,7 @@ def _relabel(series: Series, key: str) -> Series:
     return series
 
 
-def _start_cgi() -> Tuple[Any, str]:
+def _start_cgi() -> tuple[Any, str]:
     """The CGI deployment under Apache, with ``noop.cgi`` beside ``altws.cgi``."""
     from ..cgiserver import CGIServer
 

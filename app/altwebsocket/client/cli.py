@@ -28,7 +28,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Optional, TextIO, Tuple, Union
+from typing import Any, TextIO
 
 from ..exceptions import ProtocolError
 from ..protocol.close import validate_client_close as validate_close
@@ -91,8 +91,8 @@ class Command:
     """One input line, parsed: ``kind`` is text, binary, close, quit or error."""
 
     kind: str
-    data: Union[str, bytes] = ""
-    code: Optional[int] = None
+    data: str | bytes = ""
+    code: int | None = None
     reason: str = ""
 
 
@@ -338,7 +338,7 @@ def _piped(client: Client, args: argparse.Namespace, screen: Screen) -> int:
 
     sent = 0
     by_user = False
-    close: Tuple[Optional[int], str] = (1000, "")
+    close: tuple[int | None, str] = (1000, "")
     for raw in sys.stdin:
         if client.closed:
             break

@@ -10,7 +10,6 @@ import queue
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from typing import Optional, Union
 from urllib.parse import urlsplit
 
 from ..protocol.close import CloseCode
@@ -40,10 +39,10 @@ class Client(Sink):
     def __init__(self, transport: Transport, url: str) -> None:
         self.url = url
         self._transport = transport
-        self._queue: queue.Queue[Union[Message, _CloseMark]] = queue.Queue()
+        self._queue: queue.Queue[Message | _CloseMark] = queue.Queue()
         self._closed = threading.Event()
         self._state = CONNECTING
-        self.close_code: Optional[int] = None
+        self.close_code: int | None = None
         """The close code once closed (1005: no status; 1006: lost), else ``None``."""
         self.close_reason: str = ""
         """The close reason once closed."""
@@ -101,7 +100,7 @@ class Client(Sink):
             self._state = OPEN
         return self
 
-    def send(self, message: Union[str, bytes, bytearray, memoryview]) -> None:
+    def send(self, message: str | bytes | bytearray | memoryview) -> None:
         """Send a text (``str``) or binary (``bytes``) message.
 
         Raises:
@@ -116,7 +115,7 @@ class Client(Sink):
             raise Closed(self.close_code or CloseCode.ABNORMAL, self.close_reason)
         self._transport.send(message)
 
-    def recv(self, timeout: Optional[float] = None) -> Message:
+    def recv(self, timeout: float | None = None) -> Message:
         """The next message, waiting at most ``timeout`` seconds (``None``: forever).
 
         Raises:
@@ -140,11 +139,11 @@ class Client(Sink):
             except Closed:
                 return
 
-    def flush(self, timeout: Optional[float] = None) -> bool:
+    def flush(self, timeout: float | None = None) -> bool:
         """Wait until the server accepted every message sent so far; True if it did."""
         return self._transport.flush(timeout)
 
-    def close(self, code: Optional[int] = None, reason: str = "",
+    def close(self, code: int | None = None, reason: str = "",
               timeout: float = 10.0) -> None:
         """Close as ``WebSocket.close(code, reason)`` does, and wait for the close.
 
@@ -172,7 +171,7 @@ class Client(Sink):
             self._transport.abort()
             self.on_close(CloseCode.ABNORMAL, "")
 
-    def wait_closed(self, timeout: Optional[float] = None) -> bool:
+    def wait_closed(self, timeout: float | None = None) -> bool:
         """Wait until the connection is closed; True if it is."""
         return self._closed.wait(timeout)
 
@@ -187,7 +186,7 @@ class Client(Sink):
         return f"<Client {self.url} {self.transport} state={self._state}>"
 
 
-def connect(url: str, emulate: Optional[bool] = None, protocols: Sequence[str] = (),
+def connect(url: str, emulate: bool | None = None, protocols: Sequence[str] = (),
             debug: Debug = None, timeout: float = 10.0) -> Client:
     """Open a connection to an app, like ``new AltWebSocket(url, emulate)``.
 

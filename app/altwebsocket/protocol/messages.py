@@ -21,12 +21,12 @@ from .sse import ServerSentEvent
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-    from typing import Any, Dict, List, Optional, Tuple, Union
+    from typing import Any, Union
 
     Message = Union[str, bytes]
     """An application message: ``str`` for a text message, ``bytes`` for a binary one."""
 
-    Payload = Tuple[int, bytes]
+    Payload = tuple[int, bytes]
     """A stored event: its kind and its bytes (UTF-8 text, raw binary, JSON for a close)."""
 
 __all__ = [
@@ -65,9 +65,9 @@ _MAX_SEQ = 2**53 - 1  # the largest integer a JavaScript client can count to exa
 class _Value:
     """A small immutable value object (``dataclasses`` costs a CGI request ~10 ms)."""
 
-    __slots__: Tuple[str, ...] = ()
+    __slots__: tuple[str, ...] = ()
 
-    def _values(self) -> Tuple[Any, ...]:
+    def _values(self) -> tuple[Any, ...]:
         return tuple(getattr(self, name) for name in self.__slots__)
 
     def __eq__(self, other: object) -> bool:
@@ -101,7 +101,7 @@ class NewRequest(_Value):
 
     __slots__ = ("protocols",)
 
-    def __init__(self, protocols: Tuple[str, ...] = ()) -> None:
+    def __init__(self, protocols: tuple[str, ...] = ()) -> None:
         self.protocols = tuple(protocols)
 
 
@@ -110,7 +110,7 @@ class SendRequest(_Value):
 
     __slots__ = ("id", "token", "messages")
 
-    def __init__(self, id: str, token: str, messages: Tuple[InboundMessage, ...] = ()) -> None:
+    def __init__(self, id: str, token: str, messages: tuple[InboundMessage, ...] = ()) -> None:
         self.id = id
         self.token = token
         self.messages = tuple(messages)
@@ -145,7 +145,7 @@ def b64decode(text: str) -> bytes:
         return base64.b64decode(raw, validate=True)
 
 
-def parse_json_body(body: bytes, limit: int) -> Dict[str, Any]:
+def parse_json_body(body: bytes, limit: int) -> dict[str, Any]:
     """Decode a request body as a JSON object, or raise a 400/413 error."""
     if len(body) > limit:
         raise MessageTooBig(f"request body of {len(body)} bytes is over the limit of {limit}")
@@ -164,7 +164,7 @@ def parse_json_body(body: bytes, limit: int) -> Dict[str, Any]:
     return value
 
 
-def _string(obj: Dict[str, Any], name: str, max_length: int = 200) -> str:
+def _string(obj: dict[str, Any], name: str, max_length: int = 200) -> str:
     value = obj.get(name)
     if not isinstance(value, str) or not value:
         raise ProtocolError(f"field {name!r} must be a non-empty string")
@@ -187,7 +187,7 @@ def _is_token(text: str) -> bool:
     return bool(text) and all(ch in allowed for ch in text)
 
 
-def parse_new(obj: Dict[str, Any]) -> NewRequest:
+def parse_new(obj: dict[str, Any]) -> NewRequest:
     """Validate a ``/new`` body: optional ``protocols``, a list of distinct tokens."""
     protocols = obj.get("protocols", [])
     if isinstance(protocols, str):
@@ -234,7 +234,7 @@ def _message(obj: Any, max_message: int) -> InboundMessage:
     return InboundMessage(seq, data)
 
 
-def parse_send(obj: Dict[str, Any], max_message: int, max_batch: int = 1000) -> SendRequest:
+def parse_send(obj: dict[str, Any], max_message: int, max_batch: int = 1000) -> SendRequest:
     """Validate a ``/send`` body: one message (``seq`` + ``data``/``binary``) or ``messages``."""
     conn_id, token = _string(obj, "id"), _string(obj, "token")
     if "messages" in obj:
@@ -252,7 +252,7 @@ def parse_send(obj: Dict[str, Any], max_message: int, max_batch: int = 1000) -> 
     return SendRequest(conn_id, token, messages)
 
 
-def parse_close(obj: Dict[str, Any]) -> CloseRequest:
+def parse_close(obj: dict[str, Any]) -> CloseRequest:
     """Validate a ``/close`` body: credentials, optional ``code`` and ``reason``."""
     conn_id, token = _string(obj, "id"), _string(obj, "token")
     reason = obj.get("reason", "")
@@ -272,7 +272,7 @@ def parse_close(obj: Dict[str, Any]) -> CloseRequest:
     return CloseRequest(conn_id, token, code, reason)
 
 
-def parse_last_event_id(value: Optional[str]) -> int:
+def parse_last_event_id(value: str | None) -> int:
     """The event id a stream resumes after; 0 (from the start) when absent.
 
     Garbage is a 400: resuming from a wrong place would lose or repeat events.
@@ -316,7 +316,7 @@ def close_payload(code: int, reason: str) -> Payload:
     return CLOSE, json.dumps({"code": code, "reason": reason}, ensure_ascii=False).encode("utf-8")
 
 
-def message_from_event(event: ServerSentEvent) -> Union[Message, Tuple[int, str]]:
+def message_from_event(event: ServerSentEvent) -> Message | tuple[int, str]:
     """The inverse of :func:`event_for`: a message, or ``(code, reason)`` for a close."""
     if event.event is None or event.event == "message":
         text = json.loads(event.data)
@@ -331,9 +331,9 @@ def message_from_event(event: ServerSentEvent) -> Union[Message, Tuple[int, str]
     raise ProtocolError(f"unknown event type {event.event!r}")
 
 
-def batch(messages: Sequence[InboundMessage]) -> List[Dict[str, Any]]:
+def batch(messages: Sequence[InboundMessage]) -> list[dict[str, Any]]:
     """The ``messages`` list of a ``/send`` body (used by clients)."""
-    out: List[Dict[str, Any]] = []
+    out: list[dict[str, Any]] = []
     for message in messages:
         if isinstance(message.data, str):
             out.append({"seq": message.seq, "data": message.data})

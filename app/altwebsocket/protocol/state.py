@@ -20,7 +20,6 @@ from ..exceptions import ConnectionClosed, ProtocolError, SeqGap
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-    from typing import Dict, Tuple
 
 __all__ = [
     "State",
@@ -52,7 +51,7 @@ class Input(enum.Enum):
     GONE = "gone"  # no stream and no request for too long
 
 
-TRANSITIONS: Dict[Tuple[State, Input], State] = {
+TRANSITIONS: dict[tuple[State, Input], State] = {
     (State.OPEN, Input.MESSAGE): State.OPEN,
     (State.OPEN, Input.STREAM): State.OPEN,
     (State.OPEN, Input.CLIENT_CLOSE): State.CLOSED,

@@ -32,7 +32,7 @@ from .schema import CONNECTION_COLUMNS, SCHEMA_VERSION, added_since, metadata
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
-    from typing import Any, Callable, Dict, List, Optional, Tuple
+    from typing import Any, Callable
 
 __all__ = [
     "AltWebSocketStorage",
@@ -53,7 +53,7 @@ _NETWORK_FILESYSTEMS = {
 }
 
 if TYPE_CHECKING:
-    StoredEvent = Tuple[int, int, bytes]
+    StoredEvent = tuple[int, int, bytes]
     """An event as stored: ``(event_id, kind, payload)``."""
 
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
@@ -116,10 +116,10 @@ class _Database:
         self.dialect: Dialect = SQLITE
         # Called with each new DB-API connection. Tests use it to simulate faults that root
         # cannot cause with file modes (PRAGMA query_only, PRAGMA max_page_count).
-        self.on_connect: List[Callable[[Any], None]] = []
+        self.on_connect: list[Callable[[Any], None]] = []
         if self.is_sqlite:
             self.path = _sqlite_path(url)
-            self.errors: Tuple[type, ...] = (sqlite3.Error,)
+            self.errors: tuple[type, ...] = (sqlite3.Error,)
         else:
             from sqlalchemy import create_engine
 
@@ -224,7 +224,7 @@ class _Database:
 
 
 def migration_statements(table_name: str, present: set[str], indexes: set[str],
-                         sa_dialect: Any = None) -> List[str]:
+                         sa_dialect: Any = None) -> list[str]:
     """The ``ALTER TABLE``/``CREATE INDEX`` statements that add to ``table_name`` the columns
     and indexes of :mod:`.schema` it lacks (``present``: its columns; ``indexes``: its index
     names), compiled for ``sa_dialect`` (SQLAlchemy's; SQLite's when ``None``)."""
@@ -281,14 +281,14 @@ class Transaction:
         self._db = db
         self._cursor = db.cursor()
         self.now = now  # one time for every row this transaction writes
-        self.woken: Dict[str, List[str]] = {}  # waker path -> connection ids
+        self.woken: dict[str, list[str]] = {}  # waker path -> connection ids
         # max_events_queued: connections with more events beyond their sent_event are
         # collected in ``overflow`` (the server closes them with 1008); 0 = no check.
         self.max_queued = 0
-        self.overflow: Dict[str, None] = {}
+        self.overflow: dict[str, None] = {}
         # The first database error of this transaction: it is rolled back even if a
         # handler caught the exception.
-        self.failed: Optional[BaseException] = None
+        self.failed: BaseException | None = None
 
     def _run(self, statement: str, params: Sequence[Any] = ()) -> Any:
         database = self.storage._database
@@ -311,9 +311,9 @@ class Transaction:
         app: str,
         token_hash: str,
         protocol: str,
-        origin: Optional[str],
+        origin: str | None,
         transport: str = "emulation",
-        client_addr: Optional[str] = None,
+        client_addr: str | None = None,
     ) -> ConnectionRecord:
         """Create an open connection (``token_hash``: what its transport will recognise its
         client by; never the secret itself)."""
@@ -329,7 +329,7 @@ class Transaction:
         assert record is not None
         return record
 
-    def connection(self, conn_id: str, lock: bool = False) -> Optional[ConnectionRecord]:
+    def connection(self, conn_id: str, lock: bool = False) -> ConnectionRecord | None:
         """The connection's row, or ``None``; with ``lock``, the row stays locked until the
         transaction ends (concurrent senders to one connection take turns)."""
         suffix = self.storage._database.dialect.for_update if lock else ""
@@ -338,7 +338,7 @@ class Transaction:
         ).fetchone()
         return _record(row) if row else None
 
-    def open_connection_ids(self, app: str) -> List[str]:
+    def open_connection_ids(self, app: str) -> list[str]:
         """The ids of the app's open connections, oldest first."""
         rows = self._run(
             "SELECT id FROM aws_connections WHERE app = ? AND state = ? ORDER BY created, id",
@@ -355,7 +355,7 @@ class Transaction:
         return int(row[0])
 
     def set_last_seq(self, conn_id: str, seq: int,
-                     rate: Optional[Tuple[float, float]] = None) -> None:
+                     rate: tuple[float, float] | None = None) -> None:
         """Record the highest client seq accepted, and that the client was seen; with
         ``rate``, also the token bucket ``(tokens, at)`` of the connection."""
         if rate is None:
@@ -378,7 +378,7 @@ class Transaction:
             (int(State.CLOSED), code, reason, self.now, conn_id),
         )
 
-    def set_waker(self, conn_id: str, waker: Optional[str], sent: int = 0) -> None:
+    def set_waker(self, conn_id: str, waker: str | None, sent: int = 0) -> None:
         """Record which wake-up socket (if any) waits for this connection's events, and
         that its stream has written out the events up to ``sent``."""
         greatest = self.storage._database.dialect.greatest("sent_event", "?")
@@ -418,11 +418,11 @@ class Transaction:
         return event_id
 
     def enqueue_app(
-        self, app: str, kind: int, payload: bytes, exclude: Optional[str] = None
+        self, app: str, kind: int, payload: bytes, exclude: str | None = None
     ) -> int:
         """Queue one event for every open connection of ``app`` (but ``exclude``), at once."""
         where = "app = ? AND state = ?" + (" AND id <> ?" if exclude else "")
-        params: Tuple[Any, ...] = (app, int(State.OPEN)) + ((exclude,) if exclude else ())
+        params: tuple[Any, ...] = (app, int(State.OPEN)) + ((exclude,) if exclude else ())
         self._run(f"UPDATE aws_connections SET last_event = last_event + 1 WHERE {where}", params)
         cursor = self._run(
             "INSERT INTO aws_events (conn_id, event_id, kind, payload, created) "
@@ -444,7 +444,7 @@ class Transaction:
 
     # --- application data --------------------------------------------------------------
 
-    def log_append(self, app: str, key: str, value: str, keep: Optional[int] = None) -> None:
+    def log_append(self, app: str, key: str, value: str, keep: int | None = None) -> None:
         """Append ``value`` to the app's log ``key``, keeping only the last ``keep`` entries."""
         self._run(
             "INSERT INTO aws_log (app, key, value, created) VALUES (?, ?, ?, ?)",
@@ -462,7 +462,7 @@ class Transaction:
                     (app, key, row[0]),
                 )
 
-    def log_recent(self, app: str, key: str, count: int) -> List[str]:
+    def log_recent(self, app: str, key: str, count: int) -> list[str]:
         """The last ``count`` entries of the app's log ``key``, oldest first."""
         rows = self._run(
             f"SELECT value FROM aws_log WHERE app = ? AND key = ? ORDER BY id DESC "
@@ -471,14 +471,14 @@ class Transaction:
         ).fetchall()
         return [row[0] for row in reversed(rows)]
 
-    def kv_get(self, app: str, key: str) -> Optional[str]:
+    def kv_get(self, app: str, key: str) -> str | None:
         """The app's value for ``key``, or ``None``."""
         row = self._run(
             "SELECT value FROM aws_kv WHERE app = ? AND key = ?", (app, key)
         ).fetchone()
         return None if row is None else str(row[0])
 
-    def kv_set(self, app: str, key: str, value: Optional[str]) -> None:
+    def kv_set(self, app: str, key: str, value: str | None) -> None:
         """Set (or with ``None`` delete) the app's value for ``key``."""
         self._run("DELETE FROM aws_kv WHERE app = ? AND key = ?", (app, key))
         if value is not None:
@@ -486,7 +486,7 @@ class Transaction:
 
     # --- housekeeping ------------------------------------------------------------------
 
-    def gone_connections(self, idle_before: float, stream_stale_before: float) -> List[str]:
+    def gone_connections(self, idle_before: float, stream_stale_before: float) -> list[str]:
         """Open connections whose client is gone: no stream and idle, or a stream gone silent."""
         rows = self._run(
             "SELECT id FROM aws_connections WHERE state = ? AND "
@@ -508,7 +508,7 @@ class Transaction:
         )
         return int(cursor.rowcount)
 
-    def meta_get(self, name: str) -> Optional[str]:
+    def meta_get(self, name: str) -> str | None:
         """A value of the storage's own bookkeeping."""
         row = self._run("SELECT value FROM aws_meta WHERE name = ?", (name,)).fetchone()
         return None if row is None else str(row[0])
@@ -612,7 +612,7 @@ class AltWebSocketStorage:
 
     # --- reads: one statement each, never a transaction left open ------------------------
 
-    def _query(self, statement: str, params: Sequence[Any] = ()) -> List[Any]:
+    def _query(self, statement: str, params: Sequence[Any] = ()) -> list[Any]:
         db = self._connection()
         try:
             cursor = db.cursor()
@@ -625,7 +625,7 @@ class AltWebSocketStorage:
             self.close()  # the next read reconnects (the file may have been fixed)
             raise _unavailable(exc) from exc
 
-    def connection(self, conn_id: str) -> Optional[ConnectionRecord]:
+    def connection(self, conn_id: str) -> ConnectionRecord | None:
         """The connection's row, or ``None`` (a read outside any transaction)."""
         rows = self._query(
             f"SELECT {_CONNECTION_COLUMNS} FROM aws_connections WHERE id = ?", (conn_id,)
@@ -633,7 +633,7 @@ class AltWebSocketStorage:
         return _record(rows[0]) if rows else None
 
     def events_after(self, conn_id: str, after: int, limit: int = EVENT_PAGE
-                     ) -> List[StoredEvent]:
+                     ) -> list[StoredEvent]:
         """Up to ``limit`` events of the connection with an id above ``after``, in order."""
         rows = self._query(
             "SELECT event_id, kind, payload FROM aws_events WHERE conn_id = ? AND event_id > ? "
@@ -642,7 +642,7 @@ class AltWebSocketStorage:
         )
         return [(int(row[0]), int(row[1]), bytes(row[2])) for row in rows]
 
-    def data_version(self) -> Optional[int]:
+    def data_version(self) -> int | None:
         """SQLite's ``PRAGMA data_version`` on this thread's connection (changes on commits
         by other connections); ``None`` for databases without it."""
         if not self.is_sqlite:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from .._lazy import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from typing import Any, Optional, Tuple
+    from typing import Any
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -42,7 +42,7 @@ class Column:
     __slots__ = ("name", "kind", "length", "nullable", "default", "primary_key", "since")
 
     def __init__(self, name: str, kind: str, length: int = 0, nullable: bool = True,
-                 default: Optional[Any] = None, primary_key: bool = False,
+                 default: Any | None = None, primary_key: bool = False,
                  since: int = 1) -> None:
         self.name = name
         self.kind = kind
@@ -58,7 +58,7 @@ class Index:
 
     __slots__ = ("name", "columns", "since")
 
-    def __init__(self, name: str, columns: Tuple[str, ...], since: int = 1) -> None:
+    def __init__(self, name: str, columns: tuple[str, ...], since: int = 1) -> None:
         self.name = name
         self.columns = columns
         self.since = since
@@ -69,8 +69,8 @@ class Table:
 
     __slots__ = ("name", "columns", "indexes")
 
-    def __init__(self, name: str, columns: Tuple[Column, ...],
-                 indexes: Tuple[Index, ...] = ()) -> None:
+    def __init__(self, name: str, columns: tuple[Column, ...],
+                 indexes: tuple[Index, ...] = ()) -> None:
         self.name = name
         self.columns = columns
         self.indexes = indexes

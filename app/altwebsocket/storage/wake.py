@@ -22,7 +22,6 @@ from .._lazy import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
-    from typing import Dict, List, Optional
 
 __all__ = ["wake_folder", "WakeSocket", "send_hints", "count_streams"]
 
@@ -61,7 +60,7 @@ class WakeSocket:
         """The socket's file descriptor (for ``select`` or an event loop)."""
         return self._sock.fileno()
 
-    def wait(self, timeout: float) -> List[str]:
+    def wait(self, timeout: float) -> list[str]:
         """Wait up to ``timeout`` s for hints; returns the connection ids hinted (maybe [])."""
         if _poll is not None:  # select() fails on descriptors above 1023 (a busy server)
             poller = _poll()
@@ -71,9 +70,9 @@ class WakeSocket:
             ready, _, _ = select.select([self._sock], [], [], max(0.0, timeout))
         return self.drain() if ready else []
 
-    def drain(self) -> List[str]:
+    def drain(self) -> list[str]:
         """Read every pending hint without waiting."""
-        ids: List[str] = []
+        ids: list[str] = []
         while True:
             try:
                 data = self._sock.recv(_MAX_DATAGRAM)
@@ -100,7 +99,7 @@ class WakeSocket:
         self.close()
 
 
-_sender: Optional[socket.socket] = None
+_sender: socket.socket | None = None
 
 
 def _send_socket() -> socket.socket:
@@ -111,7 +110,7 @@ def _send_socket() -> socket.socket:
     return _sender
 
 
-def send_hints(targets: Dict[str, List[str]]) -> None:
+def send_hints(targets: dict[str, list[str]]) -> None:
     """Send each waker path the ids of its connections that have new events."""
     sender = _send_socket()
     for path, ids in targets.items():
