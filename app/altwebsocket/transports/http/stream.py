@@ -22,7 +22,8 @@ from ...storage.wake import WakeSocket, count_streams
 from .auth import token_matches
 
 if TYPE_CHECKING:
-    from typing import Callable, Iterator, Optional
+    from collections.abc import Iterator
+    from typing import Callable
 
     from ...server import AltWebSocketServer
     from ...storage import ConnectionRecord
@@ -54,7 +55,7 @@ class Streams:
 
 
 def open_stream(server: AltWebSocketServer, streams: Streams, app: str, conn_id: str,
-                token: str, last_event_id: int) -> Optional[EventStream]:
+                token: str, last_event_id: int) -> EventStream | None:
     """The event stream of a connection, or ``None`` when there is nothing more to send
     (closed, and the client saw the close event: answered 204)."""
     server.handler(app)
@@ -92,7 +93,7 @@ class EventStream:
         self.record = record
         self.cursor = after
         self.closed = False
-        self._wake: Optional[WakeSocket] = None
+        self._wake: WakeSocket | None = None
         self._iterating = False
 
     def start(self) -> None:
