@@ -99,4 +99,5 @@ def test_tokens_are_stored_only_as_hashes(data_dir) -> None:
     assert opened["token"].encode() not in raw + wal
     record = server.storage.connection(opened["id"])
     assert record.token_hash == hash_token(opened["token"])
-    assert token_matches(record, opened["token"]) and not token_matches(record, "x" + opened["token"])
+    assert token_matches(record, opened["token"])
+    assert not token_matches(record, "x" + opened["token"])

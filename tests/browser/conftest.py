@@ -73,7 +73,10 @@ window.H = {
     return new Promise((resolve) => {
       if (ws.readyState === 3) return resolve(true);
       const timer = setTimeout(() => resolve(false), H.MS);
-      ws.addEventListener("close", () => { clearTimeout(timer); setTimeout(() => resolve(true), 0); });
+      ws.addEventListener("close", () => {
+        clearTimeout(timer);
+        setTimeout(() => resolve(true), 0);
+      });
     });
   },
   async bytes(data) {
@@ -81,10 +84,15 @@ window.H = {
     return Array.from(new Uint8Array(data));
   },
   error(fn) {
-    try { fn(); return null; } catch (e) { return e instanceof DOMException ? e.name : "not DOMException:" + e; }
+    try {
+      fn();
+      return null;
+    } catch (e) {
+      return e instanceof DOMException ? e.name : "not DOMException:" + e;
+    }
   },
 };
-""" % {"ms": MS}
+""" % {"ms": MS}  # noqa: UP031 - JavaScript: with str.format every brace would be doubled
 
 
 class NativeEcho:

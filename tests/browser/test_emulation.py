@@ -60,7 +60,8 @@ def test_lost_post_responses_are_retried_and_delivered_once(page, altws):
         ws.send("r" + i);
         if (i % 5 === 0) await new Promise((r) => setTimeout(r, 30));
       }
-      await H.until(() => log.filter((e) => e.type === "message").length >= 20 && ws.bufferedAmount === 0);
+      await H.until(() => log.filter((e) => e.type === "message").length >= 20
+                          && ws.bufferedAmount === 0);
       await new Promise((r) => setTimeout(r, 300));  // would a duplicate show up?
       ws.close();
       await H.closed(ws);
@@ -77,7 +78,8 @@ def test_stream_503_is_retried_without_the_app_noticing(page, altws):
     def busy_twice(route):  # type: ignore[no-untyped-def]
         hits["stream"] += 1
         if hits["stream"] <= 3:
-            route.fulfill(status=503, headers={"Retry-After": "0", "Content-Type": "application/json"},
+            route.fulfill(status=503,
+                          headers={"Retry-After": "0", "Content-Type": "application/json"},
                           body='{"error": "overloaded", "message": "busy"}')
         else:
             route.continue_()
@@ -111,7 +113,8 @@ def test_gives_up_with_error_and_1006_when_the_stream_stays_down(page, altws):
 
 def test_duplicate_event_ids_are_dropped_and_close_event_ends_it(page, altws):
     bodies = [
-        'retry: 50\n\nid: 1\ndata: "a"\n\nid: 1\ndata: "a"\n\nid: 2\nevent: binary\ndata: "AP8="\n\n',
+        'retry: 50\n\nid: 1\ndata: "a"\n\nid: 1\ndata: "a"\n\n'
+        'id: 2\nevent: binary\ndata: "AP8="\n\n',
         'retry: 50\n\nid: 2\nevent: binary\ndata: "AP8="\n\nid: 3\ndata: "c"\n\n'
         'id: 4\nevent: close\ndata: {"code": 4001, "reason": "over"}\n\n',
     ]
@@ -131,8 +134,10 @@ def test_duplicate_event_ids_are_dropped_and_close_event_ends_it(page, altws):
       await H.closed(ws);
       await new Promise((r) => setTimeout(r, 300));
       const out = [];
-      for (const e of log) out.push(e.type === "message" ? (e.kind === "string" ? e.data : await H.bytes(e.data))
-                                   : e.type === "close" ? [e.code, e.reason, e.wasClean] : e.type);
+      for (const e of log) {
+        out.push(e.type === "message" ? (e.kind === "string" ? e.data : await H.bytes(e.data))
+                 : e.type === "close" ? [e.code, e.reason, e.wasClean] : e.type);
+      }
       return out;
     }""")
     assert result == ["open", "a", [0, 255], "c", [4001, "over", True]]

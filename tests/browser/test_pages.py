@@ -74,7 +74,8 @@ def test_two_people_chat_with_history_and_no_html_injection(browser, live_server
     bob, bob_errors = open_chat(browser, live_server.url, "bob")
     history = wait_bodies(bob, 10)
     assert history == [f"old {i}" for i in range(2, 12)]  # the last 10, oldest first
-    assert bob.eval_on_selector_all("#log li.message", "els => els.every(e => e.classList.contains('history'))")
+    assert bob.eval_on_selector_all("#log li.message",
+                                    "els => els.every(e => e.classList.contains('history'))")
 
     hostile = '<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2"><b>bold</b>'
     say(bob, hostile)
@@ -85,8 +86,11 @@ def test_two_people_chat_with_history_and_no_html_injection(browser, live_server
         assert got[-2:] == [hostile, "hi bob"]
         assert page.evaluate("window.pwned") is None
         assert page.eval_on_selector_all("#log img, #log b, #log script", "els => els.length") == 0
-    assert alice.eval_on_selector_all("#log li.message .who", "els => els.map(e => e.firstChild.textContent)")[-2:] == ["bob", "alice"]
-    assert alice.eval_on_selector_all("#log li.mine .body", "els => els.map(e => e.textContent)")[-1] == "hi bob"
+    assert alice.eval_on_selector_all(
+        "#log li.message .who", "els => els.map(e => e.firstChild.textContent)")[-2:] == [
+            "bob", "alice"]
+    assert alice.eval_on_selector_all(
+        "#log li.mine .body", "els => els.map(e => e.textContent)")[-1] == "hi bob"
     assert alice_errors == [] and bob_errors == []  # nothing refused by the CSP, no exception
     alice.context.close()
     bob.context.close()
@@ -109,7 +113,8 @@ def test_echo_page_text_and_bytes(browser, live_server):
     assert len(texts[1].split()) == 8
     page.fill("#rounds", "20")
     page.click("#bench")
-    page.wait_for_function("[...document.querySelectorAll('#log li.notice')].some(e => e.textContent.includes('20 round trips'))")
+    page.wait_for_function("[...document.querySelectorAll('#log li.notice')]"
+                           ".some(e => e.textContent.includes('20 round trips'))")
     context.close()
 
 

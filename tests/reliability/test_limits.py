@@ -187,7 +187,7 @@ def test_limits_have_safe_defaults_and_are_documented() -> None:
         assert re.search(rf"`{name}`", security), name
 
 
-# --- the schema migration --------------------------------------------------------------------------
+# --- the schema migration -------------------------------------------------------------------
 
 def test_a_version_1_database_is_migrated_in_place(data_dir) -> None:
     path = os.path.join(data_dir, "altws.db")

@@ -449,7 +449,8 @@ class AltWebSocketDaemon(LocalSink):
                 await ws.close(CloseCode.INTERNAL_ERROR, "internal error")
         finally:
             if ws.protocol.state is not SocketState.CLOSED:
-                await ws.close(CloseCode.INTERNAL_ERROR, "internal error")  # bounded by close_timeout
+                # bounded by close_timeout
+                await ws.close(CloseCode.INTERNAL_ERROR, "internal error")
             await self._db(self._finish, client)
             await client.stop()
 

@@ -47,7 +47,8 @@ Frame = Union[str, bytes, CloseFrame]
 
 
 def sendable_close(code: int, reason: str) -> CloseFrame:
-    """The close frame for a stored close (see :func:`~altwebsocket.protocol.close.sendable_close`)."""
+    """The close frame for a stored close
+    (see :func:`~altwebsocket.protocol.close.sendable_close`)."""
     return CloseFrame(*_sendable(code, reason))
 
 
