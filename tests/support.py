@@ -44,7 +44,7 @@ class Process:
                 line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 self.stop()
-                raise RuntimeError("server did not start:\n" + "".join(self.output))
+                raise RuntimeError("server did not start:\n" + "".join(self.output)) from None
             match = re.search(pattern, line)
             if match:
                 self.url = match.group(0).rstrip("/")

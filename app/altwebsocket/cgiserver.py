@@ -83,7 +83,7 @@ def cgi_python(cache: str) -> str:
 
 
 def _make_readable(top: str) -> None:
-    for folder, dirs, files in os.walk(top):
+    for folder, _dirs, files in os.walk(top):
         os.chmod(folder, 0o755)
         for name in files:
             path = os.path.join(folder, name)

@@ -32,7 +32,8 @@ def open_chat(browser, server_url: str, name: str, transport: str = "emulation",
     try:
         page.wait_for_selector("#status[data-state=open]")
     except Exception:
-        raise AssertionError(f"the chat did not open: {errors} {page.text_content('#log')}")
+        raise AssertionError(
+            f"the chat did not open: {errors} {page.text_content('#log')}") from None
     if csp:  # the policy is in force: an inline script is refused
         assert page.evaluate(INLINE_REFUSED)
         errors.clear()
@@ -81,7 +82,7 @@ def test_two_people_chat_with_history_and_no_html_injection(browser, live_server
     say(bob, hostile)
     assert wait_bodies(alice, 13)[-1] == hostile
     say(alice, "hi bob")
-    for page, mine, other in ((alice, "hi bob", hostile), (bob, hostile, "hi bob")):
+    for page in (alice, bob):
         got = wait_bodies(page, 14 if page is alice else 12)
         assert got[-2:] == [hostile, "hi bob"]
         assert page.evaluate("window.pwned") is None

@@ -126,9 +126,9 @@ def test_history_arriving_with_the_first_prompt(site: Site, transport: str,
     with connect(site.base("chat"), emulate=True) as alice:
         for number in range(10):
             alice.send(f"old {number}")
-        for number in range(10):
+        for _ in range(10):
             alice.recv(TIMEOUT)
-    for attempt in range(3):  # a race with the first prompt: try it a few times
+    for _attempt in range(3):  # a race with the first prompt: try it a few times
         term = terminal([cli_flag(transport), site.base("chat")])
         lines = term.wait(lambda lines: "< old 9" in lines and lines[-1] == ">",
                           "the history, then the prompt")

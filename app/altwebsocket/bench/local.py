@@ -484,6 +484,8 @@ def _extras(plan: Plan, report: LocalReport, serve: ServerProcess, daemon: Serve
     from .loadgen import fanout_emulated, fanout_native, hold_emulated
 
     log("throughput: one client sending as fast as it can ...")
+    # attempt() calls each lambda at once, inside its loop iteration: the loop variables it
+    # reads are the current ones (ruff B023 warns of lambdas called later).
     for url, transport, messages, label in (
             (daemon.url + "/echo", "native", plan.throughput_messages, "altws daemon (native)"),
             (serve.url + "/echo", "emulation", plan.throughput_messages,
@@ -493,28 +495,28 @@ def _extras(plan: Plan, report: LocalReport, serve: ServerProcess, daemon: Serve
         if not url:
             continue
         got = attempt(f"throughput {label}",
-                      lambda: _throughput(url, transport, messages, plan.size, label))
+                      lambda: _throughput(url, transport, messages, plan.size, label))  # noqa: B023
         if got:
             report.throughput.append(got)
     for clients in plan.fanout_clients:
         log(f"chat fan-out: {clients} emulated clients ...")
         got = attempt(f"fan-out to {clients} emulated clients", lambda: asyncio.run(
-            fanout_emulated(serve.url + "/chat", clients, plan.fanout_messages,
-                            after_open=_rss_reader(serve.pid, clients, "serve"))))
+            fanout_emulated(serve.url + "/chat", clients, plan.fanout_messages,  # noqa: B023
+                            after_open=_rss_reader(serve.pid, clients, "serve"))))  # noqa: B023
         if got:
             report.fanout.append(got)
     for clients in plan.native_fanout_clients:
         log(f"chat fan-out: {clients} native clients ...")
         got = attempt(f"fan-out to {clients} native clients", lambda: asyncio.run(
-            fanout_native(daemon.url + "/chat", clients, plan.fanout_messages,
-                          after_open=_rss_reader(daemon.pid, clients, "daemon"))))
+            fanout_native(daemon.url + "/chat", clients, plan.fanout_messages,  # noqa: B023
+                          after_open=_rss_reader(daemon.pid, clients, "daemon"))))  # noqa: B023
         if got:
             report.fanout_native.append(got)
     for clients in plan.hold_clients:
         log(f"held connections: {clients} emulated clients, one message a second each ...")
         got = attempt(f"holding {clients} emulated connections", lambda: asyncio.run(
-            hold_emulated(serve.url + "/echo", clients, plan.hold_seconds,
-                          after_open=_rss_reader(serve.pid, clients, "serve"))))
+            hold_emulated(serve.url + "/echo", clients, plan.hold_seconds,  # noqa: B023
+                          after_open=_rss_reader(serve.pid, clients, "serve"))))  # noqa: B023
         if got:
             report.hold.append(got)
     if report.fanout:
