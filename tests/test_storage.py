@@ -11,7 +11,8 @@ from altwebsocket import AltWebSocketHandler, AltWebSocketServer, AltWebSocketSt
 from altwebsocket.config import Settings
 from altwebsocket.exceptions import ConfigError
 from altwebsocket.protocol.state import State
-from altwebsocket.storage import filesystem_type
+from altwebsocket.storage import ConnectionRecord, filesystem_type
+from altwebsocket.storage.schema import CONNECTION_COLUMNS, table
 from altwebsocket.transports.http.auth import hash_token, token_matches
 
 from .support import FakeClock
@@ -85,6 +86,15 @@ def test_transaction_rolls_back_on_error(data_dir) -> None:
             raise RuntimeError("boom")
     assert server.storage.events_after(opened.id, 0) == []
     assert server.storage.connection(opened.id).last_event == 0
+
+
+def test_the_connection_record_types_the_columns_of_the_schema() -> None:
+    """``ConnectionRecord``'s annotations (its fields' types, for mypy) name the columns of
+    ``aws_connections`` in order, nullable ones as ``... | None``: a new column is typed too."""
+    annotations = ConnectionRecord.__annotations__
+    assert tuple(annotations) == CONNECTION_COLUMNS == ConnectionRecord._fields
+    for column in table("aws_connections").columns:
+        assert annotations[column.name].endswith(" | None") == column.nullable, column.name
 
 
 def test_tokens_are_stored_only_as_hashes(data_dir) -> None:

@@ -88,6 +88,7 @@ def filesystem_type(path: str) -> str:
 _CONNECTION_COLUMNS = ", ".join(CONNECTION_COLUMNS)
 
 
+# mypy cannot read fields from a computed column list (misc); the annotations below declare them
 class ConnectionRecord(namedtuple("ConnectionRecord", CONNECTION_COLUMNS)):  # type: ignore[misc]
     """One row of the connections table (the columns of ``aws_connections`` in
     :mod:`.schema`; ``state`` as a :class:`~altwebsocket.protocol.state.State`).
@@ -96,6 +97,28 @@ class ConnectionRecord(namedtuple("ConnectionRecord", CONNECTION_COLUMNS)):  # t
     its client (the HTTP transport: the SHA-256 of the secret token; native: empty)."""
 
     __slots__ = ()
+
+    # The fields' types, for type checkers: the fields themselves are CONNECTION_COLUMNS
+    # (tests/test_storage.py checks that these names are the same, in the same order).
+    id: str
+    app: str
+    token_hash: str
+    protocol: str
+    state: State
+    created: float
+    last_seen: float
+    last_event: int
+    last_seq: int
+    close_code: int | None
+    close_reason: str | None
+    closed_at: float | None
+    waker: str | None
+    origin: str | None
+    transport: str
+    client_addr: str | None
+    sent_event: int
+    rate_tokens: float | None
+    rate_at: float | None
 
 
 def _record(row: Sequence[Any]) -> ConnectionRecord:
@@ -119,7 +142,7 @@ class _Database:
         self.on_connect: list[Callable[[Any], None]] = []
         if self.is_sqlite:
             self.path = _sqlite_path(url)
-            self.errors: tuple[type, ...] = (sqlite3.Error,)
+            self.errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
         else:
             from sqlalchemy import create_engine
 
@@ -617,7 +640,7 @@ class AltWebSocketStorage:
         try:
             cursor = db.cursor()
             cursor.execute(self._database.sql(statement), tuple(params))
-            rows = cursor.fetchall()
+            rows: list[Any] = cursor.fetchall()  # a DB-API cursor: rows of any driver
             if not self.is_sqlite:
                 db.commit()
             return rows

@@ -16,7 +16,7 @@ from __future__ import annotations
 from .._lazy import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Callable
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -169,9 +169,10 @@ def sqlalchemy_column(column: Column) -> Any:
     """The SQLAlchemy ``Column`` of ``column``."""
     import sqlalchemy as sa
 
-    kinds = {"string": lambda: sa.String(column.length), "integer": sa.Integer,
-             "smallint": sa.SmallInteger, "float": sa.Float, "binary": sa.LargeBinary,
-             "text": sa.Text}
+    kinds: dict[str, Callable[[], Any]] = {
+        "string": lambda: sa.String(column.length), "integer": sa.Integer,
+        "smallint": sa.SmallInteger, "float": sa.Float, "binary": sa.LargeBinary,
+        "text": sa.Text}
     options: dict[str, Any] = {"primary_key": column.primary_key,
                                "nullable": column.nullable}
     if column.primary_key and column.kind == "integer":
