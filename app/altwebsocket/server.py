@@ -31,11 +31,12 @@ from .storage.wake import send_hints, wake_folder
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
-    from typing import Any, Callable
+    from typing import Any, Callable, TypeVar
 
     from .protocol.messages import InboundMessage, Message
 
     Authorize = Callable[[ConnectionRecord], None]
+    T = TypeVar("T")
 
 __all__ = ["AltWebSocketServer", "Context", "LocalSink", "Opened"]
 
@@ -260,7 +261,7 @@ class AltWebSocketServer:
             except Exception:
                 logger("altwebsocket.server").exception("on_error of %s raised", conn.app)
 
-    def run(self, operation: Callable[[Context], Any]) -> Any:
+    def run(self, operation: Callable[[Context], T]) -> T:
         """Run ``operation`` in one transaction, then wake the streams that got events."""
         with self.storage.transaction() as tx:
             ctx = Context(self, tx)
@@ -319,7 +320,7 @@ class AltWebSocketServer:
             self._call(ctx, ctx.wrap(record), "on_open")
             return Opened(record.id, protocol)
 
-        return self.run(operation)  # type: ignore[no-any-return]
+        return self.run(operation)
 
     def receive(self, app: str, conn_id: str, messages: Sequence[InboundMessage],
                 authorize: Authorize | None = None) -> int:
@@ -344,7 +345,7 @@ class AltWebSocketServer:
             ctx.tx.set_last_seq(record.id, decision.ack, bucket)
             return decision.ack
 
-        return self.run(operation)  # type: ignore[no-any-return]
+        return self.run(operation)
 
     def _take_tokens(self, record: ConnectionRecord, count: int, now: float
                      ) -> tuple[float, float] | None:
@@ -372,7 +373,7 @@ class AltWebSocketServer:
             ctx.close(ctx.wrap(record), code, reason)
             return True
 
-        return self.run(operation)  # type: ignore[no-any-return]
+        return self.run(operation)
 
     def disconnect(self, app: str, conn_id: str, code: int = CloseCode.ABNORMAL,
                    reason: str = "") -> bool:
@@ -387,14 +388,14 @@ class AltWebSocketServer:
             ctx.close(ctx.wrap(record), code, reason)
             return True
 
-        return self.run(operation)  # type: ignore[no-any-return]
+        return self.run(operation)
 
     def push(self, app: str, message: Message) -> int:
         """Send ``message`` to every open connection of ``app`` from outside any callback
         (a cron job, another web page); returns how many connections got it."""
         self.handler(app)
         kind, payload = wire.payload_for(message)
-        return self.run(lambda ctx: ctx.broadcast(app, kind, payload, None))  # type: ignore
+        return self.run(lambda ctx: ctx.broadcast(app, kind, payload, None))
 
     # --- housekeeping ------------------------------------------------------------------
 

@@ -75,7 +75,7 @@ def client_address(environ: dict[str, Any], trust_proxy: bool) -> str | None:
     """The client's address: ``REMOTE_ADDR``, or with ``trust_proxy`` the last
     ``X-Forwarded-For`` entry (the one our proxy added; earlier ones the client can forge)."""
     if trust_proxy:
-        forwarded = environ.get("HTTP_X_FORWARDED_FOR", "")
+        forwarded: str = environ.get("HTTP_X_FORWARDED_FOR", "")
         last = forwarded.split(",")[-1].strip()
         if last:
             return last[:64]
