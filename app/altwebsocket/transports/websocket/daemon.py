@@ -350,7 +350,7 @@ class AltWebSocketDaemon(LocalSink):
     def _watch_wake(self) -> None:
         wake, loop = self._wake, self._loop
         if wake is not None and loop is not None and not loop.is_closed() and wake.fileno() >= 0:
-            loop.add_reader(self._wake.fileno(), self._on_wake)
+            loop.add_reader(wake.fileno(), self._on_wake)
 
     def _warn(self, text: str) -> None:
         """Log ``text``, but the same text at most every 30 s (a failing storage would
