@@ -150,7 +150,8 @@ def _describe(exc: BaseException) -> str:
 def _backoff(failures: int, retry_after: float | None = None) -> float:
     if retry_after is not None:
         return retry_after
-    return min(_MAX_BACKOFF, 0.25 * 2 ** min(failures, 8)) * (0.75 + random.random() / 2)
+    delay: float = min(_MAX_BACKOFF, 0.25 * 2 ** min(failures, 8))  # to mypy int ** int is Any
+    return delay * (0.75 + random.random() / 2)
 
 
 class EmulatedTransport(Transport):

@@ -28,7 +28,9 @@ __all__ = ["NativeTransport"]
 
 _ids = itertools.count(1)
 # websockets 17 warns unless a connection that is not a context manager says legacy=True.
-_LEGACY = {"legacy": True} if "legacy" in inspect.signature(ws_connect).parameters else {}
+# (Any: mypy checks a **dict's value type against every keyword connect() takes.)
+_LEGACY: dict[str, Any] = (
+    {"legacy": True} if "legacy" in inspect.signature(ws_connect).parameters else {})
 
 
 class _DebugHandler(logging.Handler):
@@ -82,6 +84,7 @@ class NativeTransport(Transport):
         try:
             ws = ws_connect(
                 self.url,
+                # websockets types them as its Subprotocol, a NewType of str
                 subprotocols=list(self.protocols) or None,  # type: ignore[arg-type]
                 open_timeout=self.timeout,
                 close_timeout=self.timeout,
