@@ -173,7 +173,8 @@ class BrowserBench:
                     raise RuntimeError(f"AltWebSocket opened {got}, not {mode}")
                 self._evaluate(session, f"altwsBench.run({WARMUP}, {size}, {self.timeout_ms})",
                                2 * seconds)
-                total, samples = 0.0, []
+                total = 0.0
+                samples: list[float] = []
                 left = count
                 while left > 0:
                     step = min(CHUNK, left)
@@ -208,7 +209,8 @@ class BrowserBench:
             except Exception:  # it may close the connection before answering
                 pass
             devtools.close()
-            self._devtools = None
+            # no method but close() runs after close(), and close() reads it with getattr
+            self._devtools = None  # type: ignore[assignment]
         if self._proc.poll() is None:
             try:
                 self._proc.wait(timeout=5)

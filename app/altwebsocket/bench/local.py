@@ -148,7 +148,7 @@ class LocalReport:
              "chromium", 1.2, None),
         ]
         out = []
-        for name, top, bottom, client, target, paper_ratio in rows:  # type: ignore[assignment]
+        for name, top, bottom, client, target, paper_ratio in rows:
             upper, lower = self.series(top), self.series(bottom)
             if upper is None or lower is None:
                 continue
@@ -206,13 +206,15 @@ def _bare_cgi(url: str, rounds: list[int], size: int, quiet: bool) -> Series:
         response.read()
         if response.status != 200:
             raise RuntimeError(f"the no-op CGI answered {response.status}")
-        post.answer = payload  # type: ignore[attr-defined]
+        post.answer = payload  # type: ignore[attr-defined]  # post() keeps the last answer
 
     try:
         for count in rounds:
             progress = None if quiet else Progress(f"{series.label[:36]} x{count}", count)
-            echo_rounds(post, lambda timeout: post.answer, WARMUP, size)  # type: ignore
-            total, samples = echo_rounds(post, lambda timeout: post.answer,  # type: ignore
+            echo_rounds(post, lambda timeout: post.answer,  # type: ignore[attr-defined]
+                        WARMUP, size)
+            total, samples = echo_rounds(post,
+                                         lambda timeout: post.answer,  # type: ignore[attr-defined]
                                          count, size, progress)
             series.add(count, total, samples)
             if progress is not None:
