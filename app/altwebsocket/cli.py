@@ -78,7 +78,7 @@ def _serve(args: argparse.Namespace) -> int:
         ident="altws",
         clear_untrusted_proxy_headers=True,
     )
-    port = int(httpd.effective_port)  # type: ignore[union-attr]
+    port = int(httpd.effective_port)
     url = f"http://{args.host}:{port}/"
     daemon = None
     if not args.no_daemon and not args.websocket_url:

@@ -64,9 +64,9 @@ def create_site(endpoints: WSGIApp, static: str = "") -> Callable[..., Iterable[
     def dispatch(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         first = environ.get("PATH_INFO", "/").lstrip("/").split("/", 1)[0]
         if first in ("", "static", "favicon.ico"):
-            return flask_wsgi(environ, start_response)  # type: ignore[no-any-return]
+            return flask_wsgi(environ, start_response)
         # every other path is an app's (a JSON 404 "unknown" for an app that does not exist)
-        return endpoints(environ, start_response)  # type: ignore[no-any-return]
+        return endpoints(environ, start_response)
 
     site.wsgi_app = dispatch  # type: ignore[method-assign]
     return site
