@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite, on a fresh machine: installs what it needs, then runs pytest.
+# The whole test suite, on a fresh machine: installs what it needs, type-checks and lints the
+# code, then runs pytest.
 #   bash tests/run.sh            # everything
 #   bash tests/run.sh -k chat    # extra arguments go to pytest
 set -euo pipefail
@@ -59,6 +60,18 @@ if [ ! -x "$AB/py2/bin/wstest" ]; then
   fi
 fi
 [ -x "$AB/py2/bin/wstest" ] && export AUTOBAHN_WSTEST="$AB/py2/bin/wstest"
+
+# The type check and the lint (their settings: [tool.mypy] and [tool.ruff] in pyproject.toml).
+# Both run, then either failing fails the run before the tests start.
+checks=0
+say "type check (mypy --strict)"
+.venv/bin/python -m mypy || checks=1
+say "lint (ruff)"
+.venv/bin/python -m ruff check app/altwebsocket tests || checks=1
+if [ "$checks" -ne 0 ]; then
+  echo "the type check or the lint failed (above): fix it before the tests run" >&2
+  exit 1
+fi
 
 say "running the tests"
 set +e

@@ -15,11 +15,11 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 import httpx
 
-from altwebsocket.protocol.sse import SSEDecoder, ServerSentEvent
+from altwebsocket.protocol.sse import ServerSentEvent, SSEDecoder
 
 TIMEOUT = 10.0 if os.environ.get("CI") else 5.0
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -29,10 +29,10 @@ ALTWS = [sys.executable, "-m", "altwebsocket"]
 class Process:
     """A server started as a subprocess; its first URL line tells where it listens."""
 
-    def __init__(self, args: List[str], pattern: str = r"(https?|wss?)://[\d.]+:\d+/?",
-                 env: Optional[Dict[str, str]] = None, cwd: Optional[str] = None) -> None:
-        self.lines: "queue.Queue[str]" = queue.Queue()
-        self.output: List[str] = []
+    def __init__(self, args: list[str], pattern: str = r"(https?|wss?)://[\d.]+:\d+/?",
+                 env: dict[str, str] | None = None, cwd: str | None = None) -> None:
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.output: list[str] = []
         self.proc = subprocess.Popen(
             args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True,
@@ -44,7 +44,7 @@ class Process:
                 line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 self.stop()
-                raise RuntimeError("server did not start:\n" + "".join(self.output))
+                raise RuntimeError("server did not start:\n" + "".join(self.output)) from None
             match = re.search(pattern, line)
             if match:
                 self.url = match.group(0).rstrip("/")
@@ -72,11 +72,11 @@ class Process:
 class Stream:
     """An SSE stream read in a thread by an independent client (httpx + SSEDecoder)."""
 
-    def __init__(self, url: str, last_event_id: Optional[int] = None,
-                 headers: Optional[Dict[str, str]] = None) -> None:
-        self.events: "queue.Queue[ServerSentEvent]" = queue.Queue()
-        self.status: Optional[int] = None
-        self.headers: Dict[str, str] = {}
+    def __init__(self, url: str, last_event_id: int | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        self.events: queue.Queue[ServerSentEvent] = queue.Queue()
+        self.status: int | None = None
+        self.headers: dict[str, str] = {}
         self.raw = b""
         self.ended = threading.Event()
         self.opened = threading.Event()
@@ -91,7 +91,7 @@ class Stream:
         if not self.opened.wait(TIMEOUT):
             raise RuntimeError("stream did not open")
 
-    def _run(self, url: str, headers: Dict[str, str]) -> None:
+    def _run(self, url: str, headers: dict[str, str]) -> None:
         try:
             with httpx.stream("GET", url, headers=headers, timeout=None) as response:
                 self.status = response.status_code
@@ -112,7 +112,7 @@ class Stream:
     def next(self, timeout: float = TIMEOUT) -> ServerSentEvent:
         return self.events.get(timeout=timeout)
 
-    def take(self, count: int, timeout: float = TIMEOUT) -> List[ServerSentEvent]:
+    def take(self, count: int, timeout: float = TIMEOUT) -> list[ServerSentEvent]:
         return [self.next(timeout) for _ in range(count)]
 
     def close(self) -> None:
@@ -122,7 +122,7 @@ class Stream:
 HTTP = httpx.Client(timeout=TIMEOUT)  # one client: httpx.post() costs ~80 ms to set up
 
 
-def new_connection(base: str, **body: Any) -> Tuple[str, str]:
+def new_connection(base: str, **body: Any) -> tuple[str, str]:
     response = HTTP.post(base + "/new", json=body or None)
     response.raise_for_status()
     data = response.json()
@@ -134,8 +134,8 @@ def stream_url(base: str, conn_id: str, token: str) -> str:
 
 
 def send(base: str, conn_id: str, token: str, seq: int, data: Any = None,
-         binary: Optional[str] = None) -> httpx.Response:
-    body: Dict[str, Any] = {"id": conn_id, "token": token, "seq": seq}
+         binary: str | None = None) -> httpx.Response:
+    body: dict[str, Any] = {"id": conn_id, "token": token, "seq": seq}
     if binary is not None:
         body["binary"] = binary
     else:
@@ -185,7 +185,7 @@ def start_deployment(kind: str, data: str, **settings: Any) -> Deployment:
     return Deployment(kind, proc, data)
 
 
-def cgi_processes(method: str, conn_id: str = "") -> List[int]:
+def cgi_processes(method: str, conn_id: str = "") -> list[int]:
     """The CGI processes Apache runs for ``method`` requests (of ``conn_id``'s stream when
     given), found by their environment."""
     found = []

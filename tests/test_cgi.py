@@ -8,15 +8,22 @@ import signal
 import sqlite3
 import threading
 import time
-from typing import Dict, List
 
 import httpx
 import pytest
 
 from altwebsocket.protocol import messages as wire
 
-from .support import (TIMEOUT, HTTP, Stream, cgi_processes, new_connection, send,
-                      start_deployment, stream_url)
+from .support import (
+    HTTP,
+    TIMEOUT,
+    Stream,
+    cgi_processes,
+    new_connection,
+    send,
+    start_deployment,
+    stream_url,
+)
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +36,7 @@ def cgi(tmp_path_factory):
         running.stop()
 
 
-def stream_processes(conn_id: str) -> List[int]:
+def stream_processes(conn_id: str) -> list[int]:
     """The CGI processes serving the stream of ``conn_id``."""
     return cgi_processes("GET", conn_id)
 
@@ -38,7 +45,7 @@ def test_twenty_concurrent_senders_lose_nothing_and_get_no_5xx(cgi) -> None:
     base = cgi.base("echo")
     clients = [new_connection(base) for _ in range(20)]
     streams = [Stream(stream_url(base, i, t)) for i, t in clients]
-    statuses: Dict[int, int] = {}
+    statuses: dict[int, int] = {}
     lock = threading.Lock()
 
     def sender(conn_id: str, token: str) -> None:

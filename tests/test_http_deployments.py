@@ -9,12 +9,11 @@ import base64
 import time
 
 import httpx
+import pytest
 
 from altwebsocket.protocol import messages as wire
 
-import pytest
-
-from .support import (TIMEOUT, Stream, new_connection, send, start_deployment, stream_url)
+from .support import TIMEOUT, Stream, new_connection, send, start_deployment, stream_url
 
 
 def read_until(stream: Stream, message: str) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, List
+from typing import Any
 
 import pytest
 import webtest
@@ -14,21 +14,20 @@ from altwebsocket.protocol import messages as wire
 from altwebsocket.protocol.sse import SSEDecoder
 
 
-
 @pytest.fixture
 def app(server: AltWebSocketServer) -> webtest.TestApp:
     return webtest.TestApp(WSGIApp(server))
 
 
-def new(app: webtest.TestApp, name: str = "echo", **body: Any) -> Dict[str, str]:
+def new(app: webtest.TestApp, name: str = "echo", **body: Any) -> dict[str, str]:
     return app.post_json(f"/{name}/new", body).json  # type: ignore[no-any-return]
 
 
-def post(app: webtest.TestApp, path: str, body: Dict[str, Any], status: Any = 200) -> Any:
+def post(app: webtest.TestApp, path: str, body: dict[str, Any], status: Any = 200) -> Any:
     return app.post(path, json.dumps(body), status=status).json
 
 
-def events(server: AltWebSocketServer, conn_id: str, after: int = 0) -> List[Any]:
+def events(server: AltWebSocketServer, conn_id: str, after: int = 0) -> list[Any]:
     """What the stream would send, decoded, without waiting for more."""
     stored = server.storage.events_after(conn_id, after)
     raw = b"".join(wire.event_for(*event[:3]).encode() for event in stored)

@@ -21,7 +21,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Dict, List, Optional
 
 from .exceptions import ConfigError
 from .resources import shipped
@@ -84,7 +83,7 @@ def cgi_python(cache: str) -> str:
 
 
 def _make_readable(top: str) -> None:
-    for folder, dirs, files in os.walk(top):
+    for folder, _dirs, files in os.walk(top):
         os.chmod(folder, 0o755)
         for name in files:
             path = os.path.join(folder, name)
@@ -110,7 +109,7 @@ class CGIServer:
     """A run folder laid out like a shared host, and Apache serving it."""
 
     def __init__(self, data: str, host: str = "127.0.0.1", port: int = 8080,
-                 settings: Optional[Dict[str, str]] = None,
+                 settings: dict[str, str] | None = None,
                  cache: str = "/var/tmp/altws") -> None:
         self.data = os.path.abspath(data)
         self.host = host
@@ -118,7 +117,7 @@ class CGIServer:
         self.settings = settings or {}
         self.cache = cache
         self.run_dir = ""
-        self.proc: Optional[subprocess.Popen] = None  # type: ignore[type-arg]
+        self.proc: subprocess.Popen | None = None  # type: ignore[type-arg]
 
     @property
     def url(self) -> str:
@@ -188,7 +187,7 @@ class CGIServer:
         _make_readable(run)
 
     def _write_settings(self, template: str, target: str) -> None:
-        lines: List[str] = []
+        lines: list[str] = []
         given = dict(self.settings, data=self.data)
         for line in open(template, encoding="utf-8").read().split("\n"):
             name = line.split("=", 1)[0].strip()
@@ -290,7 +289,7 @@ def _run(args: argparse.Namespace) -> int:
         server.stop()
 
 
-def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``altws cgi-server``."""
     parser = sub.add_parser(
         "cgi-server", help="run the apps as CGI under a real local Apache (shared-host mode)",

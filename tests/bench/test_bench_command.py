@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-from typing import List
 
 import pytest
 
@@ -32,7 +31,7 @@ def served(tmp_path_factory):
         proc.stop()
 
 
-def rows(stdout: str) -> List[str]:
+def rows(stdout: str) -> list[str]:
     return [line.split()[0] for line in stdout.splitlines()[3:] if line.strip()]
 
 

@@ -12,9 +12,17 @@ import sys
 import pytest
 
 from altwebsocket.bench import cli
-from altwebsocket.bench.procedure import (Progress, Series, echo_rounds, format_series_table,
-                                          parse_rounds, percentile, summary, write_json,
-                                          write_plot)
+from altwebsocket.bench.procedure import (
+    Progress,
+    Series,
+    echo_rounds,
+    format_series_table,
+    parse_rounds,
+    percentile,
+    summary,
+    write_json,
+    write_plot,
+)
 
 
 @pytest.mark.parametrize("values, q, expected", [

@@ -10,7 +10,7 @@ import asyncio
 import os
 import shutil
 import threading
-from typing import Iterator, List, Optional
+from collections.abc import Iterator
 
 import pytest
 
@@ -73,7 +73,10 @@ window.H = {
     return new Promise((resolve) => {
       if (ws.readyState === 3) return resolve(true);
       const timer = setTimeout(() => resolve(false), H.MS);
-      ws.addEventListener("close", () => { clearTimeout(timer); setTimeout(() => resolve(true), 0); });
+      ws.addEventListener("close", () => {
+        clearTimeout(timer);
+        setTimeout(() => resolve(true), 0);
+      });
     });
   },
   async bytes(data) {
@@ -81,10 +84,15 @@ window.H = {
     return Array.from(new Uint8Array(data));
   },
   error(fn) {
-    try { fn(); return null; } catch (e) { return e instanceof DOMException ? e.name : "not DOMException:" + e; }
+    try {
+      fn();
+      return null;
+    } catch (e) {
+      return e instanceof DOMException ? e.name : "not DOMException:" + e;
+    }
   },
 };
-""" % {"ms": MS}
+""" % {"ms": MS}  # noqa: UP031 - JavaScript: with str.format every brace would be doubled
 
 
 class NativeEcho:
@@ -128,7 +136,7 @@ class NativeEcho:
         self.thread.join(TIMEOUT)
 
 
-def start_altws(data_dir: str, *extra: str, config: Optional[str] = None) -> Process:
+def start_altws(data_dir: str, *extra: str, config: str | None = None) -> Process:
     """A real ``altws serve --port 0`` with its own data folder: the emulation alone
     (``--no-daemon``), unless ``extra`` advertises a daemon with ``--websocket-url``."""
     args = ALTWS + ["serve", "--port", "0", "--no-daemon", "--data", data_dir]
@@ -196,8 +204,8 @@ def page(context, altws) -> object:
     return open_page(context, altws.url)
 
 
-def console_errors(page: object) -> List[str]:
+def console_errors(page: object) -> list[str]:
     """Collect the page's console errors (CSP violations show up there)."""
-    errors: List[str] = []
+    errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)  # type: ignore[attr-defined]
     return errors

@@ -5,7 +5,7 @@ a daemon fails like a refused WebSocket."""
 from __future__ import annotations
 
 import socket
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -47,12 +47,20 @@ ROUND_TRIP = """async ([emulate, useProtocolsSignature]) => {
              emulate === undefined ? new AltWebSocket(url) : new AltWebSocket(url, emulate);
   const log = H.record(ws);
   const before = ws.transport;
-  try { await H.opened(ws); } catch (e) { await H.closed(ws); return { before, log: log.map((e) => e.type) }; }
+  try {
+    await H.opened(ws);
+  } catch (e) {
+    await H.closed(ws);
+    return { before, log: log.map((e) => e.type) };
+  }
   ws.send("ping");
   await H.until(() => log.length >= 2);
   ws.close();
   await H.closed(ws);
-  return { before, transport: ws.transport, log: log.map((e) => e.type === "message" ? e.data : e.type) };
+  return {
+    before, transport: ws.transport,
+    log: log.map((e) => e.type === "message" ? e.data : e.type),
+  };
 }"""
 
 

@@ -3,8 +3,8 @@ storage, so that every scenario runs over both transports (``transport`` paramet
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator, List, Optional
 
 import pytest
 
@@ -16,18 +16,18 @@ class Site:
     """A running site: ``http`` is the serve root, ``ws`` the daemon root (or None)."""
 
     http: str
-    ws: Optional[str]
-    processes: List[Process]
+    ws: str | None
+    processes: list[Process]
 
     def base(self, app: str) -> str:
         """The app's base URL ``B``."""
         return f"{self.http}/{app}"
 
 
-def start_site(data_dir: str, daemon: bool = True, config: Optional[str] = None,
-               websocket_url: Optional[str] = None) -> Site:
+def start_site(data_dir: str, daemon: bool = True, config: str | None = None,
+               websocket_url: str | None = None) -> Site:
     """Start ``altws daemon`` (optional) and ``altws serve`` on one data folder."""
-    processes: List[Process] = []
+    processes: list[Process] = []
     try:
         ws = None
         if daemon:

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import subprocess
-from typing import List
-
 
 from ..support import ALTWS, TIMEOUT
 from .conftest import Site, cli_flag, start_site
 
 
-def client(args: List[str], text: str, timeout: float = 6 * TIMEOUT
+def client(args: list[str], text: str, timeout: float = 6 * TIMEOUT
            ) -> subprocess.CompletedProcess:
     """Run ``altws client`` with ``text`` on stdin."""
     return subprocess.run(ALTWS + ["client"] + args, input=text, capture_output=True,

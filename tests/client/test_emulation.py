@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any, List
+from typing import Any
 
 import pytest
 
@@ -33,7 +33,7 @@ def short_streams(data_dir: str, tmp_path: Any):
 
 
 def test_resumes_with_last_event_id_when_the_server_ends_the_stream(short_streams) -> None:
-    lines: List[str] = []
+    lines: list[str] = []
     with connect(short_streams.base("echo"), emulate=True, debug=lines.append) as ws:
         received = []
         for number in range(6):
@@ -63,7 +63,7 @@ def test_a_lost_answer_is_retried_with_the_same_seq(live_server, monkeypatch) ->
         return answer
 
     monkeypatch.setattr(emulation, "http_request", flaky)
-    lines: List[str] = []
+    lines: list[str] = []
     with connect(live_server.url + "/echo", emulate=True, debug=lines.append) as ws:
         ws.send("once")
         assert ws.recv(TIMEOUT) == "once"
@@ -88,7 +88,7 @@ def test_backs_off_and_retries_after_503(live_server, monkeypatch) -> None:
         return real(conn, method, path, body)
 
     monkeypatch.setattr(emulation, "http_request", overloaded)
-    lines: List[str] = []
+    lines: list[str] = []
     with connect(live_server.url + "/echo", emulate=True, debug=lines.append) as ws:
         ws.send("after the storm")
         assert ws.recv(TIMEOUT) == "after the storm"
@@ -96,7 +96,7 @@ def test_backs_off_and_retries_after_503(live_server, monkeypatch) -> None:
 
 
 def test_queued_sends_are_batched(live_server) -> None:
-    lines: List[str] = []
+    lines: list[str] = []
     with connect(live_server.url + "/echo", emulate=True, debug=lines.append) as ws:
         for number in range(200):
             ws.send(str(number))
@@ -110,8 +110,8 @@ def test_queued_sends_are_batched(live_server) -> None:
 
 class _Collect(Sink):
     def __init__(self) -> None:
-        self.messages: List[Any] = []
-        self.closes: List[Any] = []
+        self.messages: list[Any] = []
+        self.closes: list[Any] = []
 
     def on_message(self, message: Any) -> None:
         self.messages.append(message)
@@ -121,7 +121,7 @@ class _Collect(Sink):
 
 
 def test_an_event_seen_before_is_dropped() -> None:
-    lines: List[str] = []
+    lines: list[str] = []
     transport = EmulatedTransport("http://127.0.0.1:1/echo", debug=lines.append)
     sink = _Collect()
     transport._sink = sink

@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import threading
-from typing import Any, Dict, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import waitress
@@ -25,7 +26,7 @@ class FailingSends:
         self.statuses = statuses
         self.seen = 0
 
-    def __call__(self, environ: Dict[str, Any], start_response: Any) -> Any:
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         if environ["PATH_INFO"].endswith("/send") and self.statuses:
             status = self.statuses.pop(0)
             self.seen += 1

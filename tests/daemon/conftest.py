@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Iterator, List
+from collections.abc import Iterator
 
 import pytest
 
 from ..support import ALTWS, ROOT, Process
 
-APPS: List[str] = ["--app", "echo", "--app", "chat",
+APPS: list[str] = ["--app", "echo", "--app", "chat",
                    "--app", "presence=tests.daemon.apps:Presence"]
 
 

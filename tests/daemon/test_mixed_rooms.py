@@ -6,7 +6,6 @@ import signal
 import statistics
 import threading
 import time
-from typing import List
 
 from websockets.sync.client import ClientConnection, connect
 
@@ -18,17 +17,17 @@ from ..support import TIMEOUT, Process, Stream, new_connection, send, stream_url
 from .conftest import start_daemon
 
 
-def recv_until(ws: ClientConnection, last: str) -> List[str]:
+def recv_until(ws: ClientConnection, last: str) -> list[str]:
     """Messages received up to and including ``last``."""
-    out: List[str] = []
+    out: list[str] = []
     while not out or out[-1] != last:
         out.append(ws.recv(timeout=TIMEOUT))  # type: ignore[arg-type]
     return out
 
 
-def stream_until(stream: Stream, last: str) -> List[str]:
+def stream_until(stream: Stream, last: str) -> list[str]:
     """Text messages of an SSE stream up to and including ``last`` (ids checked: no gaps)."""
-    out: List[str] = []
+    out: list[str] = []
     while not out or out[-1] != last:
         event = stream.next()
         assert event.id == str(stream.seen + 1), "event ids must count 1, 2, 3…"  # type: ignore
@@ -84,8 +83,8 @@ def test_kill_9_and_restart_loses_nothing(data_dir: str, daemon: Process, http: 
                                           ) -> None:
     base = http.url + "/chat"
     conn_id, token, stream = emulated(base)
-    sent: List[str] = []
-    failures: List[BaseException] = []
+    sent: list[str] = []
+    failures: list[BaseException] = []
 
     def keep_chatting() -> None:  # the emulated client goes on while the daemon dies
         try:

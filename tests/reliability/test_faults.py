@@ -12,10 +12,12 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
 
 from altwebsocket import AltWebSocketHandler, AltWebSocketServer
@@ -230,7 +232,7 @@ def test_daemon_on_a_corrupt_database_stays_up_and_recovers(data_dir) -> None:
     proc = Process(ALTWS + ["daemon", "--port", "0", "--data", data_dir], cwd=ROOT)
     try:
         with ws_connect(proc.url + "/echo", open_timeout=TIMEOUT) as ws:
-            with pytest.raises(Exception):
+            with pytest.raises(ConnectionClosed):
                 ws.recv(timeout=TIMEOUT)
             assert ws.close_code == 1013  # try again later
         os.remove(path)

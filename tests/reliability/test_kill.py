@@ -15,7 +15,7 @@ import socket
 import sqlite3
 import threading
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 import httpx
 from websockets.sync.client import connect as ws_connect
@@ -49,7 +49,7 @@ def test_kill_9_of_altws_serve_loses_and_repeats_nothing(data_dir) -> None:
     port = free_port()
     server = start_serve(data_dir, port)
     ws = connect(f"http://127.0.0.1:{port}/echo", emulate=True, timeout=TIMEOUT)
-    received: List[Any] = []
+    received: list[Any] = []
     done = threading.Event()
 
     def reader() -> None:
@@ -95,7 +95,7 @@ class RetryingClient:
                 pass
             time.sleep(0.1)
         self.id, self.token = answer.json()["id"], answer.json()["token"]
-        self.events: Dict[int, Any] = {}
+        self.events: dict[int, Any] = {}
         self.duplicates = 0
         self.last_id = 0
         self.stop = False
@@ -151,7 +151,7 @@ def test_kill_9_of_cgi_processes_loses_and_repeats_nothing(tmp_path) -> None:
     running = start_deployment("cgi", str(tmp_path), heartbeat=1, max_rate=0)
     killed = {"GET": 0, "POST": 0}
     stop = threading.Event()
-    client: Optional[RetryingClient] = None
+    client: RetryingClient | None = None
 
     def killer() -> None:
         # stream processes live long: one every half second or so; a /send process lives
@@ -205,7 +205,7 @@ def test_kill_9_of_the_daemon(data_dir) -> None:
         for round_number in range(KILLS):
             with ws_connect(f"ws://127.0.0.1:{port}/echo", open_timeout=TIMEOUT) as ws:
                 sent = [f"{round_number}:{n}" for n in range(40)]
-                echoes: List[str] = []
+                echoes: list[str] = []
                 for index, text in enumerate(sent):
                     ws.send(text)
                     if index < 30:

@@ -11,6 +11,7 @@ import sqlite3
 import time
 
 import pytest
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
 
 from altwebsocket.config import FIELDS, Settings
@@ -168,7 +169,7 @@ def test_daemon_refuses_connections_over_the_per_address_limit(limited_daemon) -
     url = limited_daemon.url + "/echo"
     with ws_connect(url, open_timeout=TIMEOUT), ws_connect(url, open_timeout=TIMEOUT):
         with ws_connect(url, open_timeout=TIMEOUT) as third:
-            with pytest.raises(Exception):
+            with pytest.raises(ConnectionClosed):
                 third.recv(timeout=TIMEOUT)
             assert third.close_code == 1013
 
@@ -190,7 +191,7 @@ def test_limits_have_safe_defaults_and_are_documented() -> None:
         assert re.search(rf"`{name}`", security), name
 
 
-# --- the schema migration --------------------------------------------------------------------------
+# --- the schema migration -------------------------------------------------------------------
 
 def test_a_version_1_database_is_migrated_in_place(data_dir) -> None:
     path = os.path.join(data_dir, "altws.db")

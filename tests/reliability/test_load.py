@@ -14,7 +14,7 @@ import os
 import sqlite3
 import threading
 import time
-from typing import Any, Dict, List
+from typing import Any
 
 import httpx
 import pytest
@@ -32,7 +32,7 @@ DURATION = 60.0 if SOAK else 6.0
 class LoadClient:
     """One client: a stream reader and a sender of numbered messages, recording statuses."""
 
-    def __init__(self, base: str, pause: float, statuses: Dict[Any, int],
+    def __init__(self, base: str, pause: float, statuses: dict[Any, int],
                  lock: threading.Lock) -> None:
         self.base, self.pause, self.statuses, self.lock = base, pause, statuses, lock
         self.http = httpx.Client(timeout=6 * TIMEOUT)
@@ -40,7 +40,7 @@ class LoadClient:
         self._count(answer.status_code)
         self.id, self.token = answer.json()["id"], answer.json()["token"]
         self.sent = 0
-        self.received: List[str] = []
+        self.received: list[str] = []
         self.last_id = 0
         self.gaps = 0
         self.stop = threading.Event()
@@ -111,7 +111,7 @@ def test_fifty_clients_lose_nothing_and_leave_the_storage_bounded(kind, tmp_path
                                max_rate=0)
     # CGI pays an interpreter per request: its clients send less often
     pause = 0.02 if kind == "wsgi" else 0.8
-    statuses: Dict[Any, int] = {}
+    statuses: dict[Any, int] = {}
     lock = threading.Lock()
     try:
         run_load(running, pause, statuses, lock)
@@ -122,7 +122,7 @@ def test_fifty_clients_lose_nothing_and_leave_the_storage_bounded(kind, tmp_path
         assert "locked" not in output and "Traceback" not in output
 
 
-def run_load(running: Any, pause: float, statuses: Dict[Any, int], lock: threading.Lock
+def run_load(running: Any, pause: float, statuses: dict[Any, int], lock: threading.Lock
              ) -> None:
     """Run the clients for DURATION, then check what they got and the storage."""
     base = running.base("echo")

@@ -14,15 +14,24 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, Dict, List, Optional
+from typing import Any
 
-from .procedure import (PAPER, PlotUnavailable, Series, bench_url, format_ms,
-                        format_series_table, parse_rounds, write_json, write_plot)
+from .procedure import (
+    PAPER,
+    PlotUnavailable,
+    Series,
+    bench_url,
+    format_ms,
+    format_series_table,
+    parse_rounds,
+    write_json,
+    write_plot,
+)
 
 __all__ = ["add_parser", "run"]
 
 
-def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``altws bench``."""
     parser = sub.add_parser(
         "bench", help="measure echo round trips like the paper's Table 3 (and more)",
@@ -89,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     return _run_url(args, rounds or [100, 1000, 10000])
 
 
-def _finish(args: argparse.Namespace, series: List[Series], document: Dict[str, Any],
+def _finish(args: argparse.Namespace, series: list[Series], document: dict[str, Any],
             title: str) -> int:
     status = 0
     if args.json:
@@ -109,7 +118,7 @@ def _finish(args: argparse.Namespace, series: List[Series], document: Dict[str, 
     return status
 
 
-def _run_url(args: argparse.Namespace, rounds: List[int]) -> int:
+def _run_url(args: argparse.Namespace, rounds: list[int]) -> int:
     url: str = args.url
     if url.startswith(("ws://", "wss://")):
         if args.transport == "emulation":
@@ -119,7 +128,7 @@ def _run_url(args: argparse.Namespace, rounds: List[int]) -> int:
         transports = ["emulation", "native"] if args.transport == "both" else [args.transport]
     else:
         return _fail(f"not an http(s):// or ws(s):// URL: {url}")
-    series: List[Series] = []
+    series: list[Series] = []
     for transport in transports:
         if transport == "native" and url.startswith("http") and args.transport == "both":
             from ..client.emulation import fetch_info
@@ -158,7 +167,7 @@ def _run_url(args: argparse.Namespace, rounds: List[int]) -> int:
     return 1 if failed or status else 0
 
 
-def _print_paper(series: List[Series]) -> None:
+def _print_paper(series: list[Series]) -> None:
     for one in series:
         paper = PAPER["websocket" if one.transport == "native" else "emulation"]
         cells = [f"{count:,}: {format_ms(paper[count])}" for count in sorted(one.totals)
@@ -168,7 +177,7 @@ def _print_paper(series: List[Series]) -> None:
                   f"(total ms): " + "; ".join(cells))
 
 
-def _run_local(args: argparse.Namespace, rounds: Optional[List[int]]) -> int:
+def _run_local(args: argparse.Namespace, rounds: list[int] | None) -> int:
     from .local import Plan, format_report, run_local
 
     plan = Plan.quick() if args.quick else Plan()
@@ -192,7 +201,7 @@ def _run_local(args: argparse.Namespace, rounds: Optional[List[int]]) -> int:
     return 1 if report.errors or status else 0
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """``python -m altwebsocket.bench.cli`` (the same as ``altws bench``)."""
     parser = argparse.ArgumentParser(prog="altws")
     add_parser(parser.add_subparsers(dest="command"))

@@ -21,7 +21,6 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Dict, List, Optional
 
 __all__ = ["ServerProcess", "free_port", "rss_kb", "peak_rss_kb", "processes_running",
            "http_echo", "main"]
@@ -55,7 +54,7 @@ def peak_rss_kb(pid: int) -> int:
     return _status_field(pid, "VmHWM")
 
 
-def processes_running(fragment: str) -> List[int]:
+def processes_running(fragment: str) -> list[int]:
     """PIDs whose command line contains ``fragment`` (read from ``/proc``)."""
     found = []
     for name in os.listdir("/proc"):
@@ -77,11 +76,11 @@ class ServerProcess:
         RuntimeError: no URL within ``timeout`` seconds (the output is in the message).
     """
 
-    def __init__(self, args: List[str], pattern: str = r"(https?|wss?)://[\d.]+:\d+/?",
-                 timeout: float = 30.0, env: Optional[Dict[str, str]] = None) -> None:
+    def __init__(self, args: list[str], pattern: str = r"(https?|wss?)://[\d.]+:\d+/?",
+                 timeout: float = 30.0, env: dict[str, str] | None = None) -> None:
         self.args = args
-        self.output: List[str] = []
-        self._lines: "queue.Queue[str]" = queue.Queue()
+        self.output: list[str] = []
+        self._lines: queue.Queue[str] = queue.Queue()
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, text=True,
                                      env={**os.environ, **(env or {})},
@@ -112,7 +111,7 @@ class ServerProcess:
             del self.output[:-200]  # the last 200 lines
             self._lines.put(line)
 
-    def exited(self) -> Optional[str]:
+    def exited(self) -> str | None:
         """``None`` while running; else how it ended, with its last output lines."""
         code = self.proc.poll()
         if code is None:
@@ -182,7 +181,7 @@ def http_echo(host: str = "127.0.0.1", port: int = 0) -> int:
     return 0
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """The bare ``websockets`` echo server on 127.0.0.1 (``--port 0``: a free port)."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["http-echo"]:

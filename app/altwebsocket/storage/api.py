@@ -31,13 +31,13 @@ from .engine import Database, filesystem_type
 from .schema import CONNECTION_COLUMNS
 
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+    from collections.abc import Iterator, Sequence
+    from typing import Any, Callable
 
 __all__ = [
     "AltWebSocketStorage",
     "Transaction",
     "ConnectionRecord",
-    "StoredEvent",
     "EVENT_PAGE",
     "random_name",
     "filesystem_type",
@@ -45,6 +45,11 @@ __all__ = [
 
 EVENT_PAGE = 200
 """How many events one read returns at most (streams and the daemon read page by page)."""
+
+if TYPE_CHECKING:  # a name for annotations only (not exported: it does not exist at run time)
+    StoredEvent = tuple[int, int, bytes, str | None]
+    """An event as stored: ``(event_id, kind, payload, target)``; ``target`` is the ref of
+    the connection it is for when it is queued on a session, else ``None``."""
 
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
 
@@ -59,6 +64,7 @@ def random_name(nbytes: int) -> str:
 _CONNECTION_COLUMNS = ", ".join(CONNECTION_COLUMNS)
 
 
+# mypy cannot read fields from a computed column list (misc); the annotations below declare them
 class ConnectionRecord(namedtuple("ConnectionRecord", CONNECTION_COLUMNS)):  # type: ignore[misc]
     """One row of the connections table (the columns of ``aws_connections`` in
     :mod:`.schema`; ``state`` as a :class:`~altwebsocket.protocol.state.State`).
@@ -67,6 +73,30 @@ class ConnectionRecord(namedtuple("ConnectionRecord", CONNECTION_COLUMNS)):  # t
     its client (the HTTP transport: the SHA-256 of the secret token; native: empty)."""
 
     __slots__ = ()
+
+    # The fields' types, for type checkers: the fields themselves are CONNECTION_COLUMNS
+    # (tests/test_storage.py checks that these names are the same, in the same order).
+    id: str
+    app: str
+    token_hash: str
+    protocol: str
+    state: State
+    created: float
+    last_seen: float
+    last_event: int
+    last_seq: int
+    close_code: int | None
+    close_reason: str | None
+    closed_at: float | None
+    waker: str | None
+    origin: str | None
+    transport: str
+    client_addr: str | None
+    sent_event: int
+    rate_tokens: float | None
+    rate_at: float | None
+    session_id: str | None
+    session_ref: str | None
 
 
 def _record(row: Sequence[Any]) -> ConnectionRecord:
@@ -82,21 +112,21 @@ class Transaction:
     wake-up hints to their streams after the commit.
     """
 
-    def __init__(self, storage: "AltWebSocketStorage", db: Any, now: float) -> None:
+    def __init__(self, storage: AltWebSocketStorage, db: Any, now: float) -> None:
         self.storage = storage
         self._db = db
         self._cursor = db.cursor()
         self.now = now  # one time for every row this transaction writes
-        self.woken: Dict[str, List[str]] = {}  # waker path -> connection ids
+        self.woken: dict[str, list[str]] = {}  # waker path -> connection ids
         # max_events_queued: connections with more events beyond their sent_event are
         # collected in ``overflow`` (the server closes them with 1008); 0 = no check.
         self.max_queued = 0
-        self.overflow: Dict[str, None] = {}
+        self.overflow: dict[str, None] = {}
         # The first database error of this transaction: it is rolled back even if a
         # handler caught the exception.
-        self.failed: Optional[BaseException] = None
+        self.failed: BaseException | None = None
         # connection id -> (id of the row whose queue its events go to, its session ref)
-        self._routes: Dict[str, Tuple[str, Optional[str]]] = {}
+        self._routes: dict[str, tuple[str, str | None]] = {}
 
     def _run(self, statement: str, params: Sequence[Any] = ()) -> Any:
         database = self.storage._database
@@ -119,11 +149,11 @@ class Transaction:
         app: str,
         token_hash: str,
         protocol: str,
-        origin: Optional[str],
+        origin: str | None,
         transport: str = "emulation",
-        client_addr: Optional[str] = None,
-        session_id: Optional[str] = None,
-        session_ref: Optional[str] = None,
+        client_addr: str | None = None,
+        session_id: str | None = None,
+        session_ref: str | None = None,
     ) -> ConnectionRecord:
         """Create an open connection (``token_hash``: what its transport will recognise its
         client by; never the secret itself), in session ``session_id`` as ``session_ref``
@@ -141,7 +171,7 @@ class Transaction:
         assert record is not None
         return record
 
-    def connection(self, conn_id: str, lock: bool = False) -> Optional[ConnectionRecord]:
+    def connection(self, conn_id: str, lock: bool = False) -> ConnectionRecord | None:
         """The connection's row, or ``None``; with ``lock``, the row stays locked until the
         transaction ends (concurrent senders to one connection take turns)."""
         suffix = self.storage._database.dialect.for_update if lock else ""
@@ -154,7 +184,7 @@ class Transaction:
         self._routes[record.id] = (record.session_id or record.id, record.session_ref)
         return record
 
-    def session_connection(self, session_id: str, ref: str) -> Optional[ConnectionRecord]:
+    def session_connection(self, session_id: str, ref: str) -> ConnectionRecord | None:
         """The connection called ``ref`` in session ``session_id``, or ``None``."""
         row = self._run(
             "SELECT id FROM aws_connections WHERE session_id = ? AND session_ref = ?",
@@ -162,7 +192,7 @@ class Transaction:
         ).fetchone()
         return None if row is None else self.connection(str(row[0]), lock=True)
 
-    def session_connection_ids(self, session_id: str) -> List[str]:
+    def session_connection_ids(self, session_id: str) -> list[str]:
         """The ids of the open connections of a session, oldest first."""
         rows = self._run(
             "SELECT id FROM aws_connections WHERE session_id = ? AND state = ? "
@@ -170,7 +200,7 @@ class Transaction:
         ).fetchall()
         return [row[0] for row in rows]
 
-    def open_connection_ids(self, app: str) -> List[str]:
+    def open_connection_ids(self, app: str) -> list[str]:
         """The ids of the app's open connections, oldest first."""
         rows = self._run(
             "SELECT id FROM aws_connections WHERE app = ? AND state = ? ORDER BY created, id",
@@ -187,7 +217,7 @@ class Transaction:
         return int(row[0])
 
     def set_last_seq(self, conn_id: str, seq: int,
-                     rate: Optional[Tuple[float, float]] = None) -> None:
+                     rate: tuple[float, float] | None = None) -> None:
         """Record the highest client seq accepted, and that the client was seen; with
         ``rate``, also the token bucket ``(tokens, at)`` of the connection."""
         if rate is None:
@@ -210,7 +240,7 @@ class Transaction:
             (int(State.CLOSED), code, reason, self.now, conn_id),
         )
 
-    def set_waker(self, conn_id: str, waker: Optional[str], sent: int = 0) -> None:
+    def set_waker(self, conn_id: str, waker: str | None, sent: int = 0) -> None:
         """Record which wake-up socket (if any) waits for this connection's events, and
         that its stream has written out the events up to ``sent``."""
         greatest = self.storage._database.dialect.greatest("sent_event", "?")
@@ -229,7 +259,7 @@ class Transaction:
 
     # --- events ------------------------------------------------------------------------
 
-    def _route(self, conn_id: str) -> Tuple[str, Optional[str]]:
+    def _route(self, conn_id: str) -> tuple[str, str | None]:
         """Where the events of ``conn_id`` are queued: its own row, or its session's."""
         route = self._routes.get(conn_id)
         if route is None:
@@ -262,7 +292,7 @@ class Transaction:
         return event_id
 
     def enqueue_app(
-        self, app: str, kind: int, payload: bytes, exclude: Optional[str] = None
+        self, app: str, kind: int, payload: bytes, exclude: str | None = None
     ) -> int:
         """Queue one event for every open connection of ``app`` (but ``exclude``): at once for
         those with a queue of their own, one by one for those in a session."""
@@ -274,7 +304,7 @@ class Transaction:
             self.enqueue(conn_id, kind, payload)
         where = "app = ? AND state = ? AND session_id IS NULL" + (
             " AND id <> ?" if exclude else "")
-        params: Tuple[Any, ...] = (app, int(State.OPEN)) + ((exclude,) if exclude else ())
+        params: tuple[Any, ...] = (app, int(State.OPEN)) + ((exclude,) if exclude else ())
         self._run(f"UPDATE aws_connections SET last_event = last_event + 1 WHERE {where}", params)
         cursor = self._run(
             "INSERT INTO aws_events (conn_id, event_id, kind, payload, created) "
@@ -296,7 +326,7 @@ class Transaction:
 
     # --- application data --------------------------------------------------------------
 
-    def log_append(self, app: str, key: str, value: str, keep: Optional[int] = None) -> None:
+    def log_append(self, app: str, key: str, value: str, keep: int | None = None) -> None:
         """Append ``value`` to the app's log ``key``, keeping only the last ``keep`` entries."""
         self._run(
             "INSERT INTO aws_log (app, \"key\", value, created) VALUES (?, ?, ?, ?)",
@@ -314,7 +344,7 @@ class Transaction:
                     (app, key, row[0]),
                 )
 
-    def log_recent(self, app: str, key: str, count: int) -> List[str]:
+    def log_recent(self, app: str, key: str, count: int) -> list[str]:
         """The last ``count`` entries of the app's log ``key``, oldest first."""
         rows = self._run(
             f"SELECT value FROM aws_log WHERE app = ? AND \"key\" = ? ORDER BY id DESC "
@@ -323,22 +353,23 @@ class Transaction:
         ).fetchall()
         return [row[0] for row in reversed(rows)]
 
-    def kv_get(self, app: str, key: str) -> Optional[str]:
+    def kv_get(self, app: str, key: str) -> str | None:
         """The app's value for ``key``, or ``None``."""
         row = self._run(
             "SELECT value FROM aws_kv WHERE app = ? AND \"key\" = ?", (app, key)
         ).fetchone()
         return None if row is None else str(row[0])
 
-    def kv_set(self, app: str, key: str, value: Optional[str]) -> None:
+    def kv_set(self, app: str, key: str, value: str | None) -> None:
         """Set (or with ``None`` delete) the app's value for ``key``."""
         self._run("DELETE FROM aws_kv WHERE app = ? AND \"key\" = ?", (app, key))
         if value is not None:
-            self._run("INSERT INTO aws_kv (app, \"key\", value) VALUES (?, ?, ?)", (app, key, value))
+            self._run("INSERT INTO aws_kv (app, \"key\", value) VALUES (?, ?, ?)",
+                      (app, key, value))
 
     # --- housekeeping ------------------------------------------------------------------
 
-    def gone_connections(self, idle_before: float, stream_stale_before: float) -> List[str]:
+    def gone_connections(self, idle_before: float, stream_stale_before: float) -> list[str]:
         """Open connections (and sessions) whose client is gone: no stream and idle, or a
         stream gone silent; a connection in a session lives as long as its session."""
         gone = ("(({t}.waker IS NULL AND {t}.last_seen < ?) OR "
@@ -366,7 +397,7 @@ class Transaction:
         )
         return int(cursor.rowcount)
 
-    def meta_get(self, name: str) -> Optional[str]:
+    def meta_get(self, name: str) -> str | None:
         """A value of the storage's own bookkeeping."""
         row = self._run("SELECT value FROM aws_meta WHERE name = ?", (name,)).fetchone()
         return None if row is None else str(row[0])
@@ -395,7 +426,7 @@ class AltWebSocketStorage:
         self.clock = clock
         self._database = Database(url, busy_timeout, journal_mode)
         self._local = _local()  # SQLite: one connection per thread
-        self._idle: List[Any] = []  # other engines: a small pool shared by the threads
+        self._idle: list[Any] = []  # other engines: a small pool shared by the threads
         self._pool_lock = allocate_lock()
         self._listener: Any = None
         self._ready = False
@@ -509,7 +540,7 @@ class AltWebSocketStorage:
             raise _unavailable(exc) from exc
         self._release(db)
 
-    def _notify(self, db: Any, woken: Dict[str, List[str]]) -> None:
+    def _notify(self, db: Any, woken: dict[str, list[str]]) -> None:
         from .notify import CHANNEL, payloads
 
         cursor = db.cursor()
@@ -530,12 +561,12 @@ class AltWebSocketStorage:
 
     # --- reads: one statement each, never a transaction left open ------------------------
 
-    def _query(self, statement: str, params: Sequence[Any] = ()) -> List[Any]:
+    def _query(self, statement: str, params: Sequence[Any] = ()) -> list[Any]:
         db = self._acquire()
         try:
             cursor = db.cursor()
             cursor.execute(self._database.sql(statement), tuple(params))
-            rows = cursor.fetchall()
+            rows: list[Any] = cursor.fetchall()  # a DB-API cursor: rows of any driver
             if not self.is_sqlite:
                 db.commit()
         except self._database.errors as exc:
@@ -544,14 +575,14 @@ class AltWebSocketStorage:
         self._release(db)
         return list(rows)
 
-    def connection(self, conn_id: str) -> Optional[ConnectionRecord]:
+    def connection(self, conn_id: str) -> ConnectionRecord | None:
         """The connection's row, or ``None`` (a read outside any transaction)."""
         rows = self._query(
             f"SELECT {_CONNECTION_COLUMNS} FROM aws_connections WHERE id = ?", (conn_id,)
         )
         return _record(rows[0]) if rows else None
 
-    def session_connection(self, session_id: str, ref: str) -> Optional[ConnectionRecord]:
+    def session_connection(self, session_id: str, ref: str) -> ConnectionRecord | None:
         """The connection called ``ref`` in a session, or ``None`` (a read outside any
         transaction)."""
         rows = self._query(
@@ -560,7 +591,7 @@ class AltWebSocketStorage:
         return _record(rows[0]) if rows else None
 
     def events_after(self, conn_id: str, after: int, limit: int = EVENT_PAGE
-                     ) -> List[StoredEvent]:
+                     ) -> list[StoredEvent]:
         """Up to ``limit`` events of the connection with an id above ``after``, in order."""
         rows = self._query(
             "SELECT event_id, kind, payload, target FROM aws_events WHERE conn_id = ? "
@@ -569,7 +600,7 @@ class AltWebSocketStorage:
         )
         return [(int(row[0]), int(row[1]), bytes(row[2]), row[3]) for row in rows]
 
-    def data_version(self) -> Optional[int]:
+    def data_version(self) -> int | None:
         """SQLite's ``PRAGMA data_version`` on this thread's connection (changes on commits
         by other connections); ``None`` for databases without it."""
         if not self.is_sqlite:

@@ -33,7 +33,7 @@ from .dialect import SQLITE, Dialect, dialect_named
 from .schema import SCHEMA_VERSION, TABLES, added_since, metadata, sqlalchemy_column, table
 
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, List, Optional, Tuple
+    from typing import Any, Callable
 
 __all__ = ["Database", "filesystem_type", "migration_statements"]
 
@@ -94,22 +94,22 @@ def _import_driver(module: str) -> Any:
             f"pip install 'altwebsocket[{_EXTRAS[module]}]'") from None
 
 
-def _connect_args(url: str) -> Dict[str, Any]:
+def _connect_args(url: str) -> dict[str, Any]:
     from urllib.parse import unquote, urlsplit
 
     parts = urlsplit(url)
     database = unquote(parts.path.lstrip("/"))
     if not parts.hostname or not database:
         raise ConfigError("a database URL is scheme://user:password@host[:port]/database")
-    args: Dict[str, Any] = {"host": parts.hostname, "user": unquote(parts.username or ""),
+    args: dict[str, Any] = {"host": parts.hostname, "user": unquote(parts.username or ""),
                             "password": unquote(parts.password or ""), "database": database}
     if parts.port:
         args["port"] = parts.port
     return args
 
 
-def migration_statements(table_name: str, present: "set[str]", indexes: "set[str]",
-                         sa_dialect: Any) -> List[str]:
+def migration_statements(table_name: str, present: set[str], indexes: set[str],
+                         sa_dialect: Any) -> list[str]:
     """The ``ALTER TABLE``/``CREATE INDEX`` statements that add to ``table_name`` the columns
     and indexes of :mod:`.schema` it lacks (``present``: its columns; ``indexes``: its index
     names), compiled for SQLAlchemy's ``sa_dialect``."""
@@ -128,7 +128,7 @@ def migration_statements(table_name: str, present: "set[str]", indexes: "set[str
     return statements
 
 
-def _create_statements(sa_dialect: Any) -> List[str]:
+def _create_statements(sa_dialect: Any) -> list[str]:
     from sqlalchemy.schema import CreateIndex, CreateTable
 
     statements = []
@@ -161,14 +161,14 @@ class Database:
         self.engine_name = "sqlite"
         self._engine: Any = None
         self._driver: Any = None
-        self._args: Dict[str, Any] = {}
+        self._args: dict[str, Any] = {}
         self.path = ""
         # Called with each new DB-API connection. Tests use it to simulate faults that root
         # cannot cause with file modes (PRAGMA query_only, PRAGMA max_page_count).
-        self.on_connect: List[Callable[[Any], None]] = []
+        self.on_connect: list[Callable[[Any], None]] = []
         if self.is_sqlite:
             self.path = _sqlite_path(url)
-            self.errors: Tuple[type, ...] = (sqlite3.Error,)
+            self.errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
             return
         scheme = url.split("://", 1)[0].lower()
         known = _DRIVERS.get(scheme)
@@ -303,9 +303,9 @@ class Database:
         finally:
             db.close()
 
-    def _existing(self, cursor: Any) -> Dict[str, Tuple["set[str]", "set[str]"]]:
+    def _existing(self, cursor: Any) -> dict[str, tuple[set[str], set[str]]]:
         """The tables of ours that exist: their columns and their index names."""
-        found: Dict[str, Tuple[set[str], set[str]]] = {}
+        found: dict[str, tuple[set[str], set[str]]] = {}
         if self.engine_name == "postgresql":
             where = "table_schema = current_schema()"
             index_query = ("SELECT tablename, indexname FROM pg_indexes "

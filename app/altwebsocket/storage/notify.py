@@ -22,7 +22,7 @@ from .._lazy import TYPE_CHECKING, logger
 from .wake import send_hints
 
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, List
+    from typing import Any, Callable
 
 __all__ = ["CHANNEL", "payloads", "parse_payload", "Listener"]
 
@@ -30,10 +30,11 @@ CHANNEL = "altws_wake"
 _MAX_PAYLOAD = 7900  # PostgreSQL's limit is 8000 bytes
 
 
-def payloads(woken: Dict[str, List[str]]) -> List[str]:
+def payloads(woken: dict[str, list[str]]) -> list[str]:
     """The notification payloads for ``woken`` (waker address -> connection ids): one line
-    per waker, its address and ids separated by tabs, split into payloads under PostgreSQL's size limit."""
-    out: List[str] = []
+    per waker, its address and ids separated by tabs, split into payloads under
+    PostgreSQL's size limit."""
+    out: list[str] = []
     current = ""
     for path, ids in woken.items():
         line = "\t".join([path, *ids])[:_MAX_PAYLOAD]
@@ -46,9 +47,9 @@ def payloads(woken: Dict[str, List[str]]) -> List[str]:
     return out
 
 
-def parse_payload(payload: str) -> Dict[str, List[str]]:
+def parse_payload(payload: str) -> dict[str, list[str]]:
     """The inverse of :func:`payloads` for one payload."""
-    woken: Dict[str, List[str]] = {}
+    woken: dict[str, list[str]] = {}
     for line in payload.split("\n"):
         parts = line.split("\t")
         if parts[0]:

@@ -26,7 +26,7 @@ import socket
 from .._lazy import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from typing import Dict, Iterable, List, Optional
+    from collections.abc import Iterable
 
 __all__ = ["HOST", "wake_folder", "WakeSocket", "send_hints", "count_streams", "local_path"]
 
@@ -34,7 +34,7 @@ HOST = socket.gethostname()
 """This host's name, the prefix of its wakers' addresses."""
 
 
-def local_path(address: str) -> Optional[str]:
+def local_path(address: str) -> str | None:
     """The socket path of a waker address if it is on this host, else ``None`` (a bare path,
     as older versions recorded, counts as local)."""
     if address.startswith("/"):
@@ -78,7 +78,7 @@ class WakeSocket:
         """The socket's file descriptor (for ``select`` or an event loop)."""
         return self._sock.fileno()
 
-    def wait(self, timeout: float) -> List[str]:
+    def wait(self, timeout: float) -> list[str]:
         """Wait up to ``timeout`` s for hints; returns the connection ids hinted (maybe [])."""
         if _poll is not None:  # select() fails on descriptors above 1023 (a busy server)
             poller = _poll()
@@ -88,9 +88,9 @@ class WakeSocket:
             ready, _, _ = select.select([self._sock], [], [], max(0.0, timeout))
         return self.drain() if ready else []
 
-    def drain(self) -> List[str]:
+    def drain(self) -> list[str]:
         """Read every pending hint without waiting."""
-        ids: List[str] = []
+        ids: list[str] = []
         while True:
             try:
                 data = self._sock.recv(_MAX_DATAGRAM)
@@ -110,14 +110,14 @@ class WakeSocket:
             except OSError:
                 pass
 
-    def __enter__(self) -> "WakeSocket":
+    def __enter__(self) -> WakeSocket:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-_sender: Optional[socket.socket] = None
+_sender: socket.socket | None = None
 
 
 def _send_socket() -> socket.socket:
@@ -128,7 +128,7 @@ def _send_socket() -> socket.socket:
     return _sender
 
 
-def send_hints(targets: Dict[str, List[str]]) -> None:
+def send_hints(targets: dict[str, list[str]]) -> None:
     """Send each waker of this host the ids of its connections that have new events
     (``targets``: waker address or path -> ids; wakers of other hosts are left out)."""
     sender = _send_socket()

@@ -49,8 +49,9 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from http import HTTPStatus
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
+from typing import Any, Callable, TypeVar
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed as SocketClosed
@@ -84,7 +85,7 @@ T = TypeVar("T")
 # (the frame waits, and the socket is not read meanwhile: TCP backpressure) before the
 # daemon gives up and closes with 1013.
 STORAGE_PATIENCE = 30.0
-Pushes = List[Tuple[NativeClient, Frame]]
+Pushes = list[tuple[NativeClient, Frame]]
 
 
 def app_from_path(path: str) -> str:
@@ -92,7 +93,7 @@ def app_from_path(path: str) -> str:
     return path.split("?", 1)[0].strip("/")
 
 
-def handshake_origin_allowed(origin: Optional[str], host: Optional[str],
+def handshake_origin_allowed(origin: str | None, host: str | None,
                              allowed: Sequence[str]) -> bool:
     """The Origin rule of :mod:`~altwebsocket.protocol.origin` for a WebSocket handshake.
 
@@ -156,15 +157,15 @@ class AltWebSocketDaemon(LocalSink):
         self.host = host
         self.port = port
         self.url = ""
-        self.clients: Dict[str, NativeClient] = {}
+        self.clients: dict[str, NativeClient] = {}
         self._threaded = threaded
-        self._pool: Optional[concurrent.futures.ThreadPoolExecutor] = None
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
-        self._wake: Optional[WakeSocket] = None
-        self._version: Optional[int] = None
+        self._wake: WakeSocket | None = None
+        self._version: int | None = None
         self._last_beat = 0.0
-        self._stop: Optional[asyncio.Event] = None
+        self._stop: asyncio.Event | None = None
         self._stopping = False
         self._orphans_done = False
         self._last_warning = ("", 0.0)
@@ -221,7 +222,7 @@ class AltWebSocketDaemon(LocalSink):
         """Whether this daemon holds ``conn_id`` (events to it then skip the storage)."""
         return conn_id in self.clients
 
-    def deliver(self, events: List[Tuple[str, int, bytes]]) -> None:
+    def deliver(self, events: list[tuple[str, int, bytes]]) -> None:
         """Queue events just committed for connections held here (database thread).
 
         Hints already received (a broadcast of the same transaction, say) are served first.
@@ -311,7 +312,7 @@ class AltWebSocketDaemon(LocalSink):
     def _close_orphans(self) -> int:
         """Close (1006) the native connections whose daemon is gone (its wake socket dead)."""
         assert self._wake is not None
-        orphans: List[Tuple[str, str]] = []
+        orphans: list[tuple[str, str]] = []
         with self.server.storage.transaction() as tx:
             for app in self.server.handlers:
                 for conn_id in tx.open_connection_ids(app):
@@ -356,7 +357,7 @@ class AltWebSocketDaemon(LocalSink):
     def _watch_wake(self) -> None:
         wake, loop = self._wake, self._loop
         if wake is not None and loop is not None and not loop.is_closed() and wake.fileno() >= 0:
-            loop.add_reader(self._wake.fileno(), self._on_wake)
+            loop.add_reader(wake.fileno(), self._on_wake)
 
     def _warn(self, text: str) -> None:
         """Log ``text``, but the same text at most every 30 s (a failing storage would
@@ -377,7 +378,7 @@ class AltWebSocketDaemon(LocalSink):
                 log.exception("housekeeping failed")
 
     def _process_request(self, connection: ServerConnection, request: Request
-                         ) -> Optional[Response]:
+                         ) -> Response | None:
         app = app_from_path(request.path)
         if app not in self.server.handlers:
             return connection.respond(HTTPStatus.NOT_FOUND, f"no app named {app!r}\n")
@@ -392,7 +393,7 @@ class AltWebSocketDaemon(LocalSink):
             return response
         return None
 
-    def _client_address(self, ws: ServerConnection) -> Optional[str]:
+    def _client_address(self, ws: ServerConnection) -> str | None:
         """The client's address (the last ``X-Forwarded-For`` entry with ``trust_proxy``)."""
         if self.settings.trust_proxy and ws.request is not None:
             forwarded = ws.request.headers.get("X-Forwarded-For", "")
@@ -403,7 +404,7 @@ class AltWebSocketDaemon(LocalSink):
         return str(remote[0])[:64] if remote else None
 
     def _select_subprotocol(self, connection: ServerConnection,
-                            offered: Sequence[Subprotocol]) -> Optional[Subprotocol]:
+                            offered: Sequence[Subprotocol]) -> Subprotocol | None:
         assert connection.request is not None
         handler = self.server.handler(app_from_path(connection.request.path))
         chosen = handler.select_protocol(tuple(offered))
@@ -455,14 +456,15 @@ class AltWebSocketDaemon(LocalSink):
                 await ws.close(CloseCode.INTERNAL_ERROR, "internal error")
         finally:
             if ws.protocol.state is not SocketState.CLOSED:
-                await ws.close(CloseCode.INTERNAL_ERROR, "internal error")  # bounded by close_timeout
+                # bounded by close_timeout
+                await ws.close(CloseCode.INTERNAL_ERROR, "internal error")
             await self._db(self._finish, client)
             await client.stop()
 
     # --- running -----------------------------------------------------------------------
 
-    async def serve(self, ready: Optional[Callable[[str], None]] = None,
-                    stop: Optional[asyncio.Event] = None) -> None:
+    async def serve(self, ready: Callable[[str], None] | None = None,
+                    stop: asyncio.Event | None = None) -> None:
         """Serve until ``stop`` is set (or :meth:`request_stop`, SIGTERM, SIGINT), then close
         every client with 1001 and record it."""
         self._loop = asyncio.get_running_loop()
@@ -473,7 +475,7 @@ class AltWebSocketDaemon(LocalSink):
         self.server.storage.listen()  # hints from other hosts too (PostgreSQL)
         self._wake = WakeSocket(self.server.wake_dir)
         self.server.local_sink = self
-        ticker: Optional["asyncio.Task[None]"] = None
+        ticker: asyncio.Task[None] | None = None
         try:
             try:
                 await self._db(self.server.storage.ensure_schema)
@@ -538,8 +540,8 @@ class AltWebSocketDaemon(LocalSink):
 
 
 def run_daemon(settings: Settings, host: str = "127.0.0.1", port: int = 8001,
-               ready: Optional[Callable[[str], None]] = None,
-               stop: Optional[threading.Event] = None,
+               ready: Callable[[str], None] | None = None,
+               stop: threading.Event | None = None,
                threaded: bool = False) -> int:
     """Run the daemon until SIGTERM/SIGINT (main thread) or until ``stop`` is set.
 
