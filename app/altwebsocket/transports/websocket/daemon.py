@@ -7,7 +7,9 @@ handshake is the authentication (the daemon made the connection and holds its so
 daemon calls the server by connection id and keeps no secret:
 
 - a client's handshake → :meth:`~AltWebSocketServer.open` (a connection row,
-  ``transport='websocket'``, the handler's ``on_open``);
+  ``transport='websocket'``, the handler's ``on_open``), done *before* the handshake's answer
+  is sent, with the daemon recorded as the row's waker: once the client sees its socket
+  open, whatever any process queues for it reaches it;
 - each frame → :meth:`~AltWebSocketServer.receive` with the client's next seq (1, 2, 3…);
 - its close frame → :meth:`~AltWebSocketServer.close`; a vanished client →
   :meth:`~AltWebSocketServer.disconnect` with 1006; the daemon's own closes (1009 too big,
@@ -70,7 +72,7 @@ from ...exceptions import (
 from ...protocol import messages as wire
 from ...protocol.close import CloseCode
 from ...protocol.origin import origin_allowed
-from ...server import AltWebSocketServer, LocalSink
+from ...server import AltWebSocketServer, LocalSink, Opened
 from ...storage import EVENT_PAGE
 from ...storage.wake import WakeSocket, local_path
 from .peer import CloseFrame, Frame, NativeClient, sendable_close
@@ -168,6 +170,8 @@ class AltWebSocketDaemon(LocalSink):
         self._stop: asyncio.Event | None = None
         self._stopping = False
         self._orphans_done = False
+        # handshakes answered but not yet handled: id(connection) -> (when, app, opened)
+        self._opening: dict[int, tuple[float, str, Opened | AltWebSocketError]] = {}
         self._last_warning = ("", 0.0)
         limit = self.settings.max_message
         self._max_bytes = max(4 * limit + 65536, 1 << 20)
@@ -290,6 +294,7 @@ class AltWebSocketDaemon(LocalSink):
         if not self._orphans_done:
             self._close_orphans()
             self._orphans_done = True
+        self._forget_unhandled()
         version = storage.data_version()
         pushes = self._serve_hints()
         if version is None or version != self._version:
@@ -403,6 +408,43 @@ class AltWebSocketDaemon(LocalSink):
         remote = ws.remote_address
         return str(remote[0])[:64] if remote else None
 
+    async def _process_response(self, connection: ServerConnection, request: Request,
+                                response: Response) -> Response | None:
+        """Open the connection while the handshake's answer is still unsent: once the client
+        sees its socket open, the connection exists and the daemon is its waker, so an event
+        any process queues for it from that moment on reaches it."""
+        if response.status_code != HTTPStatus.SWITCHING_PROTOCOLS:
+            return None
+        app = app_from_path(request.path)
+        offered = (connection.subprotocol,) if connection.subprotocol else ()
+        origin = request.headers.get("Origin")
+        try:
+            opened: Opened | AltWebSocketError = await self._db(
+                self._open, app, offered, origin, self._client_address(connection))
+        except AltWebSocketError as exc:  # the handler closes with the matching code
+            opened = exc
+        self._opening[id(connection)] = (time.monotonic(), app, opened)
+        return None
+
+    def _open(self, app: str, offered: tuple[str, ...], origin: str | None,
+              address: str | None) -> Opened:
+        """Create the connection (``on_open`` runs) and make this daemon its waker."""
+        opened = self.server.open(app, offered, origin, "websocket", address)
+        assert self._wake is not None
+        with self.server.storage.transaction() as tx:
+            tx.set_waker(opened.id, self._wake.address)
+        return opened
+
+    def _forget_unhandled(self) -> None:
+        """Close (1006) connections opened for handshakes that never reached the handler
+        (the client vanished between the answer and the first frame)."""
+        now = time.monotonic()
+        for key, (started, app, opened) in list(self._opening.items()):
+            if now - started > 10.0:
+                del self._opening[key]
+                if isinstance(opened, Opened):
+                    self.server.disconnect(app, opened.id, CloseCode.ABNORMAL)
+
     def _select_subprotocol(self, connection: ServerConnection,
                             offered: Sequence[Subprotocol]) -> Subprotocol | None:
         assert connection.request is not None
@@ -413,13 +455,9 @@ class AltWebSocketDaemon(LocalSink):
     async def _handle(self, ws: ServerConnection) -> None:
         assert ws.request is not None
         app = app_from_path(ws.request.path)
-        offered = (ws.subprotocol,) if ws.subprotocol else ()
-        origin = ws.request.headers.get("Origin")
-        address = self._client_address(ws)
-        try:
-            opened = await self._db(self.server.open, app, offered, origin, "websocket",
-                                    address)
-        except AltWebSocketError as exc:
+        _, _, opened = self._opening.pop(id(ws))  # made by _process_response
+        if isinstance(opened, AltWebSocketError):
+            exc = opened
             log.warning("could not open a connection to %s: %s", app, exc.message)
             code = (CloseCode.TRY_AGAIN_LATER if isinstance(exc, (Overloaded, RateLimited))
                     else CloseCode.INTERNAL_ERROR)
@@ -491,6 +529,7 @@ class AltWebSocketDaemon(LocalSink):
             async with serve(
                 self._handle, self.host, self.port,
                 process_request=self._process_request,
+                process_response=self._process_response,
                 select_subprotocol=self._select_subprotocol,
                 max_size=settings.max_message,
                 ping_interval=settings.heartbeat,
