@@ -221,6 +221,9 @@ def test_a_killed_run_leaves_no_server():
             f.write(owner)
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", stale])
     try:
+        deadline = time.monotonic() + TIMEOUT   # until it has exec'd, it names no folder
+        while sleeper.pid not in databases._pids_using(stale) and time.monotonic() < deadline:
+            time.sleep(0.02)
         removed = databases.remove_stale("altws-pg-")
         assert stale in removed and live not in removed
         assert sleeper.wait(TIMEOUT) == -signal.SIGKILL
