@@ -178,7 +178,6 @@ def test_servers_run_as_their_own_user_on_loopback(request, engine):
         cur = conn.cursor()
         cur.execute("SHOW listen_addresses" if engine == "postgresql" else "SELECT @@bind_address")
         assert cur.fetchone()[0] == "127.0.0.1"
-    assert server.startup_seconds < 15, server.startup_seconds
 
 
 KILLED_RUN = """
