@@ -72,7 +72,8 @@ def _pids_using(folder: str) -> List[int]:
                     argv = f.read().split(b"\0")
             except OSError:
                 continue
-            if any(folder.encode() in arg for arg in argv):
+            name = folder.encode()
+            if any(arg.endswith(name) or name + b"/" in arg for arg in argv):
                 pids.append(int(entry))
     return pids
 
