@@ -1,4 +1,5 @@
-"""Fixtures: a fresh data folder per test, in-process servers, and a real ``altws serve``."""
+"""Fixtures: a fresh data folder per test, in-process servers, a real ``altws serve``, and
+real PostgreSQL and MariaDB servers with a fresh database per test (tests/databases.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 from altwebsocket import AltWebSocketServer
 from altwebsocket.config import Settings
 
+from . import databases
 from .support import ALTWS, Process
 
 
@@ -35,3 +37,42 @@ def live_server(data_dir) -> Iterator[Process]:
         yield proc
     finally:
         proc.stop()
+
+
+# Real database servers (tests/databases.py): one PostgreSQL and one MariaDB per test session,
+# each started on first use; ``database_url`` gives each test a fresh database on each engine.
+
+@pytest.fixture(scope="session")
+def postgresql_server() -> Iterator[databases.PostgreSQL]:
+    with databases.PostgreSQL() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def mariadb_server() -> Iterator[databases.MariaDB]:
+    with databases.MariaDB() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgresql_url(postgresql_server) -> str:
+    """``postgresql://altws:PW@127.0.0.1:PORT/altws``: the session's server, its own database."""
+    return postgresql_server.url()
+
+
+@pytest.fixture(scope="session")
+def mariadb_url(mariadb_server) -> str:
+    """``mysql://altws:PW@127.0.0.1:PORT/altws``: the session's server, its own database."""
+    return mariadb_server.url()
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
+def database_url(request, tmp_path) -> Iterator[str]:
+    """A fresh, empty database for this test, dropped after it: ``sqlite:///TMP/altws.db``,
+    ``postgresql://altws:PW@127.0.0.1:PORT/t_xxx``, ``mysql://altws:PW@127.0.0.1:PORT/t_xxx``."""
+    if request.param == "sqlite":
+        fresh = databases.fresh_sqlite(str(tmp_path))
+    else:
+        fresh = request.getfixturevalue(f"{request.param}_server").fresh_database()
+    with fresh as url:
+        yield url

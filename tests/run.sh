@@ -9,8 +9,14 @@ cd "$(dirname "$0")/.."
 say() { printf '\n== %s\n' "$*"; }
 
 # Debian packages: Apache (CGI tests), Chromium (browser tests), tmux (terminal client tests),
-# python3-venv (the CGI's own venv is built from Debian's /usr/bin/python3).
+# python3-venv (the CGI's own venv is built from Debian's /usr/bin/python3), PostgreSQL and
+# MariaDB servers and clients (tests/databases.py starts private servers of its own on free
+# ports: any system instance the packages start is left alone and not used).
 missing=()
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
+[ -x /usr/sbin/mariadbd ] && [ -x /usr/bin/mariadb-install-db ] || missing+=(mariadb-server)
+command -v mariadb >/dev/null 2>&1 || missing+=(mariadb-client)
 [ -x /usr/sbin/apache2 ] || missing+=(apache2)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v tmux >/dev/null 2>&1 || missing+=(tmux)
