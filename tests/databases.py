@@ -30,7 +30,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any, Iterator, List, Optional
+from collections.abc import Iterator
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 TMP = "/var/tmp"
@@ -42,7 +43,7 @@ ROOT = os.geteuid() == 0
 
 # ---------------------------------------------------------------- processes and folders
 
-def _start_time(pid: int) -> Optional[str]:
+def _start_time(pid: int) -> str | None:
     """The process's start time (clock ticks since boot), or None if there is no such process:
     with the pid it names one process, even after pids are reused."""
     try:
@@ -62,7 +63,7 @@ def _owner_alive(folder: str) -> bool:
     return _start_time(int(pid)) == start
 
 
-def _pids_using(folder: str) -> List[int]:
+def _pids_using(folder: str) -> list[int]:
     """Processes whose command line names the folder (the servers, a watchdog): not this one."""
     pids = []
     for entry in os.listdir("/proc"):
@@ -90,7 +91,7 @@ def remove_folder(folder: str) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def remove_stale(prefix: str) -> List[str]:
+def remove_stale(prefix: str) -> list[str]:
     """Remove the folders (and kill the servers) of earlier runs whose test process is gone."""
     removed = []
     for folder in glob.glob(os.path.join(TMP, prefix + "*")):
@@ -106,7 +107,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _run(args: List[str], cwd: str, timeout: float = START_TIMEOUT + 10) -> None:
+def _run(args: list[str], cwd: str, timeout: float = START_TIMEOUT + 10) -> None:
     result = subprocess.run(args, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, timeout=timeout, env=_env())
     if result.returncode != 0:
@@ -140,11 +141,11 @@ class Server:
         self.port = 0
         self.password = secrets.token_hex(12)
         self.startup_seconds = 0.0
-        self._watchdog: Optional[subprocess.Popen] = None
+        self._watchdog: subprocess.Popen | None = None
 
     # -- life cycle
 
-    def start(self) -> "Server":
+    def start(self) -> Server:
         began = time.monotonic()
         remove_stale(self.prefix)
         errors = []
@@ -182,7 +183,7 @@ class Server:
         remove_folder(self.folder)
         self.folder = ""
 
-    def __enter__(self) -> "Server":
+    def __enter__(self) -> Server:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
@@ -201,7 +202,7 @@ class Server:
             start_new_session=True, cwd=TMP,
         )
 
-    def _as_owner(self, args: List[str]) -> List[str]:
+    def _as_owner(self, args: list[str]) -> list[str]:
         return ["runuser", "-u", self.system_user, "--", *args] if ROOT else args
 
     def _wait_ready(self, deadline: float) -> None:
@@ -233,7 +234,7 @@ class Server:
         finally:
             self.drop_database(name)
 
-    def databases(self) -> List[str]:
+    def databases(self) -> list[str]:
         raise NotImplementedError
 
     def create_database(self, name: str) -> None:
@@ -316,7 +317,7 @@ class PostgreSQL(Server):
                                password=self.password, dbname=USER, autocommit=True,
                                connect_timeout=5)
 
-    def databases(self) -> List[str]:
+    def databases(self) -> list[str]:
         with self._superuser() as conn:
             return [r[0] for r in conn.execute("SELECT datname FROM pg_database")]
 
@@ -340,7 +341,7 @@ class MariaDB(Server):
 
     def __init__(self) -> None:
         super().__init__()
-        self.proc: Optional[subprocess.Popen] = None
+        self.proc: subprocess.Popen | None = None
 
     def _start(self) -> None:
         mariadbd = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
@@ -398,7 +399,7 @@ class MariaDB(Server):
                                connect_timeout=5, read_timeout=timeout,
                                write_timeout=timeout)
 
-    def databases(self) -> List[str]:
+    def databases(self) -> list[str]:
         with contextlib.closing(self.admin()) as conn, conn.cursor() as cur:
             cur.execute("SHOW DATABASES")
             return [r[0] for r in cur.fetchall()]

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, List
+from typing import Any
 
 import pytest
 
@@ -22,10 +22,10 @@ from . import databases
 from .support import TIMEOUT
 
 # The per-test databases the tests below were given: all must be gone by the last test.
-SEEN: List[Any] = []
+SEEN: list[Any] = []
 
 
-def tables(conn: Any, engine: str) -> List[str]:
+def tables(conn: Any, engine: str) -> list[str]:
     query = {
         "sqlite": "SELECT name FROM sqlite_master WHERE type = 'table'",
         "postgresql": "SELECT tablename FROM pg_tables WHERE schemaname = 'public'",
