@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from typing import Dict, List
@@ -126,3 +128,24 @@ def test_streams_beyond_the_cap_get_503_with_retry_after(tmp_path) -> None:
             stream.close()
     finally:
         running.stop()
+
+
+def test_cgi_server_without_apache_says_what_to_install_and_installs_nothing(tmp_path) -> None:
+    """``altws cgi-server`` runs no package manager: a fake ``apt-get`` first on PATH would
+    leave its mark."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    mark = tmp_path / "apt-get-ran"
+    fake = bin_dir / "apt-get"
+    fake.write_text(f"#!/bin/sh\ntouch {mark}\n")
+    fake.chmod(0o755)
+    code = ("import sys, altwebsocket.cgiserver as c; c.APACHE = '/nonexistent/apache2'; "
+            "from altwebsocket.cli import main; sys.exit(main(sys.argv[1:]))")
+    done = subprocess.run([sys.executable, "-c", code, "cgi-server", "--port", "0", "--data",
+                           str(tmp_path / "data")], capture_output=True, text=True,
+                          timeout=6 * TIMEOUT,
+                          env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"})
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Apache is not installed" in done.stderr
+    assert "apt-get install apache2" in done.stderr
+    assert not mark.exists()
