@@ -20,8 +20,8 @@ import time
 from typing import Any, AsyncIterator, Callable, Dict, List, Optional, Tuple
 from urllib.parse import quote, urlsplit
 
-from ..protocol.sse import SSEDecoder
-from .procedure import summary
+from altwebsocket.bench.procedure import summary
+from altwebsocket.protocol.sse import SSEDecoder
 
 __all__ = ["HttpConnection", "HttpPool", "fanout_emulated", "hold_emulated", "fanout_native"]
 

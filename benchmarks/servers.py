@@ -1,9 +1,9 @@
-"""The servers ``altws bench --local`` starts, each in its own process, and how it reads
-their memory.
+"""The servers the lab (``python -m benchmarks``) starts, each in its own process, and how it
+reads their memory.
 
-- :func:`main` (``python -m altwebsocket.bench.servers``) is the bare ``websockets`` echo
+- :func:`main` (``python -m benchmarks.servers``) is the bare ``websockets`` echo
   server: the floor for native WebSocket in Python (no storage, no handler);
-  ``python -m altwebsocket.bench.servers http-echo`` answers every POST with its body
+  ``python -m benchmarks.servers http-echo`` answers every POST with its body
   (:func:`http_echo`): one bare POST per echo, the floor of any SSE + POST design;
 - :class:`ServerProcess` starts a command and waits for the URL on its first lines
   (``altws serve``, ``altws daemon``, the bare echo server);
@@ -78,13 +78,14 @@ class ServerProcess:
     """
 
     def __init__(self, args: List[str], pattern: str = r"(https?|wss?)://[\d.]+:\d+/?",
-                 timeout: float = 30.0, env: Optional[Dict[str, str]] = None) -> None:
+                 timeout: float = 30.0, env: Optional[Dict[str, str]] = None,
+                 cwd: Optional[str] = None) -> None:
         self.args = args
         self.output: List[str] = []
         self._lines: "queue.Queue[str]" = queue.Queue()
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, text=True,
-                                     env={**os.environ, **(env or {})},
+                                     env={**os.environ, **(env or {})}, cwd=cwd,
                                      start_new_session=True)
         threading.Thread(target=self._pump, daemon=True).start()
         deadline = time.monotonic() + timeout

@@ -13,7 +13,7 @@ from typing import List
 
 import pytest
 
-from ..support import ALTWS, TIMEOUT, Process
+from ..support import ALTWS, ROOT, TIMEOUT, Process
 
 
 def bench(*argv: str, timeout: float = 20 * TIMEOUT) -> subprocess.CompletedProcess:
@@ -81,7 +81,7 @@ def test_url_without_a_daemon_skips_native(tmp_path) -> None:
 
 
 def test_ws_url_of_a_bare_websockets_server(tmp_path) -> None:
-    proc = Process([sys.executable, "-m", "altwebsocket.bench.servers"])
+    proc = Process([sys.executable, "-m", "benchmarks.servers"], cwd=ROOT)
     try:
         out = tmp_path / "ws.json"
         done = bench(proc.url + "/", "--rounds", "4", "--json", str(out), "--quiet")
