@@ -339,19 +339,18 @@ def run_local(plan: Plan, quiet: bool = False, log: Callable[[str], None] = prin
         with open(config, "w", encoding="utf-8") as out:
             out.write("[altws]\n" + "".join(f"{name} = {value}\n"
                                              for name, value in BENCH_SETTINGS.items()))
-        bare = ServerProcess([sys.executable, "-m", "benchmarks.servers"], cwd=ROOT)
+        bare = _start([sys.executable, "-m", "benchmarks.servers"])
         procs.append(bare)
-        http_echo = ServerProcess([sys.executable, "-m", "benchmarks.servers", "http-echo"],
-                                  cwd=ROOT)
+        http_echo = _start([sys.executable, "-m", "benchmarks.servers", "http-echo"])
         procs.append(http_echo)
         serve_port, daemon_port = free_port(), free_port()
-        daemon = ServerProcess(altws + ["daemon", "--port", str(daemon_port), "--data", data,
-                                        "--config", config,
-                                        "--allow-origin", f"http://127.0.0.1:{serve_port}"])
+        daemon = _start(altws + ["daemon", "--port", str(daemon_port), "--data", data,
+                                 "--config", config,
+                                 "--allow-origin", f"http://127.0.0.1:{serve_port}"])
         procs.append(daemon)
-        serve = ServerProcess(altws + ["serve", "--port", str(serve_port), "--no-daemon",
-                                       "--streams", "600", "--data", data, "--config", config,
-                                       "--websocket-url", daemon.url])
+        serve = _start(altws + ["serve", "--port", str(serve_port), "--no-daemon",
+                                "--streams", "600", "--data", data, "--config", config,
+                                "--websocket-url", daemon.url])
         procs.append(serve)
         names.update({bare.pid: "the bare websockets server", daemon.pid: "altws daemon",
                       http_echo.pid: "the bare HTTP echo server",
@@ -453,6 +452,11 @@ def run_local(plan: Plan, quiet: bool = False, log: Callable[[str], None] = prin
             shutil.rmtree(cgi_data, ignore_errors=True)
     report.seconds = time.monotonic() - started
     return report
+
+
+def _start(args: List[str]) -> ServerProcess:
+    """A server of the run, started from the repository, its last 200 output lines kept."""
+    return ServerProcess(args, cwd=ROOT, keep=200)
 
 
 def _relabel(series: Series, key: str) -> Series:
