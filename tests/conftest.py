@@ -7,9 +7,8 @@ from typing import Iterator
 import pytest
 
 from altwebsocket import AltWebSocketServer
-from altwebsocket.config import Settings
 
-from .support import ALTWS, Process
+from .support import ALTWS, Process, make_server
 
 
 @pytest.fixture
@@ -22,8 +21,7 @@ def data_dir(tmp_path) -> str:
 @pytest.fixture
 def server(data_dir) -> AltWebSocketServer:
     """An in-process server with echo and chat on a fresh SQLite file."""
-    settings = Settings(data=data_dir, stream_lifetime=5, heartbeat=1, poll_interval=0.2)
-    return AltWebSocketServer(settings=settings)
+    return make_server(data_dir)
 
 
 @pytest.fixture

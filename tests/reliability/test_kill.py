@@ -22,9 +22,9 @@ from websockets.sync.client import connect as ws_connect
 
 from altwebsocket.client import connect
 from altwebsocket.protocol import messages as wire
-from altwebsocket.protocol.sse import SSEDecoder
 
-from ..support import ALTWS, ROOT, TIMEOUT, Process, cgi_processes, start_deployment
+from ..support import (ALTWS, ROOT, TIMEOUT, Process, cgi_processes, send_body, sse_chunks,
+                       sse_stream, start_deployment, stream_url)
 
 SOAK = bool(os.environ.get("ALTWS_SOAK"))
 MESSAGES = 1500 if SOAK else 300
@@ -105,7 +105,7 @@ class RetryingClient:
     def send(self, seq: int, data: str) -> int:
         """Send until acknowledged; returns how many attempts failed."""
         failed = 0
-        body = {"id": self.id, "token": self.token, "seq": seq, "data": data}
+        body = send_body((self.id, self.token), seq, data)
         while True:
             try:
                 answer = self.http.post(self.base + "/send", json=body)
@@ -117,17 +117,15 @@ class RetryingClient:
             time.sleep(0.05)
 
     def _read(self) -> None:
-        url = f"{self.base}/?id={self.id}&token={self.token}"
+        url = stream_url(self.base, self.id, self.token)
         while not self.stop:
             try:
-                headers = {"Last-Event-ID": str(self.last_id)}
-                with httpx.stream("GET", url, headers=headers, timeout=TIMEOUT) as response:
+                with sse_stream(url, self.last_id, timeout=TIMEOUT) as response:
                     if response.status_code != 200:
                         time.sleep(0.1)
                         continue
-                    decoder = SSEDecoder()
-                    for chunk in response.iter_raw():
-                        for event in decoder.feed(chunk):
+                    for _, events in sse_chunks(response):
+                        for event in events:
                             event_id = int(event.id)
                             if event_id in self.events:
                                 self.duplicates += 1

@@ -17,12 +17,8 @@ from altwebsocket.config import FIELDS, Settings
 from altwebsocket.storage import SCHEMA_VERSION, AltWebSocketStorage
 from altwebsocket.transports.http.stream import Streams, open_stream
 
-from ..support import ALTWS, ROOT, TIMEOUT, Process
-from .helpers import make_server, new, post, state_of, stored_events, web_app
-
-
-def send_body(conn, seq, data="x"):
-    return {"id": conn["id"], "token": conn["token"], "seq": seq, "data": data}
+from ..support import (ALTWS, ROOT, TIMEOUT, Process, make_server, new, post, send_body,
+                       state_of, stored_events, web_app)
 
 
 # --- messages per second per connection --------------------------------------------------

@@ -10,8 +10,8 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
-from ..support import ALTWS, HTTP, ROOT, TIMEOUT, Process, start_deployment
-from .helpers import make_server, new, post, state_of, stored_events, web_app
+from ..support import (ALTWS, HTTP, ROOT, TIMEOUT, Process, make_server, new, post,
+                       start_deployment, state_of, stored_events, web_app)
 
 
 def test_knowing_the_id_is_not_enough(data_dir) -> None:
