@@ -1,4 +1,4 @@
-"""Fixtures: a fresh data folder per test, in-process servers, and a real ``altws serve``."""
+"""Fixtures: a fresh data folder per test, in-process servers."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from altwebsocket import AltWebSocketServer
 
-from .support import ALTWS, Process, make_server
+from .support import Site, make_server, serving
 
 
 @pytest.fixture
@@ -25,11 +25,8 @@ def server(data_dir) -> AltWebSocketServer:
 
 
 @pytest.fixture
-def live_server(data_dir) -> Iterator[Process]:
-    """A real ``altws serve`` on 127.0.0.1, a port of its own, a fresh data folder: the
-    emulation alone (``--no-daemon``; tests that want the daemon start their own)."""
-    proc = Process(ALTWS + ["serve", "--port", "0", "--no-daemon", "--data", data_dir])
-    try:
-        yield proc
-    finally:
-        proc.stop()
+def live_server(data_dir) -> Iterator[Site]:
+    """The site ``altws serve`` serves, in threads of this process, on 127.0.0.1, a port of
+    its own, a fresh data folder: the emulation alone (tests that want the daemon start their
+    own)."""
+    yield from serving(Site(data_dir))

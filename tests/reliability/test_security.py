@@ -10,8 +10,8 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
-from ..support import (ALTWS, HTTP, ROOT, TIMEOUT, Process, make_server, new, post,
-                       start_deployment, state_of, stored_events, web_app)
+from ..support import (HTTP, TIMEOUT, Daemon, make_server, new, post, start_deployment,
+                       state_of, stored_events, web_app)
 
 
 def test_knowing_the_id_is_not_enough(data_dir) -> None:
@@ -60,8 +60,7 @@ def test_origin_is_checked_on_new_stream_send_and_close(data_dir) -> None:
 
 
 def test_daemon_refuses_a_cross_site_handshake(data_dir) -> None:
-    proc = Process(ALTWS + ["daemon", "--port", "0", "--data", data_dir,
-                            "--allow-origin", "https://good.example"], cwd=ROOT)
+    proc = Daemon.on(data_dir, allowed_origins=("https://good.example",))
     try:
         with pytest.raises(InvalidStatus) as refused:
             ws_connect(proc.url + "/echo", origin="https://evil.example",
