@@ -1,4 +1,4 @@
-"""Fixtures: a fresh data folder per test, in-process servers."""
+"""Fixtures: a fresh data folder per test, in-process servers, and the HTTP deployments."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from altwebsocket import AltWebSocketServer
 
-from .support import Site, make_server, serving
+from .support import Deployment, Site, make_server, serving, start_deployment
 
 
 @pytest.fixture
@@ -30,3 +30,32 @@ def live_server(data_dir) -> Iterator[Site]:
     its own, a fresh data folder: the emulation alone (tests that want the daemon start their
     own)."""
     yield from serving(Site(data_dir))
+
+
+# The HTTP deployments, each started once and shared by every test that runs on it: the
+# scenarios leave nothing a later one could see but chat history (read past, see
+# test_http_deployments.read_until) and a few connections.
+DEPLOYMENT_SETTINGS = {"heartbeat": 1, "max_streams": 100}
+
+
+def _deployment(kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    data = str(tmp_path_factory.mktemp(f"data-{kind}"))
+    yield from serving(start_deployment(kind, data, **DEPLOYMENT_SETTINGS))
+
+
+@pytest.fixture(scope="session")
+def wsgi_deployment(tmp_path_factory) -> Iterator[Deployment]:
+    """``altws serve`` (waitress), a real process."""
+    yield from _deployment("wsgi", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def cgi_deployment(tmp_path_factory) -> Iterator[Deployment]:
+    """``altws cgi-server``: Apache running the CGI made from deploy/."""
+    yield from _deployment("cgi", tmp_path_factory)
+
+
+@pytest.fixture(params=["wsgi", "cgi"])
+def deployment(request: pytest.FixtureRequest) -> Deployment:
+    """Each HTTP scenario runs on both deployments."""
+    return request.getfixturevalue(f"{request.param}_deployment")  # type: ignore

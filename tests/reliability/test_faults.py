@@ -21,8 +21,8 @@ from websockets.sync.client import connect as ws_connect
 from altwebsocket import AltWebSocketHandler, AltWebSocketServer
 from altwebsocket.config import Settings
 
-from ..support import (ALTWS, HTTP, ROOT, TIMEOUT, Process, make_server, new, post,
-                       send_body, start_deployment, state_of, stored_events, web_app)
+from ..support import (HTTP, TIMEOUT, make_server, new, post, send_body, start_altws,
+                       start_deployment, state_of, stored_events, web_app)
 
 
 @contextmanager
@@ -223,7 +223,7 @@ def test_daemon_on_a_corrupt_database_stays_up_and_recovers(data_dir) -> None:
     path = os.path.join(data_dir, "altws.db")
     with open(path, "wb") as out:
         out.write(b"garbage" * 1000)
-    proc = Process(ALTWS + ["daemon", "--port", "0", "--data", data_dir], cwd=ROOT)
+    proc = start_altws("daemon", data_dir)  # a real process: staying up is the point
     try:
         with ws_connect(proc.url + "/echo", open_timeout=TIMEOUT) as ws:
             with pytest.raises(Exception):

@@ -10,8 +10,8 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
-from ..support import (HTTP, TIMEOUT, Daemon, make_server, new, post, start_deployment,
-                       state_of, stored_events, web_app)
+from ..support import (HTTP, TIMEOUT, Daemon, make_server, new, post, state_of, stored_events,
+                       web_app)
 
 
 def test_knowing_the_id_is_not_enough(data_dir) -> None:
@@ -74,21 +74,12 @@ def test_daemon_refuses_a_cross_site_handshake(data_dir) -> None:
         proc.stop()
 
 
-@pytest.fixture(scope="module")
-def cgi(tmp_path_factory):
-    running = start_deployment("cgi", str(tmp_path_factory.mktemp("cgi")))
-    try:
-        yield running
-    finally:
-        running.stop()
-
-
 @pytest.mark.parametrize("path", [
     "/cgi-bin/altws.ini", "/cgi-bin/ALTWS.INI", "/cgi-bin/altws.ini~", "/cgi-bin/.htaccess",
     "/.htaccess", "/cgi-bin/altws.db", "/cgi-bin/altws.db-wal", "/altws.db",
     "/cgi-bin/altws.cgi/../altws.ini", "/cgi-bin/%61ltws.ini", "/static/../cgi-bin/altws.ini",
 ])
-def test_deploy_files_never_serve_settings_or_data(cgi, path) -> None:
-    answer = HTTP.get(cgi.url + path)
+def test_deploy_files_never_serve_settings_or_data(cgi_deployment, path) -> None:
+    answer = HTTP.get(cgi_deployment.url + path)
     assert answer.status_code in (400, 403, 404)
     assert "[altws]" not in answer.text and "SQLite format" not in answer.text
