@@ -141,3 +141,12 @@ def test_lazy_and_type_only_imports_are_edges() -> None:
     # run() imports the server inside the function; wsgi imports it under TYPE_CHECKING
     assert "altwebsocket.server" in edges["altwebsocket.transports.http.cgi"]
     assert "altwebsocket.server" in edges["altwebsocket.transports.http.wsgi"]
+
+
+def test_the_package_ships_no_benchmark_lab() -> None:
+    """``altws bench URL`` (the paper's procedure) is a user command; the lab that compares
+    us with peers lives in ``benchmarks/`` at the top of the repository."""
+    lab = {"local", "servers", "browser", "loadgen"}
+    shipped = {name.rpartition(".")[2] for name in modules() if name.startswith(
+        "altwebsocket.bench")}
+    assert not lab & shipped

@@ -5,13 +5,9 @@ ending the stream — the app sees one continuous socket and no message is lost 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
-
-from ..support import Process
-from .conftest import open_page, start_altws
+from .conftest import open_page
 
 
 def test_sends_queued_during_a_post_go_in_one_batch(page, altws):
@@ -143,19 +139,6 @@ def test_duplicate_event_ids_are_dropped_and_close_event_ends_it(page, altws):
     assert result == ["open", "a", [0, 255], "c", [4001, "over", True]]
     # resumed once (Chromium adds Last-Event-ID below what routing sees), none after the close
     assert len(asked) == 2
-
-
-@pytest.fixture(scope="module")
-def short_streams(tmp_path_factory) -> Iterator[Process]:
-    """``altws serve`` whose streams end after one second: the client must resume them."""
-    folder = tmp_path_factory.mktemp("short-streams")
-    config = folder / "altws.ini"
-    config.write_text("[altws]\nstream_lifetime = 1\nheartbeat = 0.5\npoll_interval = 0.1\n")
-    proc = start_altws(str(folder / "data"), config=str(config))
-    try:
-        yield proc
-    finally:
-        proc.stop()
 
 
 def test_streams_cut_by_the_server_lose_and_double_nothing(context, short_streams):

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from ..support import Process
-from .conftest import MS, start_altws
+from ..support import Site, serving
+from .conftest import MS
 
 CSP = "default-src 'self'"
 
@@ -129,17 +129,6 @@ def test_index_links_to_the_pages(browser, live_server):
     context.close()
 
 
-@pytest.fixture
-def short_streams(tmp_path) -> Iterator[Process]:
-    config = tmp_path / "altws.ini"
-    config.write_text("[altws]\nstream_lifetime = 1\nheartbeat = 0.5\npoll_interval = 0.1\n")
-    proc = start_altws(str(tmp_path / "data"), config=str(config))
-    try:
-        yield proc
-    finally:
-        proc.stop()
-
-
 def test_chat_through_cut_streams_loses_and_doubles_nothing(browser, short_streams):
     alice, _ = open_chat(browser, short_streams.url, "alice")
     bob, _ = open_chat(browser, short_streams.url, "bob")
@@ -160,22 +149,9 @@ def test_chat_through_cut_streams_loses_and_doubles_nothing(browser, short_strea
 
 
 @pytest.fixture
-def serve_and_daemon(tmp_path) -> Iterator[Process]:
-    """``altws daemon`` and ``altws serve`` on one data folder; /info advertises the daemon."""
-    from ..support import ALTWS, ROOT
-
-    data = str(tmp_path / "data")
-    daemon = Process(ALTWS + ["daemon", "--port", "0", "--data", data, "--allow-origin", "*"],
-                     pattern=r"wss?://[\d.]+:\d+", cwd=ROOT)
-    try:
-        serve = start_altws(data, "--websocket-url", daemon.url)
-        serve.daemon_url = daemon.url  # type: ignore[attr-defined]
-        try:
-            yield serve
-        finally:
-            serve.stop()
-    finally:
-        daemon.stop()
+def serve_and_daemon(tmp_path) -> Iterator[Site]:
+    """The site and the daemon beside it on one data folder; /info advertises the daemon."""
+    yield from serving(Site(str(tmp_path / "data"), daemon=True))
 
 
 def test_emulated_and_native_browsers_share_the_chat(browser, serve_and_daemon):

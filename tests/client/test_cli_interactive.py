@@ -15,8 +15,8 @@ import pytest
 
 from altwebsocket.client import connect
 
-from ..support import ALTWS, TIMEOUT
-from .conftest import Site, cli_flag, emulate_flag
+from ..support import ALTWS, TIMEOUT, Site
+from .conftest import cli_flag, emulate_flag
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
 

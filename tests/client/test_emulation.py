@@ -15,21 +15,7 @@ from altwebsocket.client.emulation import EmulatedTransport, HttpError
 from altwebsocket.client.transport import Sink
 from altwebsocket.protocol.sse import ServerSentEvent
 
-from ..support import TIMEOUT
-from .conftest import start_site
-
-
-@pytest.fixture
-def short_streams(data_dir: str, tmp_path: Any):
-    """``altws serve`` whose streams end after 1 second."""
-    config = tmp_path / "altws.ini"
-    config.write_text("[altws]\nstream_lifetime = 1\n", encoding="utf-8")
-    running = start_site(data_dir, daemon=False, config=str(config))
-    try:
-        yield running
-    finally:
-        for proc in running.processes:
-            proc.stop()
+from ..support import TIMEOUT, Site
 
 
 def test_resumes_with_last_event_id_when_the_server_ends_the_stream(short_streams) -> None:
@@ -137,10 +123,9 @@ def test_an_event_seen_before_is_dropped() -> None:
 
 
 def test_a_stream_without_close_is_closed_1006_when_the_server_dies(data_dir: str) -> None:
-    running = start_site(data_dir, daemon=False)
+    running = Site(data_dir)
     ws = connect(running.base("echo"), emulate=True)
     ws._transport.reconnect_timeout = 1.0  # type: ignore[attr-defined]
-    for proc in running.processes:
-        proc.stop()
+    running.stop()
     assert ws.wait_closed(TIMEOUT * 2)
     assert ws.close_code == 1006

@@ -13,7 +13,7 @@ from altwebsocket.config import Settings
 from altwebsocket.protocol.messages import message_from_event
 from altwebsocket.server import AltWebSocketServer
 
-from ..support import TIMEOUT, Process, Stream, new_connection, send, stream_url
+from ..support import TIMEOUT, Process, Stream, open_stream, send
 from .conftest import start_daemon
 
 
@@ -30,22 +30,15 @@ def stream_until(stream: Stream, last: str) -> list[str]:
     out: list[str] = []
     while not out or out[-1] != last:
         event = stream.next()
-        assert event.id == str(stream.seen + 1), "event ids must count 1, 2, 3…"  # type: ignore
-        stream.seen += 1  # type: ignore[attr-defined]
+        assert event.id == str(stream.seen + 1), "event ids must count 1, 2, 3…"
+        stream.seen += 1
         out.append(message_from_event(event))  # type: ignore[arg-type]
     return out
 
 
-def emulated(base: str) -> tuple:
-    conn_id, token = new_connection(base)
-    stream = Stream(stream_url(base, conn_id, token))
-    stream.seen = 0  # type: ignore[attr-defined]
-    return conn_id, token, stream
-
-
 def test_chat_both_ways_within_milliseconds(daemon: Process, http: Process) -> None:
     base = http.url + "/chat"
-    conn_id, token, stream = emulated(base)
+    conn_id, token, stream = open_stream(base)
     with connect(daemon.url + "/chat", open_timeout=TIMEOUT) as ws:
         to_emulated, to_native = [], []
         for i in range(5):
@@ -68,7 +61,7 @@ def test_chat_both_ways_within_milliseconds(daemon: Process, http: Process) -> N
 
 def test_native_client_gets_the_history_on_join(daemon: Process, http: Process) -> None:
     base = http.url + "/chat"
-    conn_id, token, stream = emulated(base)
+    conn_id, token, stream = open_stream(base)
     for seq in range(1, 13):
         send(base, conn_id, token, seq, f"m{seq}").raise_for_status()
     stream_until(stream, "m12")
@@ -82,7 +75,7 @@ def test_native_client_gets_the_history_on_join(daemon: Process, http: Process) 
 def test_kill_9_and_restart_loses_nothing(data_dir: str, daemon: Process, http: Process
                                           ) -> None:
     base = http.url + "/chat"
-    conn_id, token, stream = emulated(base)
+    conn_id, token, stream = open_stream(base)
     sent: list[str] = []
     failures: list[BaseException] = []
 

@@ -16,8 +16,7 @@ from hypothesis import strategies as st
 from altwebsocket import WSGIApp
 from altwebsocket.transports.http.openapi import document
 
-from ..support import ROOT
-from .helpers import make_server, new, state_of, web_app
+from ..support import ROOT, make_server, new, state_of, web_app
 
 schemathesis = pytest.importorskip("schemathesis")
 

@@ -20,9 +20,8 @@ import httpx
 import pytest
 
 from altwebsocket.protocol import messages as wire
-from altwebsocket.protocol.sse import SSEDecoder
 
-from ..support import HTTP, TIMEOUT, start_deployment
+from ..support import HTTP, TIMEOUT, send_body, sse_chunks, sse_stream, start_deployment, stream_url
 
 SOAK = bool(os.environ.get("ALTWS_SOAK"))
 CLIENTS = 50
@@ -56,7 +55,7 @@ class LoadClient:
     def _send(self) -> None:
         while not self.stop.is_set():
             seq = self.sent + 1
-            body = {"id": self.id, "token": self.token, "seq": seq, "data": f"{self.id}:{seq}"}
+            body = send_body((self.id, self.token), seq, f"{self.id}:{seq}")
             try:
                 answer = self.http.post(self.base + "/send", json=body)
             except httpx.HTTPError as exc:
@@ -68,17 +67,15 @@ class LoadClient:
             self.stop.wait(self.pause)
 
     def _read(self) -> None:
-        url = f"{self.base}/?id={self.id}&token={self.token}"
+        url = stream_url(self.base, self.id, self.token)
         while True:
             try:
-                headers = {"Last-Event-ID": str(self.last_id)}
-                with httpx.stream("GET", url, headers=headers, timeout=6 * TIMEOUT) as response:
+                with sse_stream(url, self.last_id, timeout=6 * TIMEOUT) as response:
                     self._count(response.status_code)
                     if response.status_code != 200:
                         return
-                    decoder = SSEDecoder()
-                    for chunk in response.iter_raw():
-                        for event in decoder.feed(chunk):
+                    for _, events in sse_chunks(response):
+                        for event in events:
                             if int(event.id) != self.last_id + 1:
                                 self.gaps += 1
                             self.last_id = int(event.id)

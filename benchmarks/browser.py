@@ -8,7 +8,7 @@ machine, a bare ``fetch`` from the page took 5.6 ms (median) under Playwright ag
 without it — an overhead that would be charged to every emulated message.
 
 A page on the server's own origin (its ``/echo/info``, or the CGI site's index) loads
-``/static/altwebsocket.js`` and ``browser.js`` of this package, then runs the round trips
+``/static/altwebsocket.js`` and ``browser.js`` beside this module, then runs the round trips
 inside the page (``performance.now()``, whose resolution in Chromium is 0.1 ms without
 cross-origin isolation: fine for totals and medians of emulated round trips, coarse for
 native ones).
@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from .procedure import WARMUP, Progress, Series
+from altwebsocket.bench.procedure import WARMUP, Progress, Series
 
 __all__ = ["CHROMIUM", "CHROMIUM_ARGS", "BrowserUnavailable", "BrowserBench"]
 

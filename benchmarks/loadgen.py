@@ -21,8 +21,8 @@ from collections.abc import AsyncIterator
 from typing import Any, Callable
 from urllib.parse import quote, urlsplit
 
-from ..protocol.sse import SSEDecoder
-from .procedure import summary
+from altwebsocket.bench.procedure import summary
+from altwebsocket.protocol.sse import SSEDecoder
 
 __all__ = ["HttpConnection", "HttpPool", "fanout_emulated", "hold_emulated", "fanout_native"]
 

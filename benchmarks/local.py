@@ -1,4 +1,5 @@
-"""``altws bench --local``: every transport set up on this machine and measured in one run.
+"""``python -m benchmarks`` (``altws bench --local``): every transport set up on this machine
+and measured in one run.
 
 What runs, each server in its own process, all on 127.0.0.1:
 
@@ -29,7 +30,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
-from .procedure import (
+from altwebsocket.bench.cli import finish
+from altwebsocket.bench.procedure import (
     PAPER,
     WARMUP,
     Progress,
@@ -39,10 +41,15 @@ from .procedure import (
     format_ms,
     format_series_table,
 )
+
 from .servers import ServerProcess, free_port, peak_rss_kb, processes_running, rss_kb
 
-__all__ = ["Plan", "LocalReport", "run_local", "format_report", "PEERS", "TARGETS",
+__all__ = ["Plan", "LocalReport", "run_local", "format_report", "command", "PEERS", "TARGETS",
            "BENCH_SETTINGS"]
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+"""The repository: the lab's own servers run from here as ``python -m benchmarks.servers``."""
 
 NOOP_CGI = """#!/usr/bin/python3
 # A bare python3 CGI request: read the body, answer a small JSON object. Nothing else.
@@ -178,15 +185,21 @@ class LocalReport:
 
 
 def machine_info() -> dict[str, Any]:
-    """Where and when: CPUs, load average, Python, platform."""
+    """Where and when: CPUs, load average, Python, platform, the command line."""
     try:
         load = [round(value, 2) for value in os.getloadavg()]
     except OSError:
         load = []
+    program = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    if program == os.path.join(HERE, "__main__.py"):
+        line = " ".join(["python -m benchmarks"] + sys.argv[1:])
+    elif os.path.basename(program) in ("altws", "__main__.py"):
+        line = " ".join(["altws"] + sys.argv[1:])
+    else:
+        line = ""
     return {"when": time.strftime("%Y-%m-%d %H:%M:%S %z"), "cpus": os.cpu_count(),
             "load_average": load, "python": platform.python_version(),
-            "platform": platform.platform(), "command": " ".join(["altws"] + sys.argv[1:])
-            if os.path.basename(sys.argv[0]) in ("altws", "__main__.py") else ""}
+            "platform": platform.platform(), "command": line}
 
 
 # -- the pieces ---------------------------------------------------------------------------------
@@ -229,7 +242,7 @@ def _bare_cgi(url: str, rounds: list[int], size: int, quiet: bool) -> Series:
 def _throughput(url: str, transport: str, messages: int, size: int, label: str
                 ) -> dict[str, Any]:
     """One client sends ``messages`` as fast as it can, then reads every echo."""
-    from ..client import connect
+    from altwebsocket.client import connect
 
     posts = [0]
 
@@ -263,7 +276,7 @@ def _throughput(url: str, transport: str, messages: int, size: int, label: str
 
 def _cgi_stream_peak(url: str, fragment: str, size: int) -> dict[str, Any]:
     """Peak RSS (VmHWM) of the CGI process serving one emulated stream, after some echoes."""
-    from ..client import connect
+    from altwebsocket.client import connect
 
     before = set(processes_running(fragment))
     client = connect(url, emulate=True, timeout=10)
@@ -336,19 +349,18 @@ def run_local(plan: Plan, quiet: bool = False, log: Callable[[str], None] = prin
         with open(config, "w", encoding="utf-8") as out:
             out.write("[altws]\n" + "".join(f"{name} = {value}\n"
                                              for name, value in BENCH_SETTINGS.items()))
-        bare = ServerProcess([sys.executable, "-m", "altwebsocket.bench.servers"])
+        bare = _start([sys.executable, "-m", "benchmarks.servers"])
         procs.append(bare)
-        http_echo = ServerProcess([sys.executable, "-m", "altwebsocket.bench.servers",
-                                   "http-echo"])
+        http_echo = _start([sys.executable, "-m", "benchmarks.servers", "http-echo"])
         procs.append(http_echo)
         serve_port, daemon_port = free_port(), free_port()
-        daemon = ServerProcess(altws + ["daemon", "--port", str(daemon_port), "--data", data,
-                                        "--config", config,
-                                        "--allow-origin", f"http://127.0.0.1:{serve_port}"])
+        daemon = _start(altws + ["daemon", "--port", str(daemon_port), "--data", data,
+                                 "--config", config,
+                                 "--allow-origin", f"http://127.0.0.1:{serve_port}"])
         procs.append(daemon)
-        serve = ServerProcess(altws + ["serve", "--port", str(serve_port), "--no-daemon",
-                                       "--streams", "600", "--data", data, "--config", config,
-                                       "--websocket-url", daemon.url])
+        serve = _start(altws + ["serve", "--port", str(serve_port), "--no-daemon",
+                                "--streams", "600", "--data", data, "--config", config,
+                                "--websocket-url", daemon.url])
         procs.append(serve)
         names.update({bare.pid: "the bare websockets server", daemon.pid: "altws daemon",
                       http_echo.pid: "the bare HTTP echo server",
@@ -452,6 +464,11 @@ def run_local(plan: Plan, quiet: bool = False, log: Callable[[str], None] = prin
     return report
 
 
+def _start(args: list[str]) -> ServerProcess:
+    """A server of the run, started from the repository, its last 200 output lines kept."""
+    return ServerProcess(args, cwd=ROOT, keep=200)
+
+
 def _relabel(series: Series, key: str) -> Series:
     series.key = key
     return series
@@ -459,7 +476,7 @@ def _relabel(series: Series, key: str) -> Series:
 
 def _start_cgi() -> tuple[Any, str]:
     """The CGI deployment under Apache, with ``noop.cgi`` beside ``altws.cgi``."""
-    from ..cgiserver import CGIServer
+    from altwebsocket.cgiserver import CGIServer
 
     os.makedirs("/var/tmp/altws", mode=0o755, exist_ok=True)
     cgi_data = tempfile.mkdtemp(prefix="bench-data-", dir="/var/tmp/altws")
@@ -529,6 +546,33 @@ def _extras(plan: Plan, report: LocalReport, serve: ServerProcess, daemon: Serve
         last = report.fanout_native[-1]
         report.memory["daemon_kb_per_native_connection"] = last.get("daemon_kb_per_connection")
         report.memory["daemon_connections_measured"] = last["clients"]
+
+
+# -- the command -------------------------------------------------------------------------------
+
+
+def command(args: Any, rounds: list[int] | None) -> int:
+    """``altws bench --local`` / ``python -m benchmarks``, with arguments that
+    :mod:`altwebsocket.bench.cli` parsed and checked; the exit status."""
+    plan = Plan.quick() if args.quick else Plan()
+    if rounds:
+        plan.rounds = rounds
+        plan.cgi_rounds = [count for count in rounds if count <= 1000] or [min(rounds)]
+    plan.size = args.size
+    plan.browser = not args.no_browser
+    plan.cgi = not args.no_cgi
+    plan.extras = not args.no_extras
+
+    def log(line: str) -> None:
+        if not args.quiet:
+            print(line, file=sys.stderr, flush=True)
+
+    report = run_local(plan, quiet=args.quiet, log=log)
+    print(format_report(report))
+    status = finish(args, report.echo, report.to_json(),
+                    f"AltWebSocket echo round trips on this machine "
+                    f"(load {' '.join(map(str, report.machine.get('load_average', [])))})")
+    return 1 if report.errors or status else 0
 
 
 # -- the printed report -------------------------------------------------------------------------
