@@ -1,26 +1,25 @@
 """Fixtures of the browser tests: headless Debian Chromium driven by Playwright, a real
 ``altws serve`` on 127.0.0.1, and a bare ``websockets`` echo server as the native reference.
 
-No browser is downloaded: Playwright drives ``/usr/bin/chromium``. Every wait is bounded.
+``engine`` runs a test in each engine of ``engines.py`` (Chromium, Firefox ESR, WebKit),
+through one interface; ``browser``, ``context`` and ``page`` are Playwright's Chromium.
+
+No browser is downloaded: the browsers are Debian's. Every wait is bounded.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import threading
 from typing import Iterator, List, Optional
 
 import pytest
 
 from ..support import ALTWS, ROOT, TIMEOUT, Process
+from .engines import CHROMIUM, CHROMIUM_ARGS  # noqa: F401 - where they always were
+from .engines import ENGINES, Engine, _close_all, _Playwright, missing
 
-CHROMIUM = os.environ.get("ALTWS_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-]
 MS = int(TIMEOUT * 1000)
 
 # Helpers injected into every test page (window.H), used by the page-side test code.
@@ -137,19 +136,37 @@ def start_altws(data_dir: str, *extra: str, config: Optional[str] = None) -> Pro
     return Process(args + list(extra), cwd=ROOT)
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[object]:
-    if not os.path.exists(CHROMIUM) and not shutil.which(CHROMIUM):
-        pytest.skip(f"no Chromium at {CHROMIUM}")
-    from playwright.sync_api import sync_playwright
+def require(engine: str) -> None:
+    """Skip a test whose browser is not installed, except in CI, where that is a failure
+    (tests/run.sh installs every engine)."""
+    absent = missing(engine)
+    if absent:
+        if os.environ.get("CI"):
+            pytest.fail(f"{engine}: not installed ({absent}); tests/run.sh installs it")
+        pytest.skip(f"{engine}: not installed ({absent}); tests/run.sh installs it")
 
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
-                                              timeout=3 * MS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+
+@pytest.fixture(scope="session")
+def browser() -> object:
+    """Playwright's Debian Chromium (one for the session, shared with ``engine``)."""
+    require("chromium")
+    return _Playwright.browser()
+
+
+@pytest.fixture(scope="session", params=ENGINES)
+def engine(request) -> Iterator[Engine]:
+    """Each engine in turn (tests are grouped by engine: one engine runs at a time)."""
+    require(request.param)
+    current = Engine(request.param)
+    try:
+        yield current
+    finally:
+        current.close()
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:  # type: ignore[no-untyped-def]
+    _close_all()
+    _Playwright.stop()
 
 
 @pytest.fixture(scope="session")
@@ -180,6 +197,26 @@ def open_page(context: object, server_url: str) -> object:
     page.add_script_tag(url="/static/altwebsocket.js")
     page.add_script_tag(content=HELPERS)
     return page
+
+
+def open_tab(browser: object, server_url: str) -> object:
+    """``open_page`` for any engine: a tab of ``browser`` (an ``engines.Browser``) on the
+    server's /echo/info with the client library and the test helpers loaded."""
+    tab = browser.new_tab(server_url + "/echo/info")  # type: ignore[attr-defined]
+    tab.load_script("/static/altwebsocket.js")
+    tab.evaluate("() => {" + HELPERS + "}")
+    return tab
+
+
+@pytest.fixture
+def engine_tab(engine, altws) -> Iterator[object]:
+    """A tab of the engine's shared browser, as ``page`` is for Chromium."""
+    tab = open_tab(engine.shared(), altws.url)
+    try:
+        yield tab
+    finally:
+        if not tab.closed and not tab.crashed:  # type: ignore[attr-defined]
+            tab.close()  # type: ignore[attr-defined]
 
 
 @pytest.fixture
