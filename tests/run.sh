@@ -7,11 +7,16 @@ cd "$(dirname "$0")/.."
 
 say() { printf '\n== %s\n' "$*"; }
 
-# Debian packages: Apache (CGI tests), Chromium (browser tests), tmux (terminal client tests),
-# python3-venv (the CGI's own venv is built from Debian's /usr/bin/python3).
+# Debian packages: Apache (CGI tests), the browser engines (browser tests: Chromium, Firefox
+# ESR, and WebKit's MiniBrowser driven by WebKitWebDriver on an Xvfb screen), tmux (terminal
+# client tests), python3-venv (the CGI's own venv is built from Debian's /usr/bin/python3).
 missing=()
 [ -x /usr/sbin/apache2 ] || missing+=(apache2)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x /usr/bin/firefox-esr ] || missing+=(firefox-esr)
+[ -x /usr/bin/WebKitWebDriver ] || missing+=(webkit2gtk-driver)
+compgen -G '/usr/lib/*/webkit2gtk-4.*/MiniBrowser' >/dev/null || missing+=(libwebkit2gtk-4.1-0)
+[ -x /usr/bin/Xvfb ] || missing+=(xvfb)
 command -v tmux >/dev/null 2>&1 || missing+=(tmux)
 /usr/bin/python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 if [ "${#missing[@]}" -gt 0 ]; then

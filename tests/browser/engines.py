@@ -880,4 +880,5 @@ def version(engine: str) -> str:
         return _version([CHROMIUM, "--version"])
     if engine == "firefox":
         return _version([FIREFOX, "--version"])
-    return _version([minibrowser(), "--version"])
+    # MiniBrowser --version wants a display: ask the package that ships it instead
+    return _version(["dpkg-query", "-W", "-f=${Version}", "libwebkit2gtk-4.1-0"])
