@@ -12,13 +12,13 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from typing import Iterator, List, Optional
+from typing import Dict, Iterator, List, Optional
 
 import pytest
 
 from ..support import ALTWS, ROOT, TIMEOUT, Process
 from .engines import CHROMIUM, CHROMIUM_ARGS  # noqa: F401 - where they always were
-from .engines import ENGINES, Engine, _close_all, _Playwright, missing
+from .engines import ENGINES, Engine, EngineError, Tab, _close_all, _Playwright, missing
 
 MS = int(TIMEOUT * 1000)
 
@@ -199,24 +199,41 @@ def open_page(context: object, server_url: str) -> object:
     return page
 
 
-def open_tab(browser: object, server_url: str) -> object:
-    """``open_page`` for any engine: a tab of ``browser`` (an ``engines.Browser``) on the
-    server's /echo/info with the client library and the test helpers loaded."""
-    tab = browser.new_tab(server_url + "/echo/info")  # type: ignore[attr-defined]
-    tab.load_script("/static/altwebsocket.js")
-    tab.evaluate("() => {" + HELPERS + "}")
+def open_tab(browser: object, server_url: str, tab: Optional[object] = None) -> object:
+    """``open_page`` for any engine: a tab of ``browser`` (an ``engines.Browser``; or
+    ``tab``, navigated anew) on the server's /echo/info with the client library and the test
+    helpers loaded."""
+    if tab is None:
+        tab = browser.new_tab()  # type: ignore[attr-defined]
+    tab.goto(server_url + "/echo/info")  # type: ignore[attr-defined]
+    tab.load_script("/static/altwebsocket.js")  # type: ignore[attr-defined]
+    tab.evaluate("() => {" + HELPERS + "}")  # type: ignore[attr-defined]
     return tab
 
 
+_SPARE_TABS: Dict[str, Tab] = {}  # per engine: the last test's tab, for the next one
+
+
 @pytest.fixture
-def engine_tab(engine, altws) -> Iterator[object]:
-    """A tab of the engine's shared browser, as ``page`` is for Chromium."""
-    tab = open_tab(engine.shared(), altws.url)
+def engine_tab(engine, altws) -> Iterator[Tab]:
+    """A tab of the engine's shared browser, as ``page`` is for Chromium. The previous
+    test's tab is navigated anew rather than a new one opened (a fresh document, whose
+    sockets the navigation ended): opening a window costs Firefox and WebKit most of a
+    second."""
+    browser = engine.shared()
+    tab = _SPARE_TABS.pop(engine.name, None)
+    if tab is not None and (tab.closed or tab.crashed or tab.browser is not browser):
+        tab = None
     try:
-        yield tab
-    finally:
-        if not tab.closed and not tab.crashed:  # type: ignore[attr-defined]
-            tab.close()  # type: ignore[attr-defined]
+        tab = open_tab(browser, altws.url, tab)
+    except EngineError:
+        if tab is None:
+            raise
+        tab.close()  # a tab the previous test left unusable
+        tab = open_tab(browser, altws.url)
+    yield tab  # type: ignore[misc]
+    if not (tab.closed or tab.crashed):  # type: ignore[attr-defined]
+        _SPARE_TABS[engine.name] = tab  # type: ignore[assignment]
 
 
 @pytest.fixture

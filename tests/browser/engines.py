@@ -14,8 +14,9 @@ The same for each::
     tab.goto(url); tab.close(); tab.crash()              # crash: its renderer is killed
     browser.close()
 
-Nothing is downloaded: the browsers are Debian's. Every wait is bounded, and the browsers
-only ever talk to 127.0.0.1 (their background network features are switched off).
+Nothing is downloaded: the browsers are Debian's. Every wait is bounded; the tests point the
+browsers at 127.0.0.1 only, and the browsers' own background network features (updates,
+telemetry, remote settings, safe browsing…) are switched off where a setting allows.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import atexit
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import subprocess
@@ -274,9 +276,14 @@ class Tab:
         """Close the tab (the page's unload handlers run)."""
         if not self.closed:
             self.closed = True
+            self.browser.tabs.remove(self)
             if not self.crashed:
                 self._close()
-            self.browser.tabs.remove(self)
+            else:  # what is left of it (a crashed-tab page), if the browser kept anything
+                try:
+                    self._close()
+                except Exception:  # noqa: BLE001 - it may be gone already
+                    pass
 
     def crash(self) -> None:
         """Kill the process that renders this tab, as a crash would: no unload handler runs.
@@ -579,25 +586,35 @@ class FirefoxBrowser(Browser):
 
 
 class _Xvfb:
-    """An X server of its own for MiniBrowser (which has no headless mode)."""
+    """An X server of its own for MiniBrowser (which has no headless mode). Its display
+    number is drawn at random among free ones, and it is tried again on another if the
+    server does not come up there: other programs on this machine start X servers too
+    (``-displayfd`` alone picks the lowest free number, and two servers then race for it)."""
 
     def __init__(self) -> None:
-        read, write = os.pipe()
-        self.proc = subprocess.Popen(
-            [XVFB, "-displayfd", str(write), "-nolisten", "tcp", "-screen", "0", "1280x1024x24"],
-            pass_fds=[write], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True)
-        os.close(write)
-        try:
-            ready = _wait(lambda: bool(__import__("select").select([read], [], [], 0)[0]),
-                          3 * TIMEOUT)
-            number = os.read(read, 64).decode().strip() if ready else ""
-        finally:
-            os.close(read)
-        if not number:
+        import random
+
+        for _attempt in range(8):
+            number = random.randrange(100, 60000)
+            if os.path.exists(f"/tmp/.X{number}-lock") or os.path.exists(
+                    f"/tmp/.X11-unix/X{number}"):
+                continue
+            # It writes the number to the pipe once it accepts clients (and again whenever it
+            # resets, fatally if nobody reads: hence -noreset, and the pipe kept open).
+            self._pipe, write = os.pipe()
+            self.proc = subprocess.Popen(
+                [XVFB, f":{number}", "-displayfd", str(write), "-nolisten", "tcp", "-noreset",
+                 "-screen", "0", "1280x1024x24"],
+                pass_fds=[write], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                start_new_session=True)
+            os.close(write)
+            ready = bool(select.select([self._pipe], [], [], 3 * TIMEOUT)[0])
+            told = os.read(self._pipe, 64).decode().strip() if ready else ""
+            if told == str(number) and self.proc.poll() is None:
+                self.display = f":{number}"
+                return
             self.stop()
-            raise EngineError("Xvfb did not start")
-        self.display = ":" + number
+        raise EngineError("Xvfb did not start")
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -607,6 +624,9 @@ class _Xvfb:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(TIMEOUT)
+        if self._pipe >= 0:
+            os.close(self._pipe)
+            self._pipe = -1
 
 
 def minibrowser() -> str:
@@ -662,6 +682,19 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _listening(address: str) -> bool:
+    """Whether a socket listens on ``address`` ("127.0.0.1:port"), read off /proc/net/tcp
+    (no connection made: a probe would be a client to the server)."""
+    host, port = address.rsplit(":", 1)
+    local = "".join(f"{int(part):02X}" for part in reversed(host.split("."))) + f":{int(port):04X}"
+    try:
+        with open("/proc/net/tcp", encoding="ascii") as table:
+            return any(fields[1] == local and fields[3] == "0A"
+                       for fields in (line.split() for line in table) if len(fields) > 3)
+    except OSError:
+        return False
+
+
 class WebKitBrowser(Browser):
     """MiniBrowser, started here with its remote inspector on a port of 127.0.0.1, and
     WebKitWebDriver attached to it (``--target``). WebKit ends the WebDriver session as soon
@@ -688,6 +721,10 @@ class WebKitBrowser(Browser):
                    "WEBKIT_INSPECTOR_SERVER": inspector,
                    "NO_AT_BRIDGE": "1", "GTK_A11Y": "none"}
             self.minibrowser = self._start([minibrowser(), "--automation"], env)
+            # WebKitWebDriver must not try the inspector before it listens (it then hangs)
+            if not _wait(lambda: _listening(inspector), 3 * TIMEOUT, step=0.05):
+                raise EngineError("MiniBrowser's inspector did not start listening"
+                                  + self._logs())
             self.port = _free_port()
             self._start([WEBKIT_DRIVER, f"--port={self.port}", f"--target={inspector}",
                          "--replace-on-new-session"], env)
@@ -701,10 +738,25 @@ class WebKitBrowser(Browser):
             raise
 
     def _start(self, args: List[str], env: Dict[str, str]) -> "subprocess.Popen[bytes]":
-        proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, start_new_session=True)
+        log = open(os.path.join(self.home, os.path.basename(args[0]) + ".log"), "wb")
+        proc = subprocess.Popen(args, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
         self.procs.append(proc)
         return proc
+
+    def _logs(self) -> str:
+        """The end of what MiniBrowser and WebKitWebDriver printed, for an error message."""
+        out = []
+        for proc in self.procs:
+            name = os.path.basename(proc.args[0])  # type: ignore[index]
+            try:
+                with open(os.path.join(self.home, name + ".log"), "rb") as log:
+                    text = log.read()[-600:].decode(errors="replace").strip()
+            except OSError:
+                continue
+            out.append(f"\n{name} (exit {proc.poll()}): {text}")
+        return "".join(out)
 
     def _session(self) -> Any:
         """A new WebDriver session on the running MiniBrowser (retried while the driver and
@@ -725,7 +777,8 @@ class WebKitBrowser(Browser):
                                         options=Options())
             except Exception as error:  # noqa: BLE001 - refused (not listening yet), …
                 if time.monotonic() > deadline or any(p.poll() is not None for p in self.procs):
-                    raise EngineError(f"no WebDriver session on MiniBrowser: {error}") from None
+                    raise EngineError(f"no WebDriver session on MiniBrowser: {error}"
+                                      + self._logs()) from None
                 time.sleep(0.1)
 
     def use(self, tab: WebKitTab) -> Any:

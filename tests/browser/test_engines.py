@@ -76,8 +76,9 @@ def test_closing_a_tab_leaves_the_others_running(engine, altws):
 
 
 def test_a_crashed_tab_leaves_the_others_and_the_profile_running(engine, altws):
-    with engine.launch() as browser:  # a browser of its own: one of its processes is killed
-        tabs = [browser.new_tab(f"{altws.url}/echo/info?tab={i}") for i in range(3)]
+    browser = engine.shared()  # it goes on serving the tests after this one, too
+    tabs = [browser.new_tab(f"{altws.url}/echo/info?tab={i}") for i in range(3)]
+    try:
         for tab in tabs:
             tab.evaluate("() => { window.ticks = 0; setInterval(() => window.ticks++, 20);"
                          " localStorage.setItem('crash-profile', 'kept'); }")
@@ -89,8 +90,11 @@ def test_a_crashed_tab_leaves_the_others_and_the_profile_running(engine, altws):
         after = [tab.evaluate(f"async () => {{ await {WAIT}(() => window.ticks > {n} + 3);"
                               " return location.search; }") for tab, n in zip(tabs[1:], before)]
         assert after == ["?tab=1", "?tab=2"]
-        fresh = browser.new_tab(f"{altws.url}/echo/info?tab=fresh")
-        assert fresh.evaluate("localStorage.getItem('crash-profile')") == "kept"
+        tabs.append(browser.new_tab(f"{altws.url}/echo/info?tab=fresh"))
+        assert tabs[-1].evaluate("localStorage.getItem('crash-profile')") == "kept"
+    finally:
+        for tab in tabs:
+            tab.close()
 
 
 # a bounded wait for a condition, page-side (these pages have no test helpers loaded)
