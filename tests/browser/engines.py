@@ -93,7 +93,13 @@ _WRAPPER = r"""async (argsJson, ms) => {
   const late = new Promise((resolve) => { timer = setTimeout(() => resolve(LATE), ms); });
   try {
     const args = JSON.parse(argsJson);
-    const value = await Promise.race([(async () => (%s))(), late]);
+    const run = async () => {
+      const given = (%s);  // a function (called with the arguments) or any expression
+      if (typeof given === "function") return given(...args);
+      if (args.length) throw new TypeError("arguments given to an expression");
+      return given;
+    };
+    const value = await Promise.race([run(), late]);
     if (value === LATE) return JSON.stringify({ timeout: ms });
     return JSON.stringify({ ok: value === undefined ? null : value });
   } catch (e) {
@@ -104,7 +110,6 @@ _WRAPPER = r"""async (argsJson, ms) => {
   }
 }"""
 
-_FUNCTION = re.compile(r"^\s*(async\s+)?(function\b|\([^)]*\)\s*=>|[A-Za-z_$][\w$]*\s*=>)", re.S)
 
 
 class EngineError(RuntimeError):
@@ -123,14 +128,8 @@ class TabGone(EngineError):
     """The tab was closed or crashed."""
 
 
-def _wrapped(source: str, nargs: int) -> str:
-    if _FUNCTION.match(source):
-        call = f"({source})(...args)"
-    elif nargs:
-        raise ValueError("arguments are only passed to a function, not to an expression")
-    else:
-        call = source
-    return _WRAPPER % call
+def _wrapped(source: str) -> str:
+    return _WRAPPER % source
 
 
 def _unwrap(raw: Any, timeout: float) -> Any:
@@ -259,8 +258,8 @@ class Tab:
         """Run a JavaScript function (called with ``args``) or expression in the page, await
         it, and return its result through JSON (``undefined`` gives ``None``)."""
         self._check()
-        return _unwrap(self._evaluate(_wrapped(source, len(args)), json.dumps(list(args)),
-                                      timeout), timeout)
+        return _unwrap(self._evaluate(_wrapped(source), json.dumps(list(args)), timeout),
+                       timeout)
 
     def load_script(self, url: str, timeout: float = DEFAULT_TIMEOUT) -> None:
         """Add ``<script src=url>`` to the page and wait until it has run."""

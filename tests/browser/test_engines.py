@@ -21,6 +21,9 @@ def test_evaluate_functions_expressions_errors_and_timeouts(engine, altws):
         assert tab.evaluate("location.pathname") == "/echo/info"
         assert tab.evaluate("Promise.resolve(7)") == 7
         assert tab.evaluate("() => {}") is None
+        assert tab.evaluate("(a = Math.max(1, 2), { b } = { b: 3 }) => a + b") == 5
+        with pytest.raises(EvaluationError, match="TypeError: arguments given to an expr"):
+            tab.evaluate("location.href", 1)
         with pytest.raises(EvaluationError, match="TypeError: bad"):
             tab.evaluate("() => { throw new TypeError('bad'); }")
         with pytest.raises(EvaluationError, match="RangeError: late"):
