@@ -11,23 +11,22 @@ No browser is downloaded: the browsers are Debian's. Every wait is bounded.
 from __future__ import annotations
 
 import os
-<<<<<<< HEAD
-import shutil
 from collections.abc import Iterator
 
 import pytest
 
 from ..support import TIMEOUT, NativeEcho, Site, serving
-=======
-import threading
-from typing import Dict, Iterator, List, Optional
-
-import pytest
-
-from ..support import ALTWS, ROOT, TIMEOUT, Process
-from .engines import CHROMIUM, CHROMIUM_ARGS  # noqa: F401 - where they always were
-from .engines import ENGINES, Engine, EngineError, Tab, _close_all, _Playwright, missing
->>>>>>> engines
+from .engines import (  # noqa: F401 - where they always were
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    ENGINES,
+    Engine,
+    EngineError,
+    Tab,
+    _close_all,
+    _Playwright,
+    missing,
+)
 
 MS = int(TIMEOUT * 1000)
 
@@ -165,7 +164,7 @@ def open_page(context: object, server_url: str) -> object:
     return page
 
 
-def open_tab(browser: object, server_url: str, tab: Optional[object] = None) -> object:
+def open_tab(browser: object, server_url: str, tab: object | None = None) -> object:
     """``open_page`` for any engine: a tab of ``browser`` (an ``engines.Browser``; or
     ``tab``, navigated anew) on the server's /echo/info with the client library and the test
     helpers loaded."""
@@ -177,7 +176,7 @@ def open_tab(browser: object, server_url: str, tab: Optional[object] = None) -> 
     return tab
 
 
-_SPARE_TABS: Dict[str, Tab] = {}  # per engine: the last test's tab, for the next one
+_SPARE_TABS: dict[str, Tab] = {}  # per engine: the last test's tab, for the next one
 
 
 @pytest.fixture

@@ -104,7 +104,8 @@ _WRAPPER = r"""async (argsJson, ms) => {
     return JSON.stringify({ ok: value === undefined ? null : value });
   } catch (e) {
     const name = e && e.name ? e.name : "Error";
-    return JSON.stringify({ error: name + ": " + (e && e.message !== undefined ? e.message : String(e)) });
+    const text = e && e.message !== undefined ? e.message : String(e);
+    return JSON.stringify({ error: name + ": " + text });
   } finally {
     clearTimeout(timer);
   }
@@ -853,8 +854,7 @@ class WebKitBrowser(Browser):
         from selenium.common.exceptions import WebDriverException
 
         try:
-            self.driver.window_handles
-            return True
+            return self.driver.window_handles is not None  # raises once the browser is gone
         except WebDriverException:
             return False
 
