@@ -31,7 +31,7 @@ def post(app: webtest.TestApp, path: str, body: Dict[str, Any], status: Any = 20
 def events(server: AltWebSocketServer, conn_id: str, after: int = 0) -> List[Any]:
     """What the stream would send, decoded, without waiting for more."""
     stored = server.storage.events_after(conn_id, after)
-    raw = b"".join(wire.event_for(*event).encode() for event in stored)
+    raw = b"".join(wire.event_for(*event[:3]).encode() for event in stored)
     return [(int(e.id), wire.message_from_event(e)) for e in SSEDecoder().feed(raw)]
 
 

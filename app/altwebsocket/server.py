@@ -20,11 +20,18 @@ import time
 
 from ._lazy import TYPE_CHECKING, logger
 from .config import Settings, handlers_from
-from .exceptions import ConfigError, RateLimited, StorageUnavailable, UnknownConnection
+from .exceptions import (
+    ConfigError,
+    ConnectionClosed,
+    RateLimited,
+    StorageUnavailable,
+    UnknownConnection,
+)
 from .handler import AltWebSocketConnection, AltWebSocketHandler, UnitOfWork
 from .protocol import messages as wire
 from .protocol.close import CloseCode
 from .protocol.rate import take_tokens
+from .protocol.session import SESSION_APP
 from .protocol.state import Input, State, accept_seqs, transition
 from .storage import AltWebSocketStorage, ConnectionRecord, Transaction
 from .storage.wake import send_hints, wake_folder
@@ -115,11 +122,25 @@ class Context(UnitOfWork):
 
     def close(self, conn: AltWebSocketConnection, code: int, reason: str) -> None:
         """Close ``conn``: queue the close event, mark it closed, run ``on_close``."""
+        if conn.transport == SESSION:
+            self.close_session(conn.id, code, reason)
+            return
         code = int(code)
         self.tx.enqueue(conn.id, *wire.close_payload(code, reason))
         self.tx.set_closed(conn.id, code, reason)
         self._states[conn.id] = State.CLOSED
         self.server._call(self, conn, "on_close", code, reason)
+
+    def close_session(self, session_id: str, code: int, reason: str) -> None:
+        """Close every open connection of a session with ``code``, then the session: its
+        own last event (``event: end``) ends its stream."""
+        for conn_id in self.tx.session_connection_ids(session_id):
+            conn = self._wrap_id(conn_id)
+            if conn is not None and self.state_of(conn_id) == State.OPEN:
+                self.close(conn, code, reason)
+        self.tx.enqueue(session_id, *wire.close_payload(int(code), reason))
+        self.tx.set_closed(session_id, int(code), reason)
+        self._states[session_id] = State.CLOSED
 
     def log_append(self, app: str, key: str, value: str, keep: Optional[int]) -> None:
         """Append to an app's log."""
@@ -157,6 +178,10 @@ class Context(UnitOfWork):
             self.close(conn, CloseCode.POLICY_VIOLATION, "too many undelivered events")
             closed += 1
         return closed
+
+
+SESSION = "session"
+"""The ``transport`` of a session's row (wire protocol version 2: one per browser)."""
 
 
 class Opened:
@@ -277,7 +302,8 @@ class AltWebSocketServer:
                 ) -> ConnectionRecord:
         record = ctx.tx.connection(conn_id, lock=True)
         if record is None or record.app != app:
-            raise UnknownConnection("no such connection")
+            raise UnknownConnection("no such connection" if app != SESSION_APP
+                                    else "no such session")
         if authorize is not None:
             authorize(record)
         return record
@@ -292,6 +318,7 @@ class AltWebSocketServer:
         transport: str = "emulation",
         client_addr: Optional[str] = None,
         token_hash: str = "",
+        session: Optional[Tuple[str, str, Optional[Authorize]]] = None,
     ) -> Opened:
         """Create a connection and run ``on_open``.
 
@@ -303,20 +330,68 @@ class AltWebSocketServer:
             client_addr: the client's address: over ``max_connections_per_ip`` open
                 connections from it, :class:`RateLimited` (429).
             token_hash: what the transport will recognise the client by (stored as is).
+            session: ``(session_id, ref, authorize)`` to open the connection in a session
+                (version 2) under the name ``ref``; ``authorize`` checks the session's
+                record. Opening a ref the session already has returns that connection and
+                runs nothing (a retried open is harmless).
         """
         handler = self.handler(app)
         self.maybe_sweep()
         limit = self.settings.max_connections_per_ip
 
         def operation(ctx: Context) -> Opened:
+            session_id = ref = None
+            if session is not None:
+                session_id, ref, check = session
+                owner = self._record(ctx, SESSION_APP, session_id, check)
+                if owner.state != State.OPEN:
+                    raise ConnectionClosed("the session is closed")
+                existing = ctx.tx.session_connection(session_id, ref)
+                if existing is not None:
+                    if existing.app != app:
+                        raise UnknownConnection(f"ref {ref!r} names a connection of another "
+                                                "app in this session")
+                    return Opened(existing.id, existing.protocol)
             if limit and client_addr and ctx.tx.count_open_from(client_addr) >= limit:
                 raise RateLimited(f"too many open connections from your address (limit "
                                   f"{limit})", retry_after=10)
             protocol = handler.select_protocol(protocols)
             record = ctx.tx.insert_connection(app, token_hash, protocol, origin, transport,
-                                              client_addr)
+                                              client_addr, session_id, ref)
             self._call(ctx, ctx.wrap(record), "on_open")
             return Opened(record.id, protocol)
+
+        return self.run(operation)  # type: ignore[no-any-return]
+
+    def open_session(self, token_hash: str, origin: Optional[str] = None,
+                     client_addr: Optional[str] = None) -> str:
+        """Create a session (wire protocol version 2: one per browser, its one stream carrying
+        the events of many connections); returns its id. It counts as one connection of
+        ``client_addr`` for ``max_connections_per_ip``."""
+        self.maybe_sweep()
+        limit = self.settings.max_connections_per_ip
+
+        def operation(ctx: Context) -> str:
+            if limit and client_addr and ctx.tx.count_open_from(client_addr) >= limit:
+                raise RateLimited(f"too many open connections from your address (limit "
+                                  f"{limit})", retry_after=10)
+            return ctx.tx.insert_connection(SESSION_APP, token_hash, "", origin, SESSION,
+                                            client_addr).id
+
+        return self.run(operation)  # type: ignore[no-any-return]
+
+    def close_session(self, session_id: str, code: int = CloseCode.GOING_AWAY,
+                      reason: str = "", authorize: Optional[Authorize] = None) -> bool:
+        """Close a session and every open connection in it (``code``, 1001 by default: the
+        browser went away). ``False`` if it was already closed."""
+
+        def operation(ctx: Context) -> bool:
+            record = self._record(ctx, SESSION_APP, session_id, authorize)
+            if record.state != State.OPEN:
+                return False
+            ctx.wrap(record)
+            ctx.close_session(session_id, code, reason)
+            return True
 
         return self.run(operation)  # type: ignore[no-any-return]
 
@@ -423,8 +498,9 @@ class AltWebSocketServer:
             closed = 0
             stale = now - max(3 * settings.heartbeat, settings.gone_timeout)
             for conn_id in ctx.tx.gone_connections(now - settings.gone_timeout, stale):
-                record = ctx.tx.connection(conn_id)
-                if record is None or record.app not in self.handlers:
+                record = ctx.tx.connection(conn_id)  # (closed already with its session?)
+                if record is None or record.state != State.OPEN or (
+                        record.transport != SESSION and record.app not in self.handlers):
                     continue
                 ctx.close(ctx.wrap(record), CloseCode.ABNORMAL, "")
                 closed += 1

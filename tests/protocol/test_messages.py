@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import base64
 
 import pytest
@@ -151,7 +153,21 @@ EVENT_TABLE = [
     ((4, wire.BINARY, b"\x00\xff"), b'id: 4\nevent: binary\ndata: "AP8="\n\n'),
     ((5, wire.CLOSE, b'{"code": 1000, "reason": ""}'),
      b'id: 5\nevent: close\ndata: {"code": 1000, "reason": ""}\n\n'),
+    # characters some SSE readers split lines on are escaped (JSON allows them raw)
+    ((6, wire.TEXT, "a\u2028b\u2029c\u0085d\u00e9".encode()),
+     'id: 6\ndata: "a\\u2028b\\u2029c\\u0085d\u00e9"\n\n'.encode()),
+    ((7, wire.CLOSE, wire.close_payload(4000, "x\u2028y")[1]),
+     b'id: 7\nevent: close\ndata: {"code": 4000, "reason": "x\\u2028y"}\n\n'),
 ]
+
+
+@pytest.mark.parametrize("text", ["a\u2028b", "\u2029", "x\u0085y", "\u2028\u2029\u0085"])
+def test_line_like_characters_survive_a_splitlines_reader(text) -> None:
+    """Python's str.splitlines and httpx's iter_lines split on U+2028/2029/0085: a reader
+    of that kind still gets the message whole."""
+    raw = wire.event_for(1, *wire.payload_for(text)).encode().decode("utf-8")
+    data = [line[len("data: "):] for line in raw.splitlines() if line.startswith("data: ")]
+    assert len(data) == 1 and json.loads(data[0]) == text
 
 
 @pytest.mark.parametrize("stored, expected", EVENT_TABLE)

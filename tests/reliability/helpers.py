@@ -47,7 +47,7 @@ def stored_events(server: AltWebSocketServer, conn_id: str, after: int = 0
                   ) -> List[Tuple[int, Any]]:
     """What the stream would send after ``after``, decoded."""
     stored = server.storage.events_after(conn_id, after, limit=100000)
-    raw = b"".join(wire.event_for(*event).encode() for event in stored)
+    raw = b"".join(wire.event_for(*event[:3]).encode() for event in stored)
     return [(int(e.id), wire.message_from_event(e)) for e in SSEDecoder().feed(raw)]
 
 

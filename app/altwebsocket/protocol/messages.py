@@ -41,9 +41,11 @@ __all__ = [
     "parse_json_body",
     "parse_new",
     "parse_send",
+    "parse_messages",
     "parse_close",
     "parse_last_event_id",
     "event_for",
+    "to_json",
     "payload_for",
     "close_payload",
     "message_from_event",
@@ -238,18 +240,24 @@ def parse_send(obj: Dict[str, Any], max_message: int, max_batch: int = 1000) -> 
     """Validate a ``/send`` body: one message (``seq`` + ``data``/``binary``) or ``messages``."""
     conn_id, token = _string(obj, "id"), _string(obj, "token")
     if "messages" in obj:
-        items = obj["messages"]
-        if not isinstance(items, list) or not items:
-            raise ProtocolError("field 'messages' must be a non-empty list")
-        if len(items) > max_batch:
-            raise ProtocolError(f"at most {max_batch} messages per request")
-        messages = tuple(_message(item, max_message) for item in items)
+        messages = parse_messages(obj["messages"], max_message, max_batch)
     else:
         messages = (_message(obj, max_message),)
+    return SendRequest(conn_id, token, messages)
+
+
+def parse_messages(items: Any, max_message: int, max_batch: int = 1000
+                   ) -> Tuple[InboundMessage, ...]:
+    """Validate a ``messages`` list: 1 to ``max_batch`` messages with consecutive seqs."""
+    if not isinstance(items, list) or not items:
+        raise ProtocolError("field 'messages' must be a non-empty list")
+    if len(items) > max_batch:
+        raise ProtocolError(f"at most {max_batch} messages per request")
+    messages = tuple(_message(item, max_message) for item in items)
     for before, after in zip(messages, messages[1:]):
         if after.seq != before.seq + 1:
             raise ProtocolError("the messages of one request must have consecutive seqs")
-    return SendRequest(conn_id, token, messages)
+    return messages
 
 
 def parse_close(obj: Dict[str, Any]) -> CloseRequest:
@@ -285,12 +293,21 @@ def parse_last_event_id(value: Optional[str]) -> int:
     return int(text)
 
 
+# Characters JSON allows raw that some SSE readers take for line breaks (Python's
+# str.splitlines, httpx's iter_lines): escaped, so every reader keeps a message whole.
+_LINE_LIKE = {0x2028: "\\u2028", 0x2029: "\\u2029", 0x85: "\\u0085"}
+
+
+def to_json(value: Any) -> str:
+    """``value`` as compact-enough JSON text, non-ASCII kept but U+2028, U+2029 and U+0085
+    escaped (they can only occur inside strings, where ``\\uXXXX`` means the same)."""
+    return json.dumps(value, ensure_ascii=False).translate(_LINE_LIKE)
+
+
 def event_for(event_id: int, kind: int, payload: bytes) -> ServerSentEvent:
     """The SSE event carrying a stored message or close (see ``docs/protocol.md``)."""
     if kind == TEXT:
-        return ServerSentEvent(
-            data=json.dumps(payload.decode("utf-8"), ensure_ascii=False), id=str(event_id)
-        )
+        return ServerSentEvent(data=to_json(payload.decode("utf-8")), id=str(event_id))
     if kind == BINARY:
         return ServerSentEvent(
             data=json.dumps(b64encode(payload)),
@@ -298,7 +315,8 @@ def event_for(event_id: int, kind: int, payload: bytes) -> ServerSentEvent:
             id=str(event_id),
         )
     if kind == CLOSE:
-        return ServerSentEvent(data=payload.decode("utf-8"), event="close", id=str(event_id))
+        return ServerSentEvent(data=payload.decode("utf-8").translate(_LINE_LIKE),
+                               event="close", id=str(event_id))
     raise ValueError(f"unknown event kind {kind}")
 
 
@@ -313,7 +331,7 @@ def payload_for(message: Message) -> Payload:
 
 def close_payload(code: int, reason: str) -> Payload:
     """How a close is stored: ``{"code", "reason"}`` as JSON."""
-    return CLOSE, json.dumps({"code": code, "reason": reason}, ensure_ascii=False).encode("utf-8")
+    return CLOSE, to_json({"code": code, "reason": reason}).encode("utf-8")
 
 
 def message_from_event(event: ServerSentEvent) -> Union[Message, Tuple[int, str]]:

@@ -52,8 +52,9 @@ _NETWORK_FILESYSTEMS = {
 }
 
 if TYPE_CHECKING:
-    StoredEvent = Tuple[int, int, bytes]
-    """An event as stored: ``(event_id, kind, payload)``."""
+    StoredEvent = Tuple[int, int, bytes, Optional[str]]
+    """An event as stored: ``(event_id, kind, payload, target)``; ``target`` is the ref of
+    the connection it is for when it is queued on a session, else ``None``."""
 
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
 
@@ -288,6 +289,8 @@ class Transaction:
         # The first database error of this transaction: it is rolled back even if a
         # handler caught the exception.
         self.failed: Optional[BaseException] = None
+        # connection id -> (id of the row whose queue its events go to, its session ref)
+        self._routes: Dict[str, Tuple[str, Optional[str]]] = {}
 
     def _run(self, statement: str, params: Sequence[Any] = ()) -> Any:
         database = self.storage._database
@@ -313,16 +316,20 @@ class Transaction:
         origin: Optional[str],
         transport: str = "emulation",
         client_addr: Optional[str] = None,
+        session_id: Optional[str] = None,
+        session_ref: Optional[str] = None,
     ) -> ConnectionRecord:
         """Create an open connection (``token_hash``: what its transport will recognise its
-        client by; never the secret itself)."""
+        client by; never the secret itself), in session ``session_id`` as ``session_ref``
+        if given."""
         conn_id = random_name(12)
         self._run(
             "INSERT INTO aws_connections (id, app, token_hash, protocol, state, created, "
-            "last_seen, last_event, last_seq, origin, transport, client_addr, sent_event) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, 0, 0, ?, ?, ?, 0)",
+            "last_seen, last_event, last_seq, origin, transport, client_addr, sent_event, "
+            "session_id, session_ref) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, 0, 0, ?, ?, ?, 0, ?, ?)",
             (conn_id, app, token_hash, protocol, int(State.OPEN), self.now, self.now,
-             origin, transport, client_addr),
+             origin, transport, client_addr, session_id, session_ref),
         )
         record = self.connection(conn_id)
         assert record is not None
@@ -335,7 +342,27 @@ class Transaction:
         row = self._run(
             f"SELECT {_CONNECTION_COLUMNS} FROM aws_connections WHERE id = ?{suffix}", (conn_id,)
         ).fetchone()
-        return _record(row) if row else None
+        if not row:
+            return None
+        record = _record(row)
+        self._routes[record.id] = (record.session_id or record.id, record.session_ref)
+        return record
+
+    def session_connection(self, session_id: str, ref: str) -> Optional[ConnectionRecord]:
+        """The connection called ``ref`` in session ``session_id``, or ``None``."""
+        row = self._run(
+            "SELECT id FROM aws_connections WHERE session_id = ? AND session_ref = ?",
+            (session_id, ref),
+        ).fetchone()
+        return None if row is None else self.connection(str(row[0]), lock=True)
+
+    def session_connection_ids(self, session_id: str) -> List[str]:
+        """The ids of the open connections of a session, oldest first."""
+        rows = self._run(
+            "SELECT id FROM aws_connections WHERE session_id = ? AND state = ? "
+            "ORDER BY created, id", (session_id, int(State.OPEN)),
+        ).fetchall()
+        return [row[0] for row in rows]
 
     def open_connection_ids(self, app: str) -> List[str]:
         """The ids of the app's open connections, oldest first."""
@@ -396,31 +423,51 @@ class Transaction:
 
     # --- events ------------------------------------------------------------------------
 
+    def _route(self, conn_id: str) -> Tuple[str, Optional[str]]:
+        """Where the events of ``conn_id`` are queued: its own row, or its session's."""
+        route = self._routes.get(conn_id)
+        if route is None:
+            row = self._run("SELECT session_id, session_ref FROM aws_connections WHERE id = ?",
+                            (conn_id,)).fetchone()
+            route = (row[0] or conn_id, row[1]) if row else (conn_id, None)
+            self._routes[conn_id] = route
+        return route
+
     def enqueue(self, conn_id: str, kind: int, payload: bytes) -> int:
-        """Queue one event for one connection; returns its event id."""
+        """Queue one event for one connection (on its session's queue if it has one);
+        returns its event id."""
+        stream, target = self._route(conn_id)
         self._run(
-            "UPDATE aws_connections SET last_event = last_event + 1 WHERE id = ?", (conn_id,)
+            "UPDATE aws_connections SET last_event = last_event + 1 WHERE id = ?", (stream,)
         )
         row = self._run(
-            "SELECT last_event, waker, sent_event FROM aws_connections WHERE id = ?", (conn_id,)
+            "SELECT last_event, waker, sent_event FROM aws_connections WHERE id = ?", (stream,)
         ).fetchone()
         event_id, waker = int(row[0]), row[1]
         if self.max_queued and event_id - int(row[2]) > self.max_queued:
-            self.overflow[conn_id] = None
+            self.overflow[stream] = None
         self._run(
-            "INSERT INTO aws_events (conn_id, event_id, kind, payload, created) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (conn_id, event_id, kind, payload, self.now),
+            "INSERT INTO aws_events (conn_id, event_id, kind, payload, created, target) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (stream, event_id, kind, payload, self.now, target),
         )
         if waker:
-            self.woken.setdefault(waker, []).append(conn_id)
+            self.woken.setdefault(waker, []).append(stream)
         return event_id
 
     def enqueue_app(
         self, app: str, kind: int, payload: bytes, exclude: Optional[str] = None
     ) -> int:
-        """Queue one event for every open connection of ``app`` (but ``exclude``), at once."""
-        where = "app = ? AND state = ?" + (" AND id <> ?" if exclude else "")
+        """Queue one event for every open connection of ``app`` (but ``exclude``): at once for
+        those with a queue of their own, one by one for those in a session."""
+        in_sessions = self._run(
+            "SELECT id FROM aws_connections WHERE app = ? AND state = ? AND session_id IS NOT "
+            "NULL" + (" AND id <> ?" if exclude else "") + " ORDER BY created, id",
+            (app, int(State.OPEN)) + ((exclude,) if exclude else ())).fetchall()
+        for (conn_id,) in in_sessions:
+            self.enqueue(conn_id, kind, payload)
+        where = "app = ? AND state = ? AND session_id IS NULL" + (
+            " AND id <> ?" if exclude else "")
         params: Tuple[Any, ...] = (app, int(State.OPEN)) + ((exclude,) if exclude else ())
         self._run(f"UPDATE aws_connections SET last_event = last_event + 1 WHERE {where}", params)
         cursor = self._run(
@@ -439,7 +486,7 @@ class Transaction:
                 "AND last_event - sent_event > ?", params + (self.max_queued,)
             ).fetchall():
                 self.overflow[conn_id] = None
-        return int(count)
+        return int(count) + len(in_sessions)
 
     # --- application data --------------------------------------------------------------
 
@@ -486,11 +533,17 @@ class Transaction:
     # --- housekeeping ------------------------------------------------------------------
 
     def gone_connections(self, idle_before: float, stream_stale_before: float) -> List[str]:
-        """Open connections whose client is gone: no stream and idle, or a stream gone silent."""
+        """Open connections (and sessions) whose client is gone: no stream and idle, or a
+        stream gone silent; a connection in a session lives as long as its session."""
+        gone = ("(({t}.waker IS NULL AND {t}.last_seen < ?) OR "
+                "({t}.waker IS NOT NULL AND {t}.last_seen < ?))")
         rows = self._run(
-            "SELECT id FROM aws_connections WHERE state = ? AND "
-            "((waker IS NULL AND last_seen < ?) OR (waker IS NOT NULL AND last_seen < ?))",
-            (int(State.OPEN), idle_before, stream_stale_before),
+            "SELECT c.id FROM aws_connections c LEFT JOIN aws_connections s "
+            "ON s.id = c.session_id WHERE c.state = ? AND "
+            f"((c.session_id IS NULL AND {gone.format(t='c')}) OR (c.session_id IS NOT NULL "
+            f"AND (s.id IS NULL OR s.state <> ? OR {gone.format(t='s')})))",
+            (int(State.OPEN), idle_before, stream_stale_before, int(State.OPEN), idle_before,
+             stream_stale_before),
         ).fetchall()
         return [row[0] for row in rows]
 
@@ -631,15 +684,23 @@ class AltWebSocketStorage:
         )
         return _record(rows[0]) if rows else None
 
+    def session_connection(self, session_id: str, ref: str) -> Optional[ConnectionRecord]:
+        """The connection called ``ref`` in a session, or ``None`` (a read outside any
+        transaction)."""
+        rows = self._query(
+            f"SELECT {_CONNECTION_COLUMNS} FROM aws_connections WHERE session_id = ? "
+            "AND session_ref = ?", (session_id, ref))
+        return _record(rows[0]) if rows else None
+
     def events_after(self, conn_id: str, after: int, limit: int = EVENT_PAGE
                      ) -> List[StoredEvent]:
         """Up to ``limit`` events of the connection with an id above ``after``, in order."""
         rows = self._query(
-            "SELECT event_id, kind, payload FROM aws_events WHERE conn_id = ? AND event_id > ? "
-            f"ORDER BY event_id LIMIT {int(limit)}",
+            "SELECT event_id, kind, payload, target FROM aws_events WHERE conn_id = ? "
+            f"AND event_id > ? ORDER BY event_id LIMIT {int(limit)}",
             (conn_id, after),
         )
-        return [(int(row[0]), int(row[1]), bytes(row[2])) for row in rows]
+        return [(int(row[0]), int(row[1]), bytes(row[2]), row[3]) for row in rows]
 
     def data_version(self) -> Optional[int]:
         """SQLite's ``PRAGMA data_version`` on this thread's connection (changes on commits

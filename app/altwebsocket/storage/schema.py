@@ -8,7 +8,14 @@ imported only by :func:`metadata`, which runs once per database (to create it), 
 request that finds the tables in place.
 
 Version history: 1 the first tables; 2 added ``client_addr``, ``sent_event``, ``rate_tokens``
-and ``rate_at`` to ``aws_connections`` (the limits of ``docs/security.md``).
+and ``rate_at`` to ``aws_connections`` (the limits of ``docs/security.md``); 3 added sessions
+(wire protocol version 2): ``session_id`` and ``session_ref`` to ``aws_connections`` and
+``target`` to ``aws_events``.
+
+A session (one per browser, ``docs/protocol.md``) is a row of ``aws_connections`` too, with
+``transport = 'session'``: its stream, event ids, waker and limits work as a connection's.
+A connection opened in a session points at it with ``session_id``; its events are queued on
+the session's row, each naming the connection by its ``session_ref`` in ``target``.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ __all__ = [
     "sqlalchemy_column",
 ]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The version of the tables (SQLite keeps it in ``PRAGMA user_version``)."""
 
 
@@ -99,9 +106,12 @@ TABLES = (
         Column("sent_event", "integer", nullable=False, default=0, since=2),
         Column("rate_tokens", "float", since=2),  # the token bucket of max_rate: tokens left...
         Column("rate_at", "float", since=2),  # ...as of this time
+        Column("session_id", "string", 32, since=3),  # the session it belongs to, if any
+        Column("session_ref", "string", 64, since=3),  # its name within that session
     ), (
         Index("aws_connections_app_state", ("app", "state")),
         Index("aws_connections_addr_state", ("client_addr", "state"), since=2),
+        Index("aws_connections_session", ("session_id", "session_ref"), since=3),
     )),
     Table("aws_events", (
         Column("conn_id", "string", 32, primary_key=True),
@@ -109,6 +119,7 @@ TABLES = (
         Column("kind", "smallint", nullable=False),
         Column("payload", "binary", nullable=False),
         Column("created", "float", nullable=False),
+        Column("target", "string", 64, since=3),  # in a session's queue: the connection's ref
     )),
     Table("aws_log", (
         Column("id", "integer", primary_key=True),  # the only autoincrement key

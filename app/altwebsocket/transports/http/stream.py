@@ -1,7 +1,8 @@
-"""The SSE body of ``GET B/?id=…&token=…``: one connection's events, as they are queued.
+"""The SSE body of ``GET B/?id=…&token=…`` (one connection's events, wire version 1) and of
+``GET S/`` (a session's events, version 2), as they are queued.
 
-:func:`open_stream` checks the request (the token, the resume point, the host's stream slots)
-and returns an :class:`EventStream`; :class:`Streams` counts this process's streams so a
+:func:`open_stream` and :func:`open_session_stream` check the request (the secret, the resume
+point, the host's stream slots) and return an :class:`EventStream`; :class:`Streams` counts this process's streams so a
 server shutting down can end them. The loop's deadlines come from the pure
 :class:`~altwebsocket.protocol.schedule.StreamSchedule`, fed by an injected monotonic clock.
 """
@@ -15,6 +16,7 @@ from ..._lazy import TYPE_CHECKING, logger
 from ...exceptions import AltWebSocketError, Forbidden, Overloaded, UnknownConnection
 from ...protocol import messages as wire
 from ...protocol.schedule import BEAT, END, StreamSchedule
+from ...protocol.session import SESSION_APP, session_event_for
 from ...protocol.sse import encode_comment, encode_retry
 from ...protocol.state import Input, State, check_resume, transition
 from ...storage import EVENT_PAGE
@@ -24,10 +26,28 @@ from .auth import token_matches
 if TYPE_CHECKING:
     from typing import Callable, Iterator, Optional
 
+    from ...protocol.sse import ServerSentEvent
     from ...server import AltWebSocketServer
     from ...storage import ConnectionRecord
+    from ...storage.api import StoredEvent
 
-__all__ = ["Streams", "EventStream", "open_stream"]
+__all__ = ["Streams", "EventStream", "open_stream", "open_session_stream"]
+
+
+def _v1_event(event: StoredEvent) -> ServerSentEvent:
+    return wire.event_for(event[0], event[1], event[2])
+
+
+def _v1_final(event: StoredEvent) -> bool:
+    return event[1] == wire.CLOSE
+
+
+def _v2_event(event: StoredEvent) -> ServerSentEvent:
+    return session_event_for(*event)
+
+
+def _v2_final(event: StoredEvent) -> bool:
+    return event[1] == wire.CLOSE and event[3] is None  # the session's own end
 
 
 class Streams:
@@ -58,11 +78,23 @@ def open_stream(server: AltWebSocketServer, streams: Streams, app: str, conn_id:
     """The event stream of a connection, or ``None`` when there is nothing more to send
     (closed, and the client saw the close event: answered 204)."""
     server.handler(app)
+    return _open(server, streams, app, conn_id, token, last_event_id, "connection")
+
+
+def open_session_stream(server: AltWebSocketServer, streams: Streams, session_id: str,
+                        secret: str, last_event_id: int) -> Optional[EventStream]:
+    """The event stream of a session (version 2), or ``None`` when the session is over and
+    the client saw its last event (answered 204)."""
+    return _open(server, streams, SESSION_APP, session_id, secret, last_event_id, "session")
+
+
+def _open(server: AltWebSocketServer, streams: Streams, app: str, conn_id: str, token: str,
+          last_event_id: int, what: str) -> Optional[EventStream]:
     record = server.storage.connection(conn_id)
     if record is None or record.app != app:
-        raise UnknownConnection("no such connection")
+        raise UnknownConnection(f"no such {what}")
     if not token_matches(record, token):
-        raise Forbidden("wrong token for this connection")
+        raise Forbidden(f"wrong token for this {what}")
     transition(record.state, Input.STREAM)
     after = check_resume(last_event_id, record.last_event)
     if record.state == State.CLOSED and after >= record.last_event:
@@ -71,6 +103,8 @@ def open_stream(server: AltWebSocketServer, streams: Streams, app: str, conn_id:
     if count_streams(server.wake_dir) >= limit:
         if count_streams(server.wake_dir, clean=True) >= limit:
             raise Overloaded("too many open streams, retry later", retry_after=2)
+    if app == SESSION_APP:
+        return EventStream(server, streams, record, after, _v2_event, _v2_final)
     return EventStream(server, streams, record, after)
 
 
@@ -86,8 +120,11 @@ class EventStream:
     """
 
     def __init__(self, server: AltWebSocketServer, streams: Streams, record: ConnectionRecord,
-                 after: int) -> None:
+                 after: int, encode: Callable[[StoredEvent], ServerSentEvent] = _v1_event,
+                 final: Callable[[StoredEvent], bool] = _v1_final) -> None:
         self.server = server
+        self.encode = encode  # a stored event as the SSE event of this wire version
+        self.final = final  # whether an event is the stream's last (its owner closed)
         self.streams = streams
         self.record = record
         self.cursor = after
@@ -144,8 +181,8 @@ class EventStream:
                 if self.cursor // report_every != reported // report_every:
                     with storage.transaction() as tx:  # (a write stuck below holds one chunk)
                         tx.set_waker(conn_id, wake.path, self.cursor)
-                yield b"".join(wire.event_for(*event).encode() for event in events)
-                if any(kind == wire.CLOSE for _, kind, _ in events):
+                yield b"".join(self.encode(event).encode() for event in events)
+                if any(self.final(event) for event in events):
                     self.closed = True
                     return
             if len(events) < EVENT_PAGE:

@@ -6,8 +6,10 @@ connection id and writes JSON or the SSE stream (:mod:`.stream`). It imports nei
 SQLAlchemy, so it is cheap to start under CGI (see :mod:`.cgi`). Errors become JSON
 ``{"error", "message"}`` with the status their exception names; never a traceback.
 
-Routes, for an app ``B = /<app>``: ``GET B/info``, ``POST B/new``, ``GET B/`` (the stream),
-``POST B/send``, ``POST B/close``, and ``OPTIONS`` on each (CORS preflight).
+Routes of version 1, for an app ``B = /<app>``: ``GET B/info``, ``POST B/new``, ``GET B/``
+(the stream), ``POST B/send``, ``POST B/close``; of version 2, for ``S = /_session``:
+``POST S/new``, ``GET S/`` (the session's stream), ``POST S/send``, ``POST S/close``
+(:mod:`.session`); and ``OPTIONS`` on each (CORS preflight).
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ from ...exceptions import (
 )
 from ...protocol import messages as wire
 from ...protocol.origin import origin_allowed
+from ...protocol.session import SESSION_APP
 from .auth import authorizer, hash_token, new_token
-from .stream import EventStream, Streams, open_stream
+from .session import SessionEndpoints
+from .stream import EventStream, Streams, open_session_stream, open_stream
 
 if TYPE_CHECKING:
     from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
@@ -47,6 +51,8 @@ _ROUTES = {
     ("GET", "info"), ("POST", "new"), ("GET", ""), ("POST", "send"), ("POST", "close"),
     ("GET", "openapi.json"),
 }
+_SESSION_ROUTES = {("POST", "new"), ("GET", ""), ("POST", "send"), ("POST", "close")}
+SUPPORTED_VERSIONS = [1, 2]
 
 
 class MethodNotAllowed(AltWebSocketError):
@@ -92,6 +98,7 @@ class WSGIApp:
     def __init__(self, server: AltWebSocketServer) -> None:
         self.server = server
         self.streams = Streams()
+        self.sessions = SessionEndpoints(server)
         settings = server.settings
         self.max_body = 4 * settings.max_message + 65536
 
@@ -154,8 +161,11 @@ class WSGIApp:
             if not parts:
                 raise UnknownConnection("no app named in the URL; use /<app>/")
             app, action = parts[0], (parts[1] if len(parts) > 1 else "")
-            self.server.handler(app)
-            if action not in {name for _, name in _ROUTES}:
+            session = app == SESSION_APP
+            routes = _SESSION_ROUTES if session else _ROUTES
+            if not session:
+                self.server.handler(app)
+            if action not in {name for _, name in routes}:
                 raise UnknownConnection(f"no endpoint {action!r}")
             origin = self._origin(environ)
             cors = self._cors(origin)
@@ -164,10 +174,13 @@ class WSGIApp:
             head = method == "HEAD"
             if head:
                 method = "GET"
-            if (method, action) not in _ROUTES:
+            if (method, action) not in routes:
                 raise MethodNotAllowed(f"{method} is not allowed on /{action}")
             if action == "":
                 return self._stream(environ, start_response, app, cors, head)
+            if session:
+                return self._json(start_response, 200,
+                                  self._dispatch_session(environ, action, origin), cors)
             if action == "openapi.json":
                 return self._openapi(environ, start_response, app, cors)
             return self._json(start_response, 200, self._dispatch(environ, app, action, origin),
@@ -186,7 +199,8 @@ class WSGIApp:
     def _preflight(self, start_response: StartResponse, cors: Headers) -> List[bytes]:
         start_response("204 No Content", cors + [
             ("Access-Control-Allow-Methods", "GET, POST, OPTIONS"),
-            ("Access-Control-Allow-Headers", "Content-Type, Last-Event-ID"),
+            ("Access-Control-Allow-Headers",
+             "Content-Type, Last-Event-ID, X-AltWS-Session, X-AltWS-Secret"),
             ("Access-Control-Max-Age", "600"),
         ])
         return []
@@ -213,6 +227,16 @@ class WSGIApp:
                               authorizer(request_close.token))
         return {"ok": True} if closed else {"ok": True, "already_closed": True}
 
+    def _dispatch_session(self, environ: Dict[str, Any], action: str, origin: Optional[str]
+                          ) -> Dict[str, Any]:
+        body = self._body(environ)
+        address = client_address(environ, self.server.settings.trust_proxy)
+        if action == "new":
+            return self.sessions.new(origin, address)
+        if action == "send":
+            return self.sessions.send(body, origin, address)
+        return self.sessions.close(body)
+
     def info(self, app: str) -> Dict[str, Any]:
         """The ``/info`` body: protocol version, the daemon's URL, the limits."""
         settings = self.server.settings
@@ -221,6 +245,7 @@ class WSGIApp:
             websocket = settings.websocket_url.rstrip("/") + "/" + app
         return {
             "version": wire.PROTOCOL_VERSION,
+            "versions": SUPPORTED_VERSIONS,
             "app": app,
             "websocket": websocket,
             "max_message": settings.max_message,
@@ -234,15 +259,25 @@ class WSGIApp:
         from urllib.parse import parse_qs  # only streams need it
 
         query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
-        conn_id = (query.get("id") or [""])[0]
-        token = (query.get("token") or [""])[0]
-        if not conn_id or not token:
-            raise ProtocolError("the stream needs ?id=…&token=…")
         last = environ.get("HTTP_LAST_EVENT_ID")
         if last is None:
             last = (query.get("lastEventId") or [None])[0]
-        stream = open_stream(self.server, self.streams, app, conn_id, token,
-                             wire.parse_last_event_id(last))
+        resume = wire.parse_last_event_id(last)
+        stream: Optional[EventStream]
+        if app == SESSION_APP:  # version 2: the secret comes in headers, never in the URL
+            session_id = environ.get("HTTP_X_ALTWS_SESSION", "")
+            secret = environ.get("HTTP_X_ALTWS_SECRET", "")
+            if not session_id or not secret:
+                raise ProtocolError("the session stream needs the headers X-AltWS-Session "
+                                    "and X-AltWS-Secret")
+            stream = open_session_stream(self.server, self.streams, session_id, secret,
+                                         resume)
+        else:
+            conn_id = (query.get("id") or [""])[0]
+            token = (query.get("token") or [""])[0]
+            if not conn_id or not token:
+                raise ProtocolError("the stream needs ?id=…&token=…")
+            stream = open_stream(self.server, self.streams, app, conn_id, token, resume)
         if stream is None:
             start_response("204 No Content", cors + [("Cache-Control", "no-store")])
             return []

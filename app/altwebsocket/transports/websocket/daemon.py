@@ -192,7 +192,7 @@ class AltWebSocketDaemon(LocalSink):
         pushes: Pushes = []
         while True:
             events = self.server.storage.events_after(client.id, client.cursor)
-            for event_id, kind, payload in events:
+            for event_id, kind, payload, _ in events:
                 pushes.append((client, _frame(kind, payload)))
                 client.cursor = event_id
             if len(events) < EVENT_PAGE:

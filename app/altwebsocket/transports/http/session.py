@@ -1,0 +1,122 @@
+"""The endpoints of wire protocol version 2 (``S = …/_session``): sessions over HTTP.
+
+One session per browser (``docs/protocol.md``, "Version 2"): ``S/new`` makes one and gives
+its secret once; ``S/send`` runs the operations of many connections in order, each in its
+own transaction, each with its own result; ``S/close`` ends the session and its connections.
+The session's secret is checked here, once per request; the server is then called by
+connection id with an ``authorize`` check that the connection belongs to this session.
+"""
+
+from __future__ import annotations
+
+from ..._lazy import TYPE_CHECKING
+from ...exceptions import AltWebSocketError, ConnectionClosed, Forbidden, UnknownConnection
+from ...protocol import session as v2
+from ...protocol.state import State
+from .auth import authorizer, hash_token, new_token
+
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, List, Optional, Set
+
+    from ...server import AltWebSocketServer
+    from ...storage import ConnectionRecord
+
+__all__ = ["SessionEndpoints"]
+
+SKIPPED = {"ok": False, "status": 424, "error": "skipped",
+           "message": "an earlier operation of this connection in this request failed"}
+
+
+def _member_of(session_id: str) -> Callable[[ConnectionRecord], None]:
+    def check(record: ConnectionRecord) -> None:
+        if record.session_id != session_id:
+            raise Forbidden("this connection belongs to another session")
+
+    return check
+
+
+def _failed(ref: str, exc: AltWebSocketError) -> Dict[str, Any]:
+    result: Dict[str, Any] = {"ref": ref, "ok": False, "status": exc.status}
+    result.update(exc.to_json())
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        result["retry_after"] = retry_after
+    return result
+
+
+class SessionEndpoints:
+    """``S/new``, ``S/send`` and ``S/close`` of one server (the stream is in :mod:`.stream`)."""
+
+    def __init__(self, server: AltWebSocketServer) -> None:
+        self.server = server
+
+    def new(self, origin: Optional[str], client_addr: Optional[str]) -> Dict[str, Any]:
+        """``S/new``: a session and its secret."""
+        settings = self.server.settings
+        secret = new_token()
+        session = self.server.open_session(hash_token(secret), origin, client_addr)
+        return {"session": session, "secret": secret, "version": 2,
+                "max_message": settings.max_message, "max_batch": settings.max_batch,
+                "heartbeat": settings.heartbeat, "stream_lifetime": settings.stream_lifetime}
+
+    def _session(self, session_id: str, secret: str) -> ConnectionRecord:
+        record = self.server.storage.connection(session_id)
+        if record is None or record.app != v2.SESSION_APP:
+            raise UnknownConnection("no such session")
+        authorizer(secret)(record)
+        if record.state != State.OPEN:
+            raise ConnectionClosed("the session is closed")
+        return record
+
+    def send(self, body: Dict[str, Any], origin: Optional[str],
+             client_addr: Optional[str]) -> Dict[str, Any]:
+        """``S/send``: run each operation; one result per operation, in order."""
+        settings = self.server.settings
+        request = v2.parse_session_request(body, settings.max_message, settings.max_batch)
+        self._session(request.session, request.secret)
+        member = _member_of(request.session)
+        failed: Set[str] = set()
+        results: List[Dict[str, Any]] = []
+        for op in request.ops:
+            if op.ref in failed:
+                results.append({"ref": op.ref, **SKIPPED})
+                continue
+            try:
+                if op.error is not None:
+                    raise op.error
+                results.append(self._run(op, request.session, request.secret, member, origin,
+                                         client_addr))
+            except AltWebSocketError as exc:
+                failed.add(op.ref)
+                results.append(_failed(op.ref, exc))
+        return {"ok": True, "results": results}
+
+    def _run(self, op: v2.Op, session_id: str, secret: str,
+             member: Callable[[ConnectionRecord], None], origin: Optional[str],
+             client_addr: Optional[str]) -> Dict[str, Any]:
+        server = self.server
+        if op.kind == v2.OPEN:
+            opened = server.open(op.app, op.protocols, origin, client_addr=client_addr,
+                                 session=(session_id, op.ref, authorizer(secret)))
+            return {"ref": op.ref, "ok": True, "protocol": opened.protocol, "extensions": ""}
+        record = self._connection(session_id, op.ref)
+        if op.kind == v2.SEND:
+            ack = server.receive(record.app, record.id, op.messages, member)
+            return {"ref": op.ref, "ok": True, "ack": ack}
+        closed = server.close(record.app, record.id, op.code, op.reason, member)
+        result: Dict[str, Any] = {"ref": op.ref, "ok": True}
+        if not closed:
+            result["already_closed"] = True
+        return result
+
+    def _connection(self, session_id: str, ref: str) -> ConnectionRecord:
+        record = self.server.storage.session_connection(session_id, ref)
+        if record is None:
+            raise UnknownConnection(f"no connection {ref!r} in this session")
+        return record
+
+    def close(self, body: Dict[str, Any]) -> Dict[str, Any]:
+        """``S/close``: close the session's connections (1001) and the session."""
+        session_id, secret = v2.parse_session(body)
+        closed = self.server.close_session(session_id, authorize=authorizer(secret))
+        return {"ok": True} if closed else {"ok": True, "already_closed": True}
