@@ -1462,11 +1462,12 @@
 
   TabsBackend.prototype.hello = function () {
     var self = this;
-    if (this.hub) {
-      soon(function () { self.hub.hello(TAB, self.outlet, self.link.helloInfo()); });
-    } else {
-      this.channel.postMessage(Object.assign({ hub: true, t: "hello", from: TAB }, this.link.helloInfo()));
-    }
+    // Only once this page holds its own lock: the hub waits on it to learn of its death.
+    whenTabLocked(function () {
+      if (self.left) { return; }
+      if (self.hub) { return self.hub.hello(TAB, self.outlet, self.link.helloInfo()); }
+      self.channel.postMessage(Object.assign({ hub: true, t: "hello", from: TAB }, self.link.helloInfo()));
+    });
   };
 
   TabsBackend.prototype.send = function (msg) {

@@ -1,0 +1,164 @@
+"""One session per browser (wire protocol version 2, docs/client.md "Sharing"): every emulated
+``AltWebSocket`` of every tab of one profile rides one event stream and one uplink.
+
+A Playwright browser context is one profile; its pages are tabs. Chromium has SharedWorker,
+so the default mode is the worker; ``share: "tabs"`` forces the Web-Lock leader tab that the
+browsers without SharedWorker use, ``share: "page"`` the page alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from typing import Any, Dict, Iterator, List, Optional
+
+import pytest
+
+from altwebsocket.storage.wake import count_streams, wake_folder
+
+from ..support import TIMEOUT, Process
+from .conftest import HELPERS, MS, start_altws
+
+# Page-side helpers of these tests (window.TT): named sockets with their event logs.
+TAB = r"""
+window.TT = {
+  sockets: {}, logs: {},
+  start(name, url, options) {
+    const ws = new AltWebSocket(url, true, [], options);
+    TT.sockets[name] = ws;
+    TT.logs[name] = H.record(ws);
+    return ws;
+  },
+  opened(names) {
+    return Promise.all(names.map((n) => H.opened(TT.sockets[n]))).then(
+      () => names.map((n) => TT.sockets[n].transport), (e) => "failed: " + e.message);
+  },
+  messages(name) {
+    return TT.logs[name].filter((e) => e.type === "message").map((e) => e.data);
+  },
+  types(name) {
+    return TT.logs[name].map((e) => e.type === "close" ? "close " + e.code : e.type);
+  },
+  wait(name, predicate, ms = H.MS) {
+    return H.until(() => predicate(TT.messages(name)), ms);
+  },
+  async status(url) {
+    try {
+      const r = await fetch(url, { cache: "no-store", signal: AbortSignal.timeout(H.MS) });
+      return r.status;
+    } catch (e) { return String(e); }
+  },
+};
+"""
+
+HISTORY = 10  # the chat sends the last 10 messages on join
+
+
+def open_tab(context: Any, info_url: str) -> Any:
+    """A tab on the deployment's origin (a same-origin JSON document) with the client."""
+    page = context.new_page()
+    page.set_default_timeout(3 * MS)
+    page.goto(info_url)
+    page.add_script_tag(url="/static/altwebsocket.js")
+    page.add_script_tag(content=HELPERS)
+    page.add_script_tag(content=TAB)
+    return page
+
+
+def sessions_in(data: str) -> Dict[str, int]:
+    """Rows of aws_connections by app and state, read from the deployment's database."""
+    db = sqlite3.connect(f"file:{os.path.join(data, 'altws.db')}?mode=ro", uri=True, timeout=5)
+    try:
+        rows = db.execute("SELECT app, state, COUNT(*) FROM aws_connections GROUP BY app, state")
+        return {f"{app}:{state}": count for app, state, count in rows}
+    finally:
+        db.close()
+
+
+def open_count(data: str, app: str) -> int:
+    return sessions_in(data).get(f"{app}:1", 0)
+
+
+def wait_for(predicate: Any, seconds: float = 3 * TIMEOUT) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+def eight_tabs(context: Any, info_url: str, chat: str, echo: str, options: Dict[str, Any],
+               streams: Any, data: str) -> None:
+    """The issue's scenario: 8 tabs x (chat, echo) on one profile, over the emulation."""
+    tabs = [open_tab(context, info_url) for _ in range(8)]
+    for tab in tabs:  # all of them connect at once
+        tab.evaluate("([chat, echo, o]) => { TT.start('chat', chat, o); TT.start('echo', echo, o); }",
+                     [chat, echo, options])
+    for i, tab in enumerate(tabs):
+        assert tab.evaluate("() => TT.opened(['chat', 'echo'])") == ["emulation", "emulation"], i
+    # Each echo socket echoes, in every tab.
+    for i, tab in enumerate(tabs):
+        tab.evaluate("(i) => { TT.sockets.echo.send('echo ' + i); TT.sockets.echo.send(new Uint8Array([i, 255])); }", i)
+    for i, tab in enumerate(tabs):
+        got = tab.evaluate("""async (i) => {
+          await TT.wait('echo', (m) => m.length >= 2);
+          const m = TT.messages('echo');
+          return [m[0], Array.from(new Uint8Array(await m[1].arrayBuffer()))];
+        }""", i)
+        assert got == [f"echo {i}", [i, 255]]
+    # A chat message from the first tab reaches all eight chat sockets.
+    tabs[0].evaluate("() => TT.sockets.chat.send('hello from tab 0')")
+    for i, tab in enumerate(tabs):
+        assert tab.evaluate("() => TT.wait('chat', (m) => m.includes('hello from tab 0'))"), i
+    # The browser's connections to the origin are not used up: a plain fetch answers at once.
+    for tab in tabs:
+        assert tab.evaluate("(url) => TT.status(url)", info_url) == 200
+    # One session, one stream: not sixteen.
+    assert streams() == 1, streams()
+    assert open_count(data, "_session") == 1
+    assert open_count(data, "chat") == 8 and open_count(data, "echo") == 8
+    # The first tab closes; the seven others go on.
+    tabs[0].close()
+    assert wait_for(lambda: open_count(data, "chat") == 7 and open_count(data, "echo") == 7), \
+        sessions_in(data)
+    rest = tabs[1:]
+    rest[0].evaluate("() => TT.sockets.chat.send('tab 1 after tab 0 left')")
+    for i, tab in enumerate(rest, 1):
+        tab.evaluate("(i) => TT.sockets.echo.send('again ' + i)", i)
+    for i, tab in enumerate(rest, 1):
+        assert tab.evaluate("() => TT.wait('chat', (m) => m.includes('tab 1 after tab 0 left'))"), i
+        assert tab.evaluate("(i) => TT.wait('echo', (m) => m.includes('again ' + i))", i), i
+        assert tab.evaluate("() => TT.types('chat').concat(TT.types('echo'))").count("open") == 2
+        chat_log = tab.evaluate("() => TT.messages('chat')")
+        assert chat_log.count("hello from tab 0") == 1 and chat_log.count("tab 1 after tab 0 left") == 1
+    # (After a handoff the dead tab's stream lasts on the server until its next heartbeat.)
+    assert wait_for(lambda: streams() == 1), streams()
+    for tab in rest:
+        tab.close()
+    # The last tab going away closes the session.
+    assert wait_for(lambda: open_count(data, "_session") == 0), sessions_in(data)
+
+
+@pytest.fixture
+def fresh_altws(tmp_path) -> Iterator[Process]:
+    """An ``altws serve`` of its own, so the database and wake folder count this test alone;
+    its one-second heartbeat lets it notice a stream whose tab is gone at once."""
+    config = tmp_path / "altws.ini"
+    config.write_text("[altws]\nheartbeat = 1\n")
+    proc = start_altws(str(tmp_path / "data"), config=str(config))
+    proc.data = str(tmp_path / "data")  # type: ignore[attr-defined]
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.mark.parametrize("share", [True, "tabs"], ids=["worker", "tabs"])
+def test_eight_tabs_share_one_stream_on_altws_serve(context, fresh_altws, share):
+    data = fresh_altws.data  # type: ignore[attr-defined]
+    folder = wake_folder(data)
+    eight_tabs(context, fresh_altws.url + "/echo/info", fresh_altws.url + "/chat",
+               fresh_altws.url + "/echo", {"share": share}, lambda: count_streams(folder), data)
