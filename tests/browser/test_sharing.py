@@ -162,3 +162,109 @@ def test_eight_tabs_share_one_stream_on_altws_serve(context, fresh_altws, share)
     folder = wake_folder(data)
     eight_tabs(context, fresh_altws.url + "/echo/info", fresh_altws.url + "/chat",
                fresh_altws.url + "/echo", {"share": share}, lambda: count_streams(folder), data)
+
+
+# --- handoff: the tab holding the session dies -------------------------------------------------
+
+EXCHANGE = r"""async ([me, echoes, chats]) => {
+  // Sends on both sockets at a steady pace (echo every 10 ms, chat every 30 ms), recording
+  // when each echo comes back; resolves once everything of this tab came back.
+  TT.echoTimes = [];
+  TT.sockets.echo.addEventListener("message", () => TT.echoTimes.push(Date.now()));
+  let e = 0, c = 0;
+  await new Promise((resolve) => {
+    const timer = setInterval(() => {
+      if (e < echoes) TT.sockets.echo.send(me + "-e" + e++);
+      if (e % 3 === 0 && c < chats) TT.sockets.chat.send(me + "-c" + c++);
+      if (e >= echoes && c >= chats) { clearInterval(timer); resolve(); }
+    }, 10);
+  });
+  return true;
+}"""
+
+
+def crash(page: Any) -> None:
+    """Kill the tab's renderer: no pagehide, no unload, no goodbye (as a crash or a discard)."""
+    try:
+        page.goto("chrome://crash", timeout=3 * MS)
+    except Exception:  # the navigation fails: the page crashed
+        pass
+
+
+def test_handoff_when_the_holding_tab_crashes_loses_and_repeats_nothing(context, fresh_altws):
+    """Leader-tab mode (the mode of browsers without SharedWorker): four tabs, the first holds
+    the session; it crashes in the middle of an exchange. Another tab takes over within a
+    second or two; every message of every remaining socket arrives exactly once, in order,
+    in both directions, and the dead tab's sockets are closed on the server."""
+    data = fresh_altws.data  # type: ignore[attr-defined]
+    url = fresh_altws.url
+    options = {"share": "tabs"}
+    tabs = [open_tab(context, url + "/echo/info") for _ in range(4)]
+    for i, tab in enumerate(tabs):  # the first to connect holds the session
+        tab.evaluate("([u, o]) => { TT.start('chat', u + '/chat', o); TT.start('echo', u + '/echo', o); }",
+                     [url, options])
+        assert tab.evaluate("() => TT.opened(['chat', 'echo'])") == ["emulation", "emulation"], i
+    assert open_count(data, "chat") == 4
+    echoes, chats = 150, 50
+    names = [f"t{i}" for i in range(4)]
+    for name, tab in zip(names, tabs):  # the exchange starts in every tab…
+        tab.evaluate(f"(args) => {{ TT.exchange = ({EXCHANGE})(args); }}", [name, echoes, chats])
+    time.sleep(0.5)  # …and the holding tab dies in the middle of it
+    crash(tabs[0])
+    crashed_at = time.time() * 1000
+    survivors = list(zip(names[1:], tabs[1:]))
+    logs = {}
+    for name, tab in survivors:
+        assert tab.evaluate("() => TT.exchange"), name
+        done = tab.evaluate("""([me, echoes, others, chats]) => H.until(() =>
+            TT.messages('echo').length >= echoes &&
+            others.every((o) => TT.messages('chat').filter((m) => m.startsWith(o + '-c')).length >= chats),
+            3 * H.MS)""", [name, echoes, names[1:], chats])
+        assert done, (name, len(tab.evaluate("() => TT.messages('echo')")))
+    time.sleep(0.5)  # would a duplicate still come?
+    for name, tab in survivors:
+        logs[name] = tab.evaluate("""() => ({ echo: TT.messages('echo'), chat: TT.messages('chat'),
+            types: TT.types('echo').concat(TT.types('chat')).filter((t) => t !== 'message'),
+            times: TT.echoTimes })""")
+        log = logs[name]
+        assert log["types"] == ["open", "open"], (name, log["types"])  # no error, no close
+        assert log["echo"] == [f"{name}-e{k}" for k in range(echoes)]  # once each, in order
+        for other in names[1:]:
+            assert [m for m in log["chat"] if m.startswith(other + "-c")] == \
+                [f"{other}-c{k}" for k in range(chats)]
+        # what the dead tab had sent and the server got: once each, in order
+        from_dead = [m for m in log["chat"] if m.startswith("t0-c")]
+        assert from_dead == [f"t0-c{k}" for k in range(len(from_dead))]
+        # the handoff took a second or two at most (the longest silence of the echo)
+        gaps = [b - a for a, b in zip(log["times"], log["times"][1:]) if b > crashed_at - 100]
+        print(f"{name}: longest echo silence after the crash {max(gaps, default=0):.0f} ms")
+        assert max(gaps, default=0) < 2500, max(gaps)
+    # every tab saw the same chat, in the server's order
+    assert logs["t1"]["chat"] == logs["t2"]["chat"] == logs["t3"]["chat"]
+    # the dead tab's sockets are closed on the server; one session, one stream again
+    assert wait_for(lambda: open_count(data, "chat") == 3 and open_count(data, "echo") == 3), \
+        sessions_in(data)
+    assert open_count(data, "_session") == 1
+    assert wait_for(lambda: count_streams(wake_folder(data)) == 1)
+
+
+@pytest.mark.parametrize("share", [True, "tabs"], ids=["worker", "tabs"])
+def test_a_tab_that_crashes_gets_its_sockets_closed_and_the_others_go_on(context, fresh_altws, share):
+    """A tab that is not holding the session dies without pagehide: the holder (the worker, or
+    the leader tab) sees its Web Lock go free and closes its sockets on the server."""
+    data = fresh_altws.data  # type: ignore[attr-defined]
+    url = fresh_altws.url
+    tabs = [open_tab(context, url + "/echo/info") for _ in range(3)]
+    for tab in tabs:
+        tab.evaluate("([u, o]) => { TT.start('chat', u + '/chat', o); TT.start('echo', u + '/echo', o); }",
+                     [url, {"share": share}])
+        assert tab.evaluate("() => TT.opened(['chat', 'echo'])") == ["emulation", "emulation"]
+    crash(tabs[1])
+    assert wait_for(lambda: open_count(data, "chat") == 2 and open_count(data, "echo") == 2), \
+        sessions_in(data)
+    tabs[2].evaluate("() => TT.sockets.chat.send('still here')")
+    for tab in (tabs[0], tabs[2]):
+        assert tab.evaluate("() => TT.wait('chat', (m) => m.includes('still here'))")
+        tab.evaluate("() => TT.sockets.echo.send('and echoing')")
+        assert tab.evaluate("() => TT.wait('echo', (m) => m.includes('and echoing'))")
+    assert open_count(data, "_session") == 1
