@@ -18,7 +18,7 @@ import pytest
 
 from altwebsocket.storage.wake import count_streams, wake_folder
 
-from ..support import TIMEOUT, Process
+from ..support import TIMEOUT, Process, start_deployment
 from .conftest import HELPERS, MS, start_altws
 
 # Page-side helpers of these tests (window.TT): named sockets with their event logs.
@@ -117,7 +117,7 @@ def eight_tabs(context: Any, info_url: str, chat: str, echo: str, options: Dict[
     for tab in tabs:
         assert tab.evaluate("(url) => TT.status(url)", info_url) == 200
     # One session, one stream: not sixteen.
-    assert streams() == 1, streams()
+    assert wait_for(lambda: streams() == 1), streams()
     assert open_count(data, "_session") == 1
     assert open_count(data, "chat") == 8 and open_count(data, "echo") == 8
     # The first tab closes; the seven others go on.
@@ -268,3 +268,35 @@ def test_a_tab_that_crashes_gets_its_sockets_closed_and_the_others_go_on(context
         tab.evaluate("() => TT.sockets.echo.send('and echoing')")
         assert tab.evaluate("() => TT.wait('echo', (m) => m.includes('and echoing'))")
     assert open_count(data, "_session") == 1
+
+
+# --- Apache CGI (altws cgi-server): one browser, one stream process ------------------------------
+
+def session_stream_processes() -> List[int]:
+    """The CGI processes Apache runs for ``GET …/_session/`` (the session streams)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as handle:
+                environ = handle.read().split(b"\0")
+        except OSError:
+            continue
+        if (b"REQUEST_METHOD=GET" in environ and any(v.startswith(b"SCRIPT_FILENAME=") for v in environ)
+                and any(v.startswith(b"PATH_INFO=/_session") for v in environ)):
+            found.append(int(pid))
+    return found
+
+
+@pytest.fixture
+def cgi(tmp_path) -> Iterator[Any]:
+    running = start_deployment("cgi", str(tmp_path), heartbeat=1)  # max_streams: CGI's 12
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.mark.parametrize("share", [True, "tabs"], ids=["worker", "tabs"])
+def test_eight_tabs_cost_one_stream_process_on_apache_cgi(context, cgi, share):
+    eight_tabs(context, cgi.base("echo") + "/info", cgi.base("chat"), cgi.base("echo"),
+               {"share": share}, lambda: len(session_stream_processes()), cgi.data)
