@@ -1018,10 +1018,11 @@
     this.creating = true;
     var self = this, attempt = 0;
     function attemptNew() {
+      if (!self.liveCount()) { self.creating = false; return; } // nobody waits anymore
       postJSON(self.base + "/new", {}).then(function (response) {
         if (self.stopped) { return; }
-        if (response.status === 429 || response.status === 503) {
-          self.down();
+        if (response.status === 429 || response.status >= 500) { // busy: the sockets' own
+          self.down();                                            // timers bound the wait
           return self.timer("new", attemptNew, retryAfter(response, attempt++));
         }
         if (!response.ok) { throw new Error("S/new: " + response.status); }
@@ -1037,10 +1038,14 @@
           self.all({ t: "session", session: session.id, secret: session.secret });
           self.connect();
         });
+      }, function () { // the network: try again a little later
+        if (self.stopped) { return; }
+        self.down();
+        self.timer("new", attemptNew, backoff(attempt++));
       }).catch(function () {
         if (self.stopped) { return; }
         self.creating = false;
-        self.over(null); // the sockets waiting for it fail
+        self.over(null); // refused (4xx): the sockets waiting for it fail
       });
     }
     attemptNew();
@@ -1512,7 +1517,7 @@
     // A worker that does not answer (blocked by a CSP, a broken script): use the tabs.
     this.timer = setTimeout(function () {
       if (!link.epoch && link.backend === self) { link.fallBack("tabs"); }
-    }, 3000);
+    }, 5000);
   }
   WorkerBackend.prototype.hello = function () {
     var w = this.w, link = this.link;

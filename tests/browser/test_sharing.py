@@ -136,8 +136,10 @@ def eight_tabs(context: Any, info_url: str, chat: str, echo: str, options: Dict[
         assert chat_log.count("hello from tab 0") == 1 and chat_log.count("tab 1 after tab 0 left") == 1
     # (After a handoff the dead tab's stream lasts on the server until its next heartbeat.)
     assert wait_for(lambda: streams() == 1), streams()
-    for tab in rest:
+    for k, tab in enumerate(rest):  # one after the other, as a person closes tabs
         tab.close()
+        assert wait_for(lambda: open_count(data, "chat") == 6 - k), sessions_in(data)
+        time.sleep(0.2)
     # The last tab going away closes the session.
     assert wait_for(lambda: open_count(data, "_session") == 0), sessions_in(data)
 
