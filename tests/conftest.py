@@ -1,15 +1,16 @@
-"""Fixtures: a fresh data folder per test, in-process servers, and a real ``altws serve``."""
+"""Fixtures: a fresh data folder per test, in-process servers, the HTTP deployments, and
+real PostgreSQL and MariaDB servers with a fresh database per test (tests/databases.py)."""
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
 from altwebsocket import AltWebSocketServer
-from altwebsocket.config import Settings
 
-from .support import ALTWS, Process
+from . import databases
+from .support import Deployment, Site, make_server, serving, start_deployment
 
 
 @pytest.fixture
@@ -22,16 +23,103 @@ def data_dir(tmp_path) -> str:
 @pytest.fixture
 def server(data_dir) -> AltWebSocketServer:
     """An in-process server with echo and chat on a fresh SQLite file."""
-    settings = Settings(data=data_dir, stream_lifetime=5, heartbeat=1, poll_interval=0.2)
-    return AltWebSocketServer(settings=settings)
+    return make_server(data_dir)
 
 
 @pytest.fixture
-def live_server(data_dir) -> Iterator[Process]:
-    """A real ``altws serve`` on 127.0.0.1, a port of its own, a fresh data folder: the
-    emulation alone (``--no-daemon``; tests that want the daemon start their own)."""
-    proc = Process(ALTWS + ["serve", "--port", "0", "--no-daemon", "--data", data_dir])
-    try:
-        yield proc
-    finally:
-        proc.stop()
+def live_server(data_dir) -> Iterator[Site]:
+    """The site ``altws serve`` serves, in threads of this process, on 127.0.0.1, a port of
+    its own, a fresh data folder: the emulation alone (tests that want the daemon start their
+    own)."""
+    yield from serving(Site(data_dir))
+
+
+# The HTTP deployments, each started once and shared by every test that runs on it: the
+# scenarios leave nothing a later one could see but chat history (read past, see
+# test_http_deployments.read_until) and a few connections.
+DEPLOYMENT_SETTINGS = {"heartbeat": 1, "max_streams": 100}
+
+
+def _deployment(kind: str, tmp_path_factory: pytest.TempPathFactory, **settings: str
+                ) -> Iterator[Deployment]:
+    data = str(tmp_path_factory.mktemp(f"data-{kind}"))
+    yield from serving(start_deployment(kind, data, **DEPLOYMENT_SETTINGS, **settings))
+
+
+@pytest.fixture(scope="session")
+def wsgi_deployment(tmp_path_factory) -> Iterator[Deployment]:
+    """``altws serve`` (waitress), a real process."""
+    yield from _deployment("wsgi", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def cgi_deployment(tmp_path_factory) -> Iterator[Deployment]:
+    """``altws cgi-server``: Apache running the CGI made from deploy/."""
+    yield from _deployment("cgi", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def wsgi_postgresql_deployment(tmp_path_factory, postgresql_server) -> Iterator[Deployment]:
+    """``altws serve --storage postgresql://…`` on a real PostgreSQL."""
+    with postgresql_server.fresh_database() as url:
+        yield from _deployment("wsgi", tmp_path_factory, storage=url)
+
+
+@pytest.fixture(scope="session")
+def wsgi_mariadb_deployment(tmp_path_factory, mariadb_server) -> Iterator[Deployment]:
+    """``altws serve --storage mysql://…`` on a real MariaDB."""
+    with mariadb_server.fresh_database() as url:
+        yield from _deployment("wsgi", tmp_path_factory, storage=url)
+
+
+@pytest.fixture(scope="session")
+def cgi_mariadb_deployment(tmp_path_factory, mariadb_server) -> Iterator[Deployment]:
+    """Apache CGI on MariaDB: what a shared host with "MySQL Databases" offers."""
+    with mariadb_server.fresh_database() as url:
+        yield from _deployment("cgi", tmp_path_factory, storage=url)
+
+
+DEPLOYMENTS = ["wsgi", "cgi", "wsgi_postgresql", "wsgi_mariadb", "cgi_mariadb"]
+
+
+@pytest.fixture(params=DEPLOYMENTS)
+def deployment(request: pytest.FixtureRequest) -> Deployment:
+    """Each HTTP scenario runs on every deployment: altws serve and Apache CGI, on SQLite,
+    PostgreSQL and MariaDB."""
+    return request.getfixturevalue(f"{request.param}_deployment")  # type: ignore
+
+
+@pytest.fixture(scope="session")
+def postgresql_server() -> Iterator[databases.PostgreSQL]:
+    with databases.PostgreSQL() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def mariadb_server() -> Iterator[databases.MariaDB]:
+    with databases.MariaDB() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgresql_url(postgresql_server) -> str:
+    """``postgresql://altws:PW@127.0.0.1:PORT/altws``: the session's server, its own database."""
+    return postgresql_server.url()
+
+
+@pytest.fixture(scope="session")
+def mariadb_url(mariadb_server) -> str:
+    """``mysql://altws:PW@127.0.0.1:PORT/altws``: the session's server, its own database."""
+    return mariadb_server.url()
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
+def database_url(request, tmp_path) -> Iterator[str]:
+    """A fresh, empty database for this test, dropped after it: ``sqlite:///TMP/altws.db``,
+    ``postgresql://altws:PW@127.0.0.1:PORT/t_xxx``, ``mysql://altws:PW@127.0.0.1:PORT/t_xxx``."""
+    if request.param == "sqlite":
+        fresh = databases.fresh_sqlite(str(tmp_path))
+    else:
+        fresh = request.getfixturevalue(f"{request.param}_server").fresh_database()
+    with fresh as url:
+        yield url

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite, on a fresh machine: installs what it needs, then runs pytest.
+# The whole test suite, on a fresh machine: installs what it needs, type-checks and lints the
+# code, then runs pytest.
 #   bash tests/run.sh            # everything
 #   bash tests/run.sh -k chat    # extra arguments go to pytest
 set -euo pipefail
@@ -8,8 +9,14 @@ cd "$(dirname "$0")/.."
 say() { printf '\n== %s\n' "$*"; }
 
 # Debian packages: Apache (CGI tests), Chromium (browser tests), tmux (terminal client tests),
-# python3-venv (the CGI's own venv is built from Debian's /usr/bin/python3).
+# python3-venv (the CGI's own venv is built from Debian's /usr/bin/python3), PostgreSQL and
+# MariaDB servers and clients (tests/databases.py starts private servers of its own on free
+# ports: any system instance the packages start is left alone and not used).
 missing=()
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
+[ -x /usr/sbin/mariadbd ] && [ -x /usr/bin/mariadb-install-db ] || missing+=(mariadb-server)
+command -v mariadb >/dev/null 2>&1 || missing+=(mariadb-client)
 [ -x /usr/sbin/apache2 ] || missing+=(apache2)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v tmux >/dev/null 2>&1 || missing+=(tmux)
@@ -59,6 +66,18 @@ if [ ! -x "$AB/py2/bin/wstest" ]; then
   fi
 fi
 [ -x "$AB/py2/bin/wstest" ] && export AUTOBAHN_WSTEST="$AB/py2/bin/wstest"
+
+# The type check and the lint (their settings: [tool.mypy] and [tool.ruff] in pyproject.toml).
+# Both run, then either failing fails the run before the tests start.
+checks=0
+say "type check (mypy --strict)"
+.venv/bin/python -m mypy || checks=1
+say "lint (ruff)"
+.venv/bin/python -m ruff check app/altwebsocket tests || checks=1
+if [ "$checks" -ne 0 ]; then
+  echo "the type check or the lint failed (above): fix it before the tests run" >&2
+  exit 1
+fi
 
 say "running the tests"
 set +e

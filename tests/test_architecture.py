@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ast
 import os
-from typing import Dict, List, Set
 
 from .support import ROOT
 
@@ -32,7 +31,7 @@ def module_name(path: str) -> str:
     return rel[: -len(".__init__")] if rel.endswith(".__init__") else rel
 
 
-def modules() -> Dict[str, str]:
+def modules() -> dict[str, str]:
     found = {}
     for folder, _, files in os.walk(PACKAGE):
         for name in files:
@@ -42,13 +41,13 @@ def modules() -> Dict[str, str]:
     return found
 
 
-def imports_of(name: str, path: str, known: Set[str]) -> Set[str]:
+def imports_of(name: str, path: str, known: set[str]) -> set[str]:
     """Every module of the package that ``name`` imports, anywhere in its body."""
     tree = ast.parse(open(path, encoding="utf-8").read())
     is_package = path.endswith("__init__.py")
-    out: Set[str] = set()
+    out: set[str] = set()
     for node in ast.walk(tree):
-        targets: List[str] = []
+        targets: list[str] = []
         if isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -68,7 +67,7 @@ def imports_of(name: str, path: str, known: Set[str]) -> Set[str]:
     return out
 
 
-def graph() -> Dict[str, Set[str]]:
+def graph() -> dict[str, set[str]]:
     found = modules()
     return {name: imports_of(name, path, set(found)) for name, path in found.items()}
 
@@ -88,17 +87,17 @@ def test_every_module_has_a_layer() -> None:
         layer_of(name)
 
 
-def upward(edges: Dict[str, Set[str]]) -> List[str]:
+def upward(edges: dict[str, set[str]]) -> list[str]:
     """The imports that go up a layer."""
     return sorted(f"{name} -> {target}" for name, targets in edges.items()
                   for target in targets if layer_of(target) < layer_of(name))
 
 
-def cycles(edges: Dict[str, Set[str]]) -> List[List[str]]:
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
     """The import cycles of ``edges`` (a package importing its own submodules excepted)."""
-    found: List[List[str]] = []
-    state: Dict[str, int] = {}
-    stack: List[str] = []
+    found: list[list[str]] = []
+    state: dict[str, int] = {}
+    stack: list[str] = []
 
     def visit(node: str) -> None:
         state[node] = 1
@@ -142,3 +141,12 @@ def test_lazy_and_type_only_imports_are_edges() -> None:
     # run() imports the server inside the function; wsgi imports it under TYPE_CHECKING
     assert "altwebsocket.server" in edges["altwebsocket.transports.http.cgi"]
     assert "altwebsocket.server" in edges["altwebsocket.transports.http.wsgi"]
+
+
+def test_the_package_ships_no_benchmark_lab() -> None:
+    """``altws bench URL`` (the paper's procedure) is a user command; the lab that compares
+    us with peers lives in ``benchmarks/`` at the top of the repository."""
+    lab = {"local", "servers", "browser", "loadgen"}
+    shipped = {name.rpartition(".")[2] for name in modules() if name.startswith(
+        "altwebsocket.bench")}
+    assert not lab & shipped

@@ -1,20 +1,31 @@
 """The contract against real servers on 127.0.0.1 — ``altws serve`` (persistent WSGI) and
 ``altws cgi-server`` (Apache running the CGI made from deploy/) — read by an independent SSE
-client (httpx + a line parser): streaming, resume, big messages, real sockets. Every scenario
-runs on both deployments."""
+client (httpx + a line parser): streaming, resume, big messages, real sockets, concurrent
+senders. Every scenario runs on both deployments (the ``deployment`` fixture,
+tests/conftest.py)."""
 
 from __future__ import annotations
 
 import base64
+import threading
 import time
 
 import httpx
+import pytest
 
 from altwebsocket.protocol import messages as wire
 
-import pytest
-
-from .support import (TIMEOUT, Stream, new_connection, send, start_deployment, stream_url)
+from .support import (
+    TIMEOUT,
+    Stream,
+    new_connection,
+    open_stream,
+    resume_after_a_cut,
+    send,
+    send_body,
+    start_deployment,
+    stream_url,
+)
 
 
 def read_until(stream: Stream, message: str) -> bool:
@@ -26,16 +37,6 @@ def read_until(stream: Stream, message: str) -> bool:
     return False
 
 
-@pytest.fixture(scope="module", params=["wsgi", "cgi"])
-def deployment(request, tmp_path_factory):
-    data = str(tmp_path_factory.mktemp(f"data-{request.param}"))
-    running = start_deployment(request.param, data, heartbeat=1, max_streams=100)
-    try:
-        yield running
-    finally:
-        running.stop()
-
-
 def test_index_and_info(deployment) -> None:
     index = httpx.get(deployment.url + "/", timeout=TIMEOUT)
     assert index.status_code == 200 and "chat" in index.text
@@ -45,8 +46,7 @@ def test_index_and_info(deployment) -> None:
 
 def test_events_arrive_one_by_one_while_the_stream_is_open(deployment) -> None:
     base = deployment.base("echo")
-    conn_id, token = new_connection(base)
-    stream = Stream(stream_url(base, conn_id, token))
+    conn_id, token, stream = open_stream(base)
     assert stream.status == 200
     for seq in (1, 2, 3):
         assert send(base, conn_id, token, seq, f"m{seq}").json()["ack"] == seq
@@ -58,8 +58,7 @@ def test_events_arrive_one_by_one_while_the_stream_is_open(deployment) -> None:
 
 def test_one_mebibyte_text_and_binary_round_trip(deployment) -> None:
     base = deployment.base("echo")
-    conn_id, token = new_connection(base)
-    stream = Stream(stream_url(base, conn_id, token))
+    conn_id, token, stream = open_stream(base)
     text = ("\u00e9\U0001f600a\r\n\x00" * 200000)[: 1024 * 1024 // 4]
     big = b"\x00\xff" * (512 * 1024)
     assert send(base, conn_id, token, 1, text).status_code == 200
@@ -72,24 +71,38 @@ def test_one_mebibyte_text_and_binary_round_trip(deployment) -> None:
 
 def test_stream_cut_and_resumed_loses_and_repeats_nothing(deployment) -> None:
     base = deployment.base("echo")
-    conn_id, token = new_connection(base)
-    url = stream_url(base, conn_id, token)
-    first = Stream(url)
-    for seq in range(1, 4):
-        send(base, conn_id, token, seq, f"m{seq}")
-    got = first.take(3)
-    first.close()  # the client goes away mid-conversation
-    seen = [wire.message_from_event(e) for e in got]
-    for seq in range(4, 7):
-        send(base, conn_id, token, seq, f"m{seq}")
-    resumed = Stream(url, last_event_id=int(got[-1].id))
-    more = resumed.take(3)
-    seen += [wire.message_from_event(e) for e in more]
-    assert seen == [f"m{i}" for i in range(1, 7)]
-    assert [e.id for e in more] == ["4", "5", "6"]
+    # the client goes away mid-conversation
+    conn_id, token, resumed = resume_after_a_cut(base, lambda conn_id, stream: stream.close(),
+                                                 during=3)
     send(base, conn_id, token, 7, "m7")
     assert wire.message_from_event(resumed.next()) == "m7"
     resumed.close()
+
+
+def test_twenty_concurrent_senders_lose_nothing_and_get_no_5xx(deployment) -> None:
+    base = deployment.base("echo")
+    clients = [open_stream(base) for _ in range(20)]
+    statuses: dict[int, int] = {}
+    lock = threading.Lock()
+
+    def sender(conn_id: str, token: str) -> None:
+        with httpx.Client(timeout=3 * TIMEOUT) as client:
+            for seq in range(1, 6):
+                body = send_body((conn_id, token), seq, f"{conn_id}:{seq}")
+                status = client.post(base + "/send", json=body).status_code
+                with lock:
+                    statuses[status] = statuses.get(status, 0) + 1
+
+    threads = [threading.Thread(target=sender, args=client[:2]) for client in clients]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(6 * TIMEOUT)
+    assert statuses == {200: 100}
+    for conn_id, _, stream in clients:
+        got = [wire.message_from_event(e) for e in stream.take(5, timeout=3 * TIMEOUT)]
+        assert got == [f"{conn_id}:{seq}" for seq in range(1, 6)]
+        stream.close()
 
 
 @pytest.mark.parametrize("kind", ["wsgi", "cgi"])
@@ -114,9 +127,8 @@ def test_stream_ends_after_its_lifetime_and_resumes(kind, tmp_path) -> None:
 
 def test_chat_between_two_clients(deployment) -> None:
     base = deployment.base("chat")
-    a_id, a_token = new_connection(base)
-    b_id, b_token = new_connection(base)
-    a, b = Stream(stream_url(base, a_id, a_token)), Stream(stream_url(base, b_id, b_token))
+    a_id, a_token, a = open_stream(base)
+    b = open_stream(base)[2]
     send(base, a_id, a_token, 1, "<script>alert(1)</script>")
     assert read_until(a, "<script>alert(1)</script>")
     assert read_until(b, "<script>alert(1)</script>")
@@ -126,8 +138,7 @@ def test_chat_between_two_clients(deployment) -> None:
 
 def test_close_ends_the_stream_and_then_204(deployment) -> None:
     base = deployment.base("echo")
-    conn_id, token = new_connection(base)
-    stream = Stream(stream_url(base, conn_id, token))
+    conn_id, token, stream = open_stream(base)
     httpx.post(base + "/close", json={"id": conn_id, "token": token, "code": 4001,
                                       "reason": "done"}, timeout=TIMEOUT)
     event = stream.next()
@@ -140,8 +151,8 @@ def test_close_ends_the_stream_and_then_204(deployment) -> None:
 
 def test_many_open_streams_at_once(deployment) -> None:
     base = deployment.base("chat")
-    clients = [new_connection(base) for _ in range(40)]
-    streams = [Stream(stream_url(base, i, t)) for i, t in clients]
+    clients = [open_stream(base) for _ in range(40)]
+    streams = [stream for _, _, stream in clients]
     started = time.monotonic()
     send(base, clients[0][0], clients[0][1], 1, "all")
     for stream in streams:

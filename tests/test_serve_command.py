@@ -9,12 +9,12 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from .support import ALTWS, HTTP, TIMEOUT, Process
+from .support import HTTP, TIMEOUT, Process, start_altws
 
 
 @pytest.fixture
 def serve(data_dir):
-    proc = Process(ALTWS + ["serve", "--port", "0", "--data", data_dir])
+    proc = start_altws("serve", data_dir)
     try:
         deadline = time.monotonic() + TIMEOUT
         while not any("daemon on" in line for line in proc.output):
@@ -58,7 +58,7 @@ def test_a_native_and_an_emulated_client_share_the_chat(serve) -> None:
 
 
 def test_no_daemon_flag(data_dir) -> None:
-    proc = Process(ALTWS + ["serve", "--port", "0", "--no-daemon", "--data", data_dir])
+    proc = start_altws("serve", data_dir, "--no-daemon")
     try:
         assert HTTP.get(proc.url + "/chat/info").json()["websocket"] is None
     finally:

@@ -5,7 +5,7 @@ connections of several apps, batched operations, resume, the end of a session.""
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, List, Tuple
+from typing import Any
 
 import httpx
 import pytest
@@ -33,28 +33,28 @@ class Session:
         body = answer.json()
         assert body["version"] == 2
         self.id, self.secret = body["session"], body["secret"]
-        self.seqs: Dict[str, int] = {}
+        self.seqs: dict[str, int] = {}
 
-    def headers(self) -> Dict[str, str]:
+    def headers(self) -> dict[str, str]:
         return {"X-AltWS-Session": self.id, "X-AltWS-Secret": self.secret}
 
     def stream(self, last_event_id: Any = None) -> Stream:
         return Stream(self.base + "/", last_event_id=last_event_id, headers=self.headers())
 
-    def ops(self, *ops: Dict[str, Any]) -> List[Dict[str, Any]]:
+    def ops(self, *ops: dict[str, Any]) -> list[dict[str, Any]]:
         answer = HTTP.post(self.base + "/send", content=json.dumps(
             {"session": self.id, "secret": self.secret, "ops": list(ops)}))
         assert answer.status_code == 200, answer.text
         return answer.json()["results"]  # type: ignore[no-any-return]
 
-    def text(self, ref: str, *messages: str) -> Dict[str, Any]:
+    def text(self, ref: str, *messages: str) -> dict[str, Any]:
         first = self.seqs.get(ref, 0) + 1
         self.seqs[ref] = first + len(messages) - 1
         return {"op": "send", "ref": ref, "messages": [
             {"seq": first + i, "data": m} for i, m in enumerate(messages)]}
 
 
-def events_of(stream: Stream, count: int) -> List[Tuple[int, str, Dict[str, Any]]]:
+def events_of(stream: Stream, count: int) -> list[tuple[int, str, dict[str, Any]]]:
     out = []
     for event in stream.take(count):
         out.append((int(event.id), event.event or "message", json.loads(event.data)))
@@ -84,7 +84,7 @@ def test_one_stream_carries_many_connections_of_several_apps(deployment) -> None
     assert [r.get("ack") for r in acks] == [2, 1, 1]
     got = events_of(stream, 4)
     assert [e[0] for e in got] == [1, 2, 3, 4]  # ids per session, without gaps
-    by_ref: Dict[str, List[str]] = {}
+    by_ref: dict[str, list[str]] = {}
     for _, kind, body in got:
         assert kind == "message"
         by_ref.setdefault(body["ref"], []).append(body["data"])

@@ -11,7 +11,8 @@ from altwebsocket import AltWebSocketHandler, AltWebSocketServer, AltWebSocketSt
 from altwebsocket.config import Settings
 from altwebsocket.exceptions import ConfigError
 from altwebsocket.protocol.state import State
-from altwebsocket.storage import filesystem_type
+from altwebsocket.storage import ConnectionRecord, filesystem_type
+from altwebsocket.storage.schema import CONNECTION_COLUMNS, table
 from altwebsocket.transports.http.auth import hash_token, token_matches
 
 from .support import FakeClock
@@ -87,6 +88,15 @@ def test_transaction_rolls_back_on_error(data_dir) -> None:
     assert server.storage.connection(opened.id).last_event == 0
 
 
+def test_the_connection_record_types_the_columns_of_the_schema() -> None:
+    """``ConnectionRecord``'s annotations (its fields' types, for mypy) name the columns of
+    ``aws_connections`` in order, nullable ones as ``... | None``: a new column is typed too."""
+    annotations = ConnectionRecord.__annotations__
+    assert tuple(annotations) == CONNECTION_COLUMNS == ConnectionRecord._fields
+    for column in table("aws_connections").columns:
+        assert annotations[column.name].endswith(" | None") == column.nullable, column.name
+
+
 def test_tokens_are_stored_only_as_hashes(data_dir) -> None:
     server = AltWebSocketServer(settings=Settings(data=data_dir))
     opened = webtest.TestApp(WSGIApp(server)).post_json("/echo/new", {}).json
@@ -99,4 +109,5 @@ def test_tokens_are_stored_only_as_hashes(data_dir) -> None:
     assert opened["token"].encode() not in raw + wal
     record = server.storage.connection(opened["id"])
     assert record.token_hash == hash_token(opened["token"])
-    assert token_matches(record, opened["token"]) and not token_matches(record, "x" + opened["token"])
+    assert token_matches(record, opened["token"])
+    assert not token_matches(record, "x" + opened["token"])

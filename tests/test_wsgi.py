@@ -3,36 +3,20 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, List
 
 import pytest
 import webtest
 
 from altwebsocket import AltWebSocketHandler, AltWebSocketServer, WSGIApp
 from altwebsocket.config import Settings
-from altwebsocket.protocol import messages as wire
 from altwebsocket.protocol.sse import SSEDecoder
 
+from .support import new, post, stored_events, web_app
 
 
 @pytest.fixture
 def app(server: AltWebSocketServer) -> webtest.TestApp:
-    return webtest.TestApp(WSGIApp(server))
-
-
-def new(app: webtest.TestApp, name: str = "echo", **body: Any) -> Dict[str, str]:
-    return app.post_json(f"/{name}/new", body).json  # type: ignore[no-any-return]
-
-
-def post(app: webtest.TestApp, path: str, body: Dict[str, Any], status: Any = 200) -> Any:
-    return app.post(path, json.dumps(body), status=status).json
-
-
-def events(server: AltWebSocketServer, conn_id: str, after: int = 0) -> List[Any]:
-    """What the stream would send, decoded, without waiting for more."""
-    stored = server.storage.events_after(conn_id, after)
-    raw = b"".join(wire.event_for(*event[:3]).encode() for event in stored)
-    return [(int(e.id), wire.message_from_event(e)) for e in SSEDecoder().feed(raw)]
+    return web_app(server)
 
 
 def test_info(app) -> None:
@@ -52,8 +36,8 @@ def test_new_returns_id_and_long_token(app) -> None:
 def test_echo_round_trip_of_tricky_text(app, server, text) -> None:
     conn = new(app)
     body = {"id": conn["id"], "token": conn["token"], "seq": 1, "data": text}
-    assert post(app, "/echo/send", body) == {"ok": True, "ack": 1}
-    assert events(server, conn["id"]) == [(1, text)]
+    assert post(app, "/echo/send", body).json == {"ok": True, "ack": 1}
+    assert stored_events(server, conn["id"]) == [(1, text)]
 
 
 def test_binary_round_trip(app, server) -> None:
@@ -62,28 +46,28 @@ def test_binary_round_trip(app, server) -> None:
     import base64
 
     post(app, "/echo/send", {**conn, "seq": 1, "binary": base64.b64encode(data).decode()})
-    assert events(server, conn["id"]) == [(1, data)]
+    assert stored_events(server, conn["id"]) == [(1, data)]
 
 
 def test_duplicate_seq_is_delivered_once_and_gap_is_409(app, server) -> None:
     conn = new(app)
     creds = {"id": conn["id"], "token": conn["token"]}
-    assert post(app, "/echo/send", {**creds, "seq": 1, "data": "a"})["ack"] == 1
-    assert post(app, "/echo/send", {**creds, "seq": 1, "data": "a"})["ack"] == 1
-    gap = post(app, "/echo/send", {**creds, "seq": 3, "data": "c"}, status=409)
+    assert post(app, "/echo/send", {**creds, "seq": 1, "data": "a"}).json["ack"] == 1
+    assert post(app, "/echo/send", {**creds, "seq": 1, "data": "a"}).json["ack"] == 1
+    gap = post(app, "/echo/send", {**creds, "seq": 3, "data": "c"}, status=409).json
     assert gap == {"error": "seq_gap", "message": gap["message"], "expected": 2}
     batch = {**creds, "messages": [{"seq": 1, "data": "a"}, {"seq": 2, "data": "b"}]}
-    assert post(app, "/echo/send", batch)["ack"] == 2
-    assert events(server, conn["id"]) == [(1, "a"), (2, "b")]
+    assert post(app, "/echo/send", batch).json["ack"] == 2
+    assert stored_events(server, conn["id"]) == [(1, "a"), (2, "b")]
 
 
 def test_wrong_token_is_403_and_changes_nothing(app, server) -> None:
     conn = new(app)
     body = {"id": conn["id"], "token": "x" * 32, "seq": 1, "data": "a"}
-    assert post(app, "/echo/send", body, status=403)["error"] == "forbidden"
-    assert post(app, "/echo/close", {"id": conn["id"], "token": "nope"}, status=403)
+    assert post(app, "/echo/send", body, status=403).json["error"] == "forbidden"
+    assert post(app, "/echo/close", {"id": conn["id"], "token": "nope"}, status=403).json
     app.get(f"/echo/?id={conn['id']}&token=nope", status=403)
-    assert events(server, conn["id"]) == []
+    assert stored_events(server, conn["id"]) == []
     assert server.storage.connection(conn["id"]).last_seq == 0
 
 
@@ -91,8 +75,8 @@ def test_echo_connections_never_see_each_other(app, server) -> None:
     one, two = new(app), new(app)
     post(app, "/echo/send", {**one, "seq": 1, "data": "from one"})
     post(app, "/echo/send", {**two, "seq": 1, "data": "from two"})
-    assert events(server, one["id"]) == [(1, "from one")]
-    assert events(server, two["id"]) == [(1, "from two")]
+    assert stored_events(server, one["id"]) == [(1, "from one")]
+    assert stored_events(server, two["id"]) == [(1, "from two")]
 
 
 def test_chat_history_is_the_last_ten_oldest_first(app, server) -> None:
@@ -100,32 +84,32 @@ def test_chat_history_is_the_last_ten_oldest_first(app, server) -> None:
     for i in range(1, 13):
         post(app, "/chat/send", {**sender, "seq": i, "data": f"m{i}"})
     late = new(app, "chat")
-    assert [m for _, m in events(server, late["id"])] == [f"m{i}" for i in range(3, 13)]
+    assert [m for _, m in stored_events(server, late["id"])] == [f"m{i}" for i in range(3, 13)]
     # the sender got all its own messages
-    assert [m for _, m in events(server, sender["id"])] == [f"m{i}" for i in range(1, 13)]
+    assert [m for _, m in stored_events(server, sender["id"])] == [f"m{i}" for i in range(1, 13)]
 
 
 def test_chat_goes_to_everyone_sender_included(app, server) -> None:
     a, b = new(app, "chat"), new(app, "chat")
     post(app, "/chat/send", {**a, "seq": 1, "data": "hello"})
-    assert events(server, a["id"]) == [(1, "hello")]
-    assert events(server, b["id"]) == [(1, "hello")]
+    assert stored_events(server, a["id"]) == [(1, "hello")]
+    assert stored_events(server, b["id"]) == [(1, "hello")]
 
 
 def test_close_runs_once_and_queues_close_event(app, server) -> None:
     conn = new(app)
-    assert post(app, "/echo/close", {**conn, "code": 4000, "reason": "bye"}) == {"ok": True}
-    again = post(app, "/echo/close", {**conn, "code": 4000, "reason": "bye"})
+    assert post(app, "/echo/close", {**conn, "code": 4000, "reason": "bye"}).json == {"ok": True}
+    again = post(app, "/echo/close", {**conn, "code": 4000, "reason": "bye"}).json
     assert again["already_closed"] is True
-    assert events(server, conn["id"]) == [(1, (4000, "bye"))]
-    assert post(app, "/echo/send", {**conn, "seq": 1, "data": "late"}, status=410)["error"] == \
-        "closed"
+    assert stored_events(server, conn["id"]) == [(1, (4000, "bye"))]
+    late = post(app, "/echo/send", {**conn, "seq": 1, "data": "late"}, status=410).json
+    assert late["error"] == "closed"
 
 
 def test_close_without_code_is_1005(app, server) -> None:
     conn = new(app)
     post(app, "/echo/close", {"id": conn["id"], "token": conn["token"]})
-    assert events(server, conn["id"]) == [(1, (1005, ""))]
+    assert stored_events(server, conn["id"]) == [(1, (1005, ""))]
 
 
 def test_stream_of_closed_connection(app, server) -> None:
@@ -187,7 +171,7 @@ def test_message_over_limit_is_413(data_dir) -> None:
     app = webtest.TestApp(WSGIApp(server))
     conn = new(app)
     body = {**conn, "seq": 1, "data": "x" * 11}
-    assert post(app, "/echo/send", body, status=413)["error"] == "too_big"
+    assert post(app, "/echo/send", body, status=413).json["error"] == "too_big"
     app.post("/echo/send", b"x" * 200000, status=413)
     assert server.storage.connection(conn["id"]).last_seq == 0
 
@@ -215,9 +199,9 @@ class Proto(AltWebSocketHandler):
 def test_subprotocol_negotiation(data_dir) -> None:
     server = AltWebSocketServer({"p": Proto()}, settings=Settings(data=data_dir))
     app = webtest.TestApp(WSGIApp(server))
-    assert new(app, "p", protocols=["v1", "v2"])["protocol"] == "v2"
-    assert new(app, "p", protocols=["v1"])["protocol"] == "v1"
-    assert new(app, "p", protocols=["x"])["protocol"] == ""
+    assert new(app, "p", body={"protocols": ["v1", "v2"]})["protocol"] == "v2"
+    assert new(app, "p", body={"protocols": ["v1"]})["protocol"] == "v1"
+    assert new(app, "p", body={"protocols": ["x"]})["protocol"] == ""
 
 
 class Broken(AltWebSocketHandler):
@@ -230,8 +214,9 @@ def test_handler_error_closes_with_1011_and_no_500(data_dir) -> None:
     server = AltWebSocketServer({"b": Broken()}, settings=Settings(data=data_dir))
     app = webtest.TestApp(WSGIApp(server))
     conn = new(app, "b")
-    assert post(app, "/b/send", {**conn, "seq": 1, "data": "x"})["ack"] == 1
-    assert events(server, conn["id"]) == [(1, "before the bug"), (2, (1011, "internal error"))]
+    assert post(app, "/b/send", {**conn, "seq": 1, "data": "x"}).json["ack"] == 1
+    assert stored_events(server, conn["id"]) == [(1, "before the bug"),
+                                                 (2, (1011, "internal error"))]
 
 
 def test_head_on_the_stream_answers_its_status_without_streaming(app) -> None:

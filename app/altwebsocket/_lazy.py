@@ -19,25 +19,27 @@ if TYPE_CHECKING:
 __all__ = ["TYPE_CHECKING", "logger", "sha256_hex", "compare_digest"]
 
 
-def logger(name: str) -> "logging.Logger":
+def logger(name: str) -> logging.Logger:
     """``logging.getLogger(name)``, importing ``logging`` only when something is logged."""
     import logging
 
     return logging.getLogger(name)
 
 
+# typeshed has no stubs for the private _sha2 and _sha256 modules: mypy types _sha256 as Any.
 try:  # the built-in module: no OpenSSL to load (CPython 3.12+: _sha2, before: _sha256)
     from _sha2 import sha256 as _sha256  # type: ignore[import-not-found]
 except ImportError:  # pragma: no cover - depends on the Python version
     try:
-        from _sha256 import sha256 as _sha256  # type: ignore[import-not-found,no-redef]
+        from _sha256 import sha256 as _sha256  # type: ignore[import-not-found]
     except ImportError:
-        from hashlib import sha256 as _sha256  # type: ignore[assignment]
+        from hashlib import sha256 as _sha256
 
 try:
     from _operator import _compare_digest as compare_digest  # the one hmac uses
 except ImportError:  # pragma: no cover - not CPython
-    from hmac import compare_digest  # type: ignore[assignment]
+    # the same function, which typeshed spells with other overloads
+    from hmac import compare_digest  # type: ignore[no-redef]
 
 
 def sha256_hex(data: bytes) -> str:

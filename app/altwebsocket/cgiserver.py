@@ -6,6 +6,7 @@ It lays out what a user uploads to a host — the web root with ``static/`` and
 ``/usr/bin/python3`` (the web server user cannot read root's pyenv), and runs Debian's
 ``apache2`` in the foreground with a configuration like a shared host's
 (``deploy/apache-cgi/local/httpd.conf.in``). Ctrl-C stops Apache and removes the run folder.
+It installs no system package: without Apache it says what to install and exits.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Dict, List, Optional
 
 from .exceptions import ConfigError
 from .resources import shipped
@@ -33,24 +33,24 @@ MODULES = "/usr/lib/apache2/modules"
 SYSTEM_PYTHON = "/usr/bin/python3"
 RUN_USER = "www-data"
 # What the CGI's Python needs (SQLAlchemy only creates the tables on the first request).
-CGI_REQUIREMENTS = ["sqlalchemy>=2.0"]
+CGI_REQUIREMENTS = ["sqlalchemy>=2.0", "PyMySQL>=1.1", "psycopg[binary]>=3.1"]
 
 
 def _say(message: str) -> None:
     print(f"altws cgi-server: {message}", flush=True)
 
 
-def ensure_apache() -> None:
-    """Install Debian's apache2 if it is missing (needs root)."""
+def require_apache() -> None:
+    """Refuse to go on without Apache, saying what to install: this command installs nothing.
+
+    Raises:
+        ConfigError: ``/usr/sbin/apache2`` is missing.
+    """
     if os.path.exists(APACHE):
         return
-    if os.geteuid() != 0:
-        raise ConfigError("apache2 is not installed: run `apt-get install apache2` as root")
-    _say("installing apache2 (apt-get) ...")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "apache2"], check=True, env=env,
-                   stdout=subprocess.DEVNULL)
+    raise ConfigError(f"Apache is not installed ({APACHE} is missing): install it, e.g. "
+                      "`apt-get install apache2` on Debian/Ubuntu (as root), or your system's "
+                      "Apache package, then run altws cgi-server again")
 
 
 def _free_port(host: str) -> int:
@@ -84,7 +84,7 @@ def cgi_python(cache: str) -> str:
 
 
 def _make_readable(top: str) -> None:
-    for folder, dirs, files in os.walk(top):
+    for folder, _dirs, files in os.walk(top):
         os.chmod(folder, 0o755)
         for name in files:
             path = os.path.join(folder, name)
@@ -110,7 +110,7 @@ class CGIServer:
     """A run folder laid out like a shared host, and Apache serving it."""
 
     def __init__(self, data: str, host: str = "127.0.0.1", port: int = 8080,
-                 settings: Optional[Dict[str, str]] = None,
+                 settings: dict[str, str] | None = None,
                  cache: str = "/var/tmp/altws") -> None:
         self.data = os.path.abspath(data)
         self.host = host
@@ -118,7 +118,7 @@ class CGIServer:
         self.settings = settings or {}
         self.cache = cache
         self.run_dir = ""
-        self.proc: Optional[subprocess.Popen] = None  # type: ignore[type-arg]
+        self.proc: subprocess.Popen | None = None  # type: ignore[type-arg]
 
     @property
     def url(self) -> str:
@@ -127,7 +127,7 @@ class CGIServer:
 
     def prepare(self) -> None:
         """Lay out the run folder: web root, cgi-bin, settings, Apache configuration."""
-        ensure_apache()
+        require_apache()
         os.makedirs(self.cache, mode=0o755, exist_ok=True)
         os.chmod(self.cache, 0o755)
         python = cgi_python(self.cache)
@@ -188,7 +188,7 @@ class CGIServer:
         _make_readable(run)
 
     def _write_settings(self, template: str, target: str) -> None:
-        lines: List[str] = []
+        lines: list[str] = []
         given = dict(self.settings, data=self.data)
         for line in open(template, encoding="utf-8").read().split("\n"):
             name = line.split("=", 1)[0].strip()
@@ -290,13 +290,13 @@ def _run(args: argparse.Namespace) -> int:
         server.stop()
 
 
-def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``altws cgi-server``."""
     parser = sub.add_parser(
         "cgi-server", help="run the apps as CGI under a real local Apache (shared-host mode)",
         description="Lay out the CGI deployment from deploy/apache-cgi/ and cgi-bin/altws.cgi "
-                    "and serve it with Debian's apache2 in the foreground (installed if "
-                    "missing). Ctrl-C stops it.")
+                    "and serve it with Debian's apache2 in the foreground (install it first: "
+                    "apt-get install apache2). Ctrl-C stops it.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080, help="0 picks a free port")
     parser.add_argument("--data", default="./var-cgi", metavar="DIR",

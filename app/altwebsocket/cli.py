@@ -7,7 +7,7 @@ import logging
 import os
 import signal
 import sys
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable
 
 from .config import DEFAULT_APPS, Settings, load_settings
 from .exceptions import AltWebSocketError, ConfigError
@@ -30,7 +30,7 @@ def _add_settings_options(parser: argparse.ArgumentParser) -> None:
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     """Settings from ``--config`` (if given), then the command-line options over them."""
-    overrides: Dict[str, Any] = {}
+    overrides: dict[str, Any] = {}
     if args.data is not None:
         overrides["data"] = args.data
     if args.storage is not None:
@@ -78,7 +78,7 @@ def _serve(args: argparse.Namespace) -> int:
         ident="altws",
         clear_untrusted_proxy_headers=True,
     )
-    port = int(httpd.effective_port)  # type: ignore[union-attr]
+    port = int(httpd.effective_port)
     url = f"http://{args.host}:{port}/"
     daemon = None
     if not args.no_daemon and not args.websocket_url:
@@ -158,7 +158,7 @@ class _DaemonThread:
         self.url = ""
         self._ready = threading.Event()
         self._stop = threading.Event()
-        self.error: Optional[BaseException] = None
+        self.error: BaseException | None = None
 
         def ready(url: str) -> None:
             self.url = url
@@ -199,12 +199,12 @@ class _LateApp:
 
     app: Any = None
 
-    def __call__(self, environ: Dict[str, Any], start_response: Callable[..., Any]) -> Any:
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         return self.app(environ, start_response)
 
 
 def _start_daemon_beside(settings: Settings, args: argparse.Namespace,
-                         http_port: int) -> "Optional[_DaemonThread]":
+                         http_port: int) -> _DaemonThread | None:
     port = args.daemon_port if args.daemon_port is not None else (
         http_port + 1 if args.port else 0)
     daemon = _DaemonThread(settings, args.host, port)
@@ -257,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``altws`` console command."""
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import os
 
+from ._lazy import TYPE_CHECKING
 from .exceptions import ConfigError
 
-from ._lazy import TYPE_CHECKING
-
 if TYPE_CHECKING:
-    from typing import Any, Dict, List, Optional, Tuple
+    from typing import Any
 
 __all__ = ["Settings", "load_settings", "load_handler", "handlers_from", "read_ini",
            "DEFAULT_APPS"]
@@ -33,7 +32,7 @@ DEFAULT_APPS = {
 }
 
 # name: (default, kind, meaning). Times are in seconds.
-FIELDS: "Dict[str, Tuple[Any, str, str]]" = {
+FIELDS: dict[str, tuple[Any, str, str]] = {
     "data": ("./var", "str", "data folder; the SQLite file lives here"),
     "storage": ("", "str", "SQLAlchemy URL; default sqlite:///<data>/altws.db"),
     "allowed_origins": ((), "list", "origins besides the server's own; * = any"),
@@ -68,7 +67,7 @@ class Settings:
 
     data: str
     storage: str
-    allowed_origins: "Tuple[str, ...]"
+    allowed_origins: tuple[str, ...]
     max_message: int
     max_batch: int
     stream_lifetime: float
@@ -85,11 +84,11 @@ class Settings:
     max_connections_per_ip: int
     busy_timeout: float
     journal_mode: str
-    websocket_url: "Optional[str]"
+    websocket_url: str | None
     trust_proxy: bool
-    apps: "Dict[str, str]"
+    apps: dict[str, str]
 
-    def __init__(self, **values: "Any") -> None:
+    def __init__(self, **values: Any) -> None:
         for name, (default, _, _) in FIELDS.items():
             setattr(self, name, values.pop(name, default))
         self.apps = dict(values.pop("apps", DEFAULT_APPS))
@@ -100,7 +99,7 @@ class Settings:
     def __repr__(self) -> str:
         return "Settings(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in FIELDS) + ")"
 
-    def replace(self, **changes: "Any") -> "Settings":
+    def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied (settings are shared, so never mutated in place)."""
         values = {name: getattr(self, name) for name in FIELDS}
         values["apps"] = dict(self.apps)
@@ -113,7 +112,7 @@ class Settings:
             return self.storage
         return "sqlite:///" + os.path.join(os.path.abspath(self.data), "altws.db")
 
-    def validate(self) -> "Settings":
+    def validate(self) -> Settings:
         """Check ranges; raise :class:`ConfigError` naming the bad setting."""
         positive = ("max_message", "max_batch", "stream_lifetime", "heartbeat", "poll_interval",
                     "gone_timeout", "max_streams", "max_events_queued", "busy_timeout")
@@ -132,7 +131,7 @@ class Settings:
         return self
 
 
-def convert(name: str, text: str) -> "Any":
+def convert(name: str, text: str) -> Any:
     """A setting's value from its text in a file or on the command line."""
     if name not in FIELDS:
         raise ConfigError(f"unknown setting {name!r}")
@@ -154,12 +153,12 @@ def convert(name: str, text: str) -> "Any":
     return text
 
 
-def read_ini(path: str) -> "Dict[str, Dict[str, str]]":
+def read_ini(path: str) -> dict[str, dict[str, str]]:
     """Read an INI file: ``[section]`` headers, ``name = value`` lines, ``;``/``#`` comments
     (whole-line, or after whitespace). A small reader: ``configparser`` costs a CGI request
     several milliseconds."""
-    sections: "Dict[str, Dict[str, str]]" = {}
-    current: "Optional[Dict[str, str]]" = None
+    sections: dict[str, dict[str, str]] = {}
+    current: dict[str, str] | None = None
     try:
         with open(path, encoding="utf-8") as handle:
             lines = handle.read().splitlines()
@@ -184,10 +183,10 @@ def read_ini(path: str) -> "Dict[str, Dict[str, str]]":
     return sections
 
 
-def load_settings(path: str, **overrides: "Any") -> Settings:
+def load_settings(path: str, **overrides: Any) -> Settings:
     """Read an INI file (see the module docstring); relative ``data`` is relative to it."""
     sections = read_ini(path)
-    values: "Dict[str, Any]" = {}
+    values: dict[str, Any] = {}
     for name, text in sections.get("altws", {}).items():
         if name not in FIELDS:
             raise ConfigError(f"unknown setting {name!r} in {path}")
@@ -201,7 +200,7 @@ def load_settings(path: str, **overrides: "Any") -> Settings:
     return settings.validate()
 
 
-def load_handler(spec: str) -> "Any":
+def load_handler(spec: str) -> Any:
     """Import ``module:Class`` and return an instance of the handler class."""
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
@@ -214,11 +213,11 @@ def load_handler(spec: str) -> "Any":
     return target() if isinstance(target, type) else target
 
 
-def handlers_from(apps: "Dict[str, str]") -> "Dict[str, Any]":
+def handlers_from(apps: dict[str, str]) -> dict[str, Any]:
     """Instances of the handlers named in an ``apps`` mapping."""
     return {name: load_handler(spec) for name, spec in apps.items()}
 
 
-def split_list(text: str) -> "List[str]":
+def split_list(text: str) -> list[str]:
     """A whitespace- or comma-separated list."""
     return [part for part in text.replace(",", " ").split() if part]

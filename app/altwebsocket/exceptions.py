@@ -24,7 +24,7 @@ from __future__ import annotations
 from ._lazy import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from typing import Any, Dict, Optional
+    from typing import Any
 
 __all__ = [
     "AltWebSocketError",
@@ -51,15 +51,15 @@ class AltWebSocketError(Exception):
     def __init__(self, message: str = "", **extra: Any) -> None:
         super().__init__(message or self.code)
         self.message = message or self.code
-        self.extra: Dict[str, Any] = extra
+        self.extra: dict[str, Any] = extra
 
-    def to_json(self) -> Dict[str, Any]:
+    def to_json(self) -> dict[str, Any]:
         """The JSON body of the error response: ``{"error", "message", ...extra}``."""
-        body: Dict[str, Any] = {"error": self.code, "message": self.message}
+        body: dict[str, Any] = {"error": self.code, "message": self.message}
         body.update(self.extra)
         return body
 
-    def headers(self) -> Dict[str, str]:
+    def headers(self) -> dict[str, str]:
         """Extra response headers the error asks for (e.g. ``Retry-After``)."""
         return {}
 
@@ -126,7 +126,7 @@ class RateLimited(AltWebSocketError):
         super().__init__(message or "too many requests")
         self.retry_after = retry_after
 
-    def headers(self) -> Dict[str, str]:
+    def headers(self) -> dict[str, str]:
         return {"Retry-After": str(max(1, int(round(self.retry_after))))}
 
 
@@ -136,11 +136,11 @@ class Overloaded(AltWebSocketError):
     status = 503
     code = "overloaded"
 
-    def __init__(self, message: str = "", retry_after: Optional[float] = None) -> None:
+    def __init__(self, message: str = "", retry_after: float | None = None) -> None:
         super().__init__(message or "server busy, retry later")
         self.retry_after = 2.0 if retry_after is None else retry_after
 
-    def headers(self) -> Dict[str, str]:
+    def headers(self) -> dict[str, str]:
         return {"Retry-After": str(max(1, int(round(self.retry_after))))}
 
 
@@ -160,8 +160,8 @@ class ConfigError(AltWebSocketError):
     status = 503
     code = "config"
 
-    def to_json(self) -> Dict[str, Any]:
+    def to_json(self) -> dict[str, Any]:
         return {"error": self.code, "message": "the server is misconfigured; see its log"}
 
-    def headers(self) -> Dict[str, str]:
+    def headers(self) -> dict[str, str]:
         return {"Retry-After": "30"}

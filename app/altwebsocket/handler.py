@@ -22,7 +22,7 @@ from .protocol.messages import payload_for
 from .protocol.state import Input, State, transition
 
 if TYPE_CHECKING:
-    from typing import List, Optional, Sequence
+    from collections.abc import Sequence
 
     from .protocol.messages import Message
 
@@ -46,16 +46,16 @@ class AltWebSocketHandler:
                 return name
         return ""
 
-    def on_open(self, conn: "AltWebSocketConnection") -> None:
+    def on_open(self, conn: AltWebSocketConnection) -> None:
         """A client connected."""
 
-    def on_message(self, conn: "AltWebSocketConnection", message: Message) -> None:
+    def on_message(self, conn: AltWebSocketConnection, message: Message) -> None:
         """A message arrived: ``str`` for text, ``bytes`` for binary."""
 
-    def on_close(self, conn: "AltWebSocketConnection", code: int, reason: str) -> None:
+    def on_close(self, conn: AltWebSocketConnection, code: int, reason: str) -> None:
         """The connection closed (by either side, or 1006 when the client went away)."""
 
-    def on_error(self, conn: "AltWebSocketConnection", exc: BaseException) -> None:
+    def on_error(self, conn: AltWebSocketConnection, exc: BaseException) -> None:
         """A callback raised ``exc``. By default: log it and close the connection with 1011."""
         logger("altwebsocket.handler").error(
             "handler error on %s/%s", conn.app, conn.id, exc_info=exc)
@@ -78,31 +78,31 @@ class UnitOfWork:
         """Queue one event for one connection."""
         raise NotImplementedError
 
-    def broadcast(self, app: str, kind: int, payload: bytes, exclude: Optional[str]) -> int:
+    def broadcast(self, app: str, kind: int, payload: bytes, exclude: str | None) -> int:
         """Queue one event for every open connection of ``app`` but ``exclude``."""
         raise NotImplementedError
 
-    def open_connections(self, app: str) -> List["AltWebSocketConnection"]:
+    def open_connections(self, app: str) -> list[AltWebSocketConnection]:
         """The open connections of ``app``, oldest first."""
         raise NotImplementedError
 
-    def close(self, conn: "AltWebSocketConnection", code: int, reason: str) -> None:
+    def close(self, conn: AltWebSocketConnection, code: int, reason: str) -> None:
         """Queue the close event, mark ``conn`` closed and run ``on_close``."""
         raise NotImplementedError
 
-    def log_append(self, app: str, key: str, value: str, keep: Optional[int]) -> None:
+    def log_append(self, app: str, key: str, value: str, keep: int | None) -> None:
         """See :meth:`AppStorage.append`."""
         raise NotImplementedError
 
-    def log_recent(self, app: str, key: str, count: int) -> List[str]:
+    def log_recent(self, app: str, key: str, count: int) -> list[str]:
         """See :meth:`AppStorage.recent`."""
         raise NotImplementedError
 
-    def kv_get(self, app: str, key: str) -> Optional[str]:
+    def kv_get(self, app: str, key: str) -> str | None:
         """See :meth:`AppStorage.get`."""
         raise NotImplementedError
 
-    def kv_set(self, app: str, key: str, value: Optional[str]) -> None:
+    def kv_set(self, app: str, key: str, value: str | None) -> None:
         """See :meth:`AppStorage.set`."""
         raise NotImplementedError
 
@@ -117,20 +117,20 @@ class AppStorage:
         self._work = work
         self._app = app
 
-    def append(self, key: str, value: str, keep: Optional[int] = None) -> None:
+    def append(self, key: str, value: str, keep: int | None = None) -> None:
         """Append ``value`` to the log ``key``; keep only the last ``keep`` entries if given."""
         self._work.log_append(self._app, key, value, keep)
 
-    def recent(self, key: str, count: int) -> List[str]:
+    def recent(self, key: str, count: int) -> list[str]:
         """The last ``count`` entries of the log ``key``, oldest first."""
         return self._work.log_recent(self._app, key, count)
 
-    def get(self, key: str, default: Optional[str] = None) -> Optional[str]:
+    def get(self, key: str, default: str | None = None) -> str | None:
         """The value of ``key``, or ``default``."""
         value = self._work.kv_get(self._app, key)
         return default if value is None else value
 
-    def set(self, key: str, value: Optional[str]) -> None:
+    def set(self, key: str, value: str | None) -> None:
         """Set ``key`` to ``value`` (``None`` deletes it)."""
         self._work.kv_set(self._app, key, value)
 
@@ -195,7 +195,7 @@ class AltWebSocketConnection:
         transition(state, Input.SERVER_CLOSE)
         self._work.close(self, code, reason)
 
-    def peers(self, include_self: bool = False) -> List["AltWebSocketConnection"]:
+    def peers(self, include_self: bool = False) -> list[AltWebSocketConnection]:
         """The open connections of the same app (oldest first), for broadcasting."""
         return [
             conn

@@ -37,11 +37,13 @@ from .storage import AltWebSocketStorage, ConnectionRecord, Transaction
 from .storage.wake import send_hints, wake_folder
 
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+    from collections.abc import Mapping, Sequence
+    from typing import Any, Callable, TypeVar
 
     from .protocol.messages import InboundMessage, Message
 
     Authorize = Callable[[ConnectionRecord], None]
+    T = TypeVar("T")
 
 __all__ = ["AltWebSocketServer", "Context", "LocalSink", "Opened"]
 
@@ -57,7 +59,7 @@ class LocalSink:
         """Whether this process holds ``conn_id`` live."""
         raise NotImplementedError
 
-    def deliver(self, events: List[Tuple[str, int, bytes]]) -> None:
+    def deliver(self, events: list[tuple[str, int, bytes]]) -> None:
         """Send these ``(conn_id, kind, payload)`` events, committed just now."""
         raise NotImplementedError
 
@@ -69,9 +71,9 @@ class Context(UnitOfWork):
         self.server = server
         self.tx = tx
         tx.max_queued = server.settings.max_events_queued
-        self._connections: Dict[str, AltWebSocketConnection] = {}
-        self._states: Dict[str, State] = {}
-        self.local: List[Tuple[str, int, bytes]] = []
+        self._connections: dict[str, AltWebSocketConnection] = {}
+        self._states: dict[str, State] = {}
+        self.local: list[tuple[str, int, bytes]] = []
 
     def wrap(self, record: ConnectionRecord) -> AltWebSocketConnection:
         """The one connection object of this operation for ``record``."""
@@ -83,7 +85,7 @@ class Context(UnitOfWork):
             self._states[record.id] = record.state
         return conn
 
-    def _wrap_id(self, conn_id: str) -> Optional[AltWebSocketConnection]:
+    def _wrap_id(self, conn_id: str) -> AltWebSocketConnection | None:
         conn = self._connections.get(conn_id)
         if conn is None:
             record = self.tx.connection(conn_id)
@@ -107,11 +109,11 @@ class Context(UnitOfWork):
             self.tx.enqueue(conn_id, kind, payload)
         return True
 
-    def broadcast(self, app: str, kind: int, payload: bytes, exclude: Optional[str]) -> int:
+    def broadcast(self, app: str, kind: int, payload: bytes, exclude: str | None) -> int:
         """Queue an event for every open connection of an app."""
         return self.tx.enqueue_app(app, kind, payload, exclude)
 
-    def open_connections(self, app: str) -> List[AltWebSocketConnection]:
+    def open_connections(self, app: str) -> list[AltWebSocketConnection]:
         """The open connections of ``app``."""
         out = []
         for conn_id in self.tx.open_connection_ids(app):
@@ -142,19 +144,19 @@ class Context(UnitOfWork):
         self.tx.set_closed(session_id, int(code), reason)
         self._states[session_id] = State.CLOSED
 
-    def log_append(self, app: str, key: str, value: str, keep: Optional[int]) -> None:
+    def log_append(self, app: str, key: str, value: str, keep: int | None) -> None:
         """Append to an app's log."""
         self.tx.log_append(app, key, value, keep)
 
-    def log_recent(self, app: str, key: str, count: int) -> List[str]:
+    def log_recent(self, app: str, key: str, count: int) -> list[str]:
         """The end of an app's log."""
         return self.tx.log_recent(app, key, count)
 
-    def kv_get(self, app: str, key: str) -> Optional[str]:
+    def kv_get(self, app: str, key: str) -> str | None:
         """An app's value."""
         return self.tx.kv_get(app, key)
 
-    def kv_set(self, app: str, key: str, value: Optional[str]) -> None:
+    def kv_set(self, app: str, key: str, value: str | None) -> None:
         """Set an app's value."""
         self.tx.kv_set(app, key, value)
 
@@ -209,9 +211,9 @@ class AltWebSocketServer:
 
     def __init__(
         self,
-        apps: Optional[Mapping[str, Union[AltWebSocketHandler, str]]] = None,
-        storage: Union[AltWebSocketStorage, str, None] = None,
-        settings: Optional[Settings] = None,
+        apps: Mapping[str, AltWebSocketHandler | str] | None = None,
+        storage: AltWebSocketStorage | str | None = None,
+        settings: Settings | None = None,
         clock: Callable[[], float] = time.time,
         **options: Any,
     ) -> None:
@@ -219,7 +221,7 @@ class AltWebSocketServer:
         self.clock = clock
         if apps is None:
             apps = dict(self.settings.apps)
-        handlers: Dict[str, Any] = handlers_from(
+        handlers: dict[str, Any] = handlers_from(
             {name: spec for name, spec in apps.items() if isinstance(spec, str)}
         )
         for name, handler in apps.items():
@@ -228,7 +230,7 @@ class AltWebSocketServer:
         for name, handler in handlers.items():
             if not isinstance(handler, AltWebSocketHandler):
                 raise ConfigError(f"app {name!r} is not an AltWebSocketHandler")
-        self.handlers: Dict[str, AltWebSocketHandler] = handlers
+        self.handlers: dict[str, AltWebSocketHandler] = handlers
         if isinstance(storage, AltWebSocketStorage):
             self.storage = storage
         else:
@@ -244,9 +246,9 @@ class AltWebSocketServer:
                 journal_mode=self.settings.journal_mode,
                 clock=clock,
             )
-        self._wake_dir: Optional[str] = None
+        self._wake_dir: str | None = None
         self._last_sweep_check = 0.0
-        self.local_sink: Optional[LocalSink] = None
+        self.local_sink: LocalSink | None = None
 
     # --- plumbing ----------------------------------------------------------------------
 
@@ -284,7 +286,7 @@ class AltWebSocketServer:
             except Exception:
                 logger("altwebsocket.server").exception("on_error of %s raised", conn.app)
 
-    def run(self, operation: Callable[[Context], Any]) -> Any:
+    def run(self, operation: Callable[[Context], T]) -> T:
         """Run ``operation`` in one transaction, then wake the streams that got events."""
         with self.storage.transaction() as tx:
             ctx = Context(self, tx)
@@ -298,7 +300,7 @@ class AltWebSocketServer:
         return result
 
     @staticmethod
-    def _record(ctx: Context, app: str, conn_id: str, authorize: Optional[Authorize]
+    def _record(ctx: Context, app: str, conn_id: str, authorize: Authorize | None
                 ) -> ConnectionRecord:
         record = ctx.tx.connection(conn_id, lock=True)
         if record is None or record.app != app:
@@ -314,11 +316,11 @@ class AltWebSocketServer:
         self,
         app: str,
         protocols: Sequence[str] = (),
-        origin: Optional[str] = None,
+        origin: str | None = None,
         transport: str = "emulation",
-        client_addr: Optional[str] = None,
+        client_addr: str | None = None,
         token_hash: str = "",
-        session: Optional[Tuple[str, str, Optional[Authorize]]] = None,
+        session: tuple[str, str, Authorize | None] | None = None,
     ) -> Opened:
         """Create a connection and run ``on_open``.
 
@@ -361,10 +363,10 @@ class AltWebSocketServer:
             self._call(ctx, ctx.wrap(record), "on_open")
             return Opened(record.id, protocol)
 
-        return self.run(operation)  # type: ignore[no-any-return]
+        return self.run(operation)
 
-    def open_session(self, token_hash: str, origin: Optional[str] = None,
-                     client_addr: Optional[str] = None) -> str:
+    def open_session(self, token_hash: str, origin: str | None = None,
+                     client_addr: str | None = None) -> str:
         """Create a session (wire protocol version 2: one per browser, its one stream carrying
         the events of many connections); returns its id. It counts as one connection of
         ``client_addr`` for ``max_connections_per_ip``."""
@@ -378,10 +380,10 @@ class AltWebSocketServer:
             return ctx.tx.insert_connection(SESSION_APP, token_hash, "", origin, SESSION,
                                             client_addr).id
 
-        return self.run(operation)  # type: ignore[no-any-return]
+        return self.run(operation)
 
     def close_session(self, session_id: str, code: int = CloseCode.GOING_AWAY,
-                      reason: str = "", authorize: Optional[Authorize] = None) -> bool:
+                      reason: str = "", authorize: Authorize | None = None) -> bool:
         """Close a session and every open connection in it (``code``, 1001 by default: the
         browser went away). ``False`` if it was already closed."""
 
@@ -393,10 +395,10 @@ class AltWebSocketServer:
             ctx.close_session(session_id, code, reason)
             return True
 
-        return self.run(operation)  # type: ignore[no-any-return]
+        return self.run(operation)
 
     def receive(self, app: str, conn_id: str, messages: Sequence[InboundMessage],
-                authorize: Optional[Authorize] = None) -> int:
+                authorize: Authorize | None = None) -> int:
         """Deliver new messages to ``on_message`` in seq order; returns the ack.
 
         ``authorize`` is the transport's check of its client, called with the connection's
@@ -418,10 +420,10 @@ class AltWebSocketServer:
             ctx.tx.set_last_seq(record.id, decision.ack, bucket)
             return decision.ack
 
-        return self.run(operation)  # type: ignore[no-any-return]
+        return self.run(operation)
 
     def _take_tokens(self, record: ConnectionRecord, count: int, now: float
-                     ) -> Optional[Tuple[float, float]]:
+                     ) -> tuple[float, float] | None:
         """The connection's token bucket after ``count`` new messages (see
         :mod:`~altwebsocket.protocol.rate`), or ``None`` without ``max_rate``."""
         rate = self.settings.max_rate
@@ -431,7 +433,7 @@ class AltWebSocketServer:
                            self.settings.rate_burst)
 
     def close(self, app: str, conn_id: str, code: int = CloseCode.NO_STATUS, reason: str = "",
-              authorize: Optional[Authorize] = None) -> bool:
+              authorize: Authorize | None = None) -> bool:
         """The client closes: record the close, echo the close event, run ``on_close``.
 
         Returns ``False`` when it was already closed (a retried close is harmless).
@@ -446,7 +448,7 @@ class AltWebSocketServer:
             ctx.close(ctx.wrap(record), code, reason)
             return True
 
-        return self.run(operation)  # type: ignore[no-any-return]
+        return self.run(operation)
 
     def disconnect(self, app: str, conn_id: str, code: int = CloseCode.ABNORMAL,
                    reason: str = "") -> bool:
@@ -461,14 +463,14 @@ class AltWebSocketServer:
             ctx.close(ctx.wrap(record), code, reason)
             return True
 
-        return self.run(operation)  # type: ignore[no-any-return]
+        return self.run(operation)
 
     def push(self, app: str, message: Message) -> int:
         """Send ``message`` to every open connection of ``app`` from outside any callback
         (a cron job, another web page); returns how many connections got it."""
         self.handler(app)
         kind, payload = wire.payload_for(message)
-        return self.run(lambda ctx: ctx.broadcast(app, kind, payload, None))  # type: ignore
+        return self.run(lambda ctx: ctx.broadcast(app, kind, payload, None))
 
     # --- housekeeping ------------------------------------------------------------------
 
@@ -480,7 +482,7 @@ class AltWebSocketServer:
         self._last_sweep_check = now
         self.sweep(force=False)
 
-    def sweep(self, force: bool = True) -> Tuple[int, int]:
+    def sweep(self, force: bool = True) -> tuple[int, int]:
         """Close connections whose client is gone (1006) and purge old closed ones.
 
         Returns ``(closed, purged)``. Runs ``on_close`` for each gone connection of the apps
@@ -488,7 +490,7 @@ class AltWebSocketServer:
         """
         settings = self.settings
 
-        def operation(ctx: Context) -> Tuple[int, int]:
+        def operation(ctx: Context) -> tuple[int, int]:
             now = ctx.tx.now
             if not force:
                 last = float(ctx.tx.meta_get("last_sweep") or 0)
@@ -507,7 +509,7 @@ class AltWebSocketServer:
             purged = ctx.tx.purge_closed(now - settings.keep_closed)
             return closed, purged
 
-        result: Tuple[int, int] = self.run(operation)
+        result: tuple[int, int] = self.run(operation)
         if result[1]:
             self.storage.checkpoint()
         return result

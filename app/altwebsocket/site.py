@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import html
 import os
-from typing import Any, Callable, Dict, Iterable
+from collections.abc import Iterable
+from typing import Any, Callable
 
 from flask import Flask, abort, send_from_directory
 
@@ -60,12 +61,12 @@ def create_site(endpoints: WSGIApp, static: str = "") -> Callable[..., Iterable[
 
     flask_wsgi = site.wsgi_app
 
-    def dispatch(environ: Dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    def dispatch(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         first = environ.get("PATH_INFO", "/").lstrip("/").split("/", 1)[0]
         if first in ("", "static", "favicon.ico"):
-            return flask_wsgi(environ, start_response)  # type: ignore[no-any-return]
+            return flask_wsgi(environ, start_response)
         # every other path is an app's (a JSON 404 "unknown" for an app that does not exist)
-        return endpoints(environ, start_response)  # type: ignore[no-any-return]
+        return endpoints(environ, start_response)
 
     site.wsgi_app = dispatch  # type: ignore[method-assign]
     return site

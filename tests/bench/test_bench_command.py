@@ -8,12 +8,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
-from typing import List
+from collections.abc import Iterator
 
 import pytest
 
-from ..support import ALTWS, TIMEOUT, Process
+from ..support import ALTWS, TIMEOUT, NativeEcho, Site, serving
 
 
 def bench(*argv: str, timeout: float = 20 * TIMEOUT) -> subprocess.CompletedProcess:
@@ -22,17 +21,12 @@ def bench(*argv: str, timeout: float = 20 * TIMEOUT) -> subprocess.CompletedProc
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    """``altws serve`` with the daemon beside it (advertised by /info)."""
-    proc = Process(ALTWS + ["serve", "--port", "0", "--data",
-                            str(tmp_path_factory.mktemp("bench-data"))])
-    try:
-        yield proc
-    finally:
-        proc.stop()
+def served(tmp_path_factory) -> Iterator[Site]:
+    """The site ``altws serve`` serves, with the daemon beside it (advertised by /info)."""
+    yield from serving(Site(str(tmp_path_factory.mktemp("bench-data")), daemon=True))
 
 
-def rows(stdout: str) -> List[str]:
+def rows(stdout: str) -> list[str]:
     return [line.split()[0] for line in stdout.splitlines()[3:] if line.strip()]
 
 
@@ -71,22 +65,22 @@ def test_url_paper_round_count_and_size(served) -> None:
 
 
 def test_url_without_a_daemon_skips_native(tmp_path) -> None:
-    proc = Process(ALTWS + ["serve", "--port", "0", "--no-daemon", "--data", str(tmp_path)])
+    site = Site(str(tmp_path))
     try:
-        done = bench(proc.url + "/echo", "--rounds", "2", "--quiet")
+        done = bench(site.url + "/echo", "--rounds", "2", "--quiet")
     finally:
-        proc.stop()
+        site.stop()
     assert done.returncode == 0, done.stdout + done.stderr
     assert "skipped: B/info advertises no native WebSocket (no daemon)" in done.stdout
 
 
 def test_ws_url_of_a_bare_websockets_server(tmp_path) -> None:
-    proc = Process([sys.executable, "-m", "altwebsocket.bench.servers"])
+    echo = NativeEcho()
     try:
         out = tmp_path / "ws.json"
-        done = bench(proc.url + "/", "--rounds", "4", "--json", str(out), "--quiet")
+        done = bench(echo.url, "--rounds", "4", "--json", str(out), "--quiet")
     finally:
-        proc.stop()
+        echo.stop()
     assert done.returncode == 0, done.stdout + done.stderr
     assert rows(done.stdout)[0] == "native"
     data = json.loads(out.read_text())

@@ -7,14 +7,26 @@ import argparse
 import io
 import json
 import math
+import os
+import subprocess
 import sys
 
 import pytest
 
 from altwebsocket.bench import cli
-from altwebsocket.bench.procedure import (Progress, Series, echo_rounds, format_series_table,
-                                          parse_rounds, percentile, summary, write_json,
-                                          write_plot)
+from altwebsocket.bench.procedure import (
+    Progress,
+    Series,
+    echo_rounds,
+    format_series_table,
+    parse_rounds,
+    percentile,
+    summary,
+    write_json,
+    write_plot,
+)
+
+from ..support import ROOT
 
 
 @pytest.mark.parametrize("values, q, expected", [
@@ -131,3 +143,23 @@ def test_plot_without_matplotlib_is_a_clear_usage_error(monkeypatch, capsys) -> 
 def test_usage_errors(argv, message, capsys) -> None:
     assert cli.run(_args(*argv)) == 2
     assert message in capsys.readouterr().err
+
+
+def test_local_outside_a_source_checkout_says_where_the_lab_is(monkeypatch, capsys) -> None:
+    """A non-editable install has no ``benchmarks/``: --local says to clone the repository."""
+    monkeypatch.setattr(cli, "_lab_folder", lambda: None)
+    assert cli.run(_args("--local", "--quick")) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert "clone" in err and "python -m benchmarks" in err
+
+
+def test_the_lab_is_found_beside_app_in_a_checkout() -> None:
+    assert cli._lab_folder() == os.path.join(ROOT, "benchmarks")
+
+
+def test_python_m_benchmarks_takes_the_options_of_bench_local() -> None:
+    done = subprocess.run([sys.executable, "-m", "benchmarks", "--size", "0"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "altws bench: --size must be positive" in done.stderr

@@ -1,20 +1,19 @@
-"""Fixtures of the browser tests: headless Debian Chromium driven by Playwright, a real
-``altws serve`` on 127.0.0.1, and a bare ``websockets`` echo server as the native reference.
+"""Fixtures of the browser tests: headless Debian Chromium driven by Playwright, the site
+``altws serve`` serves (in threads of this process, on 127.0.0.1), and the bare
+``websockets`` echo server as the native reference.
 
 No browser is downloaded: Playwright drives ``/usr/bin/chromium``. Every wait is bounded.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
-import threading
-from typing import Iterator, List, Optional
+from collections.abc import Iterator
 
 import pytest
 
-from ..support import ALTWS, ROOT, TIMEOUT, Process
+from ..support import TIMEOUT, NativeEcho, Site, serving
 
 CHROMIUM = os.environ.get("ALTWS_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -73,7 +72,10 @@ window.H = {
     return new Promise((resolve) => {
       if (ws.readyState === 3) return resolve(true);
       const timer = setTimeout(() => resolve(false), H.MS);
-      ws.addEventListener("close", () => { clearTimeout(timer); setTimeout(() => resolve(true), 0); });
+      ws.addEventListener("close", () => {
+        clearTimeout(timer);
+        setTimeout(() => resolve(true), 0);
+      });
     });
   },
   async bytes(data) {
@@ -81,60 +83,15 @@ window.H = {
     return Array.from(new Uint8Array(data));
   },
   error(fn) {
-    try { fn(); return null; } catch (e) { return e instanceof DOMException ? e.name : "not DOMException:" + e; }
+    try {
+      fn();
+      return null;
+    } catch (e) {
+      return e instanceof DOMException ? e.name : "not DOMException:" + e;
+    }
   },
 };
-""" % {"ms": MS}
-
-
-class NativeEcho:
-    """A bare ``websockets`` echo server (asyncio) in a thread on 127.0.0.1, port 0: the
-    reference a native browser WebSocket talks to."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.ready = threading.Event()
-        self.port = 0
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-        if not self.ready.wait(TIMEOUT):
-            raise RuntimeError("the echo server did not start")
-        self.url = f"ws://127.0.0.1:{self.port}/echo"
-
-    async def _echo(self, ws) -> None:  # type: ignore[no-untyped-def]
-        from websockets.exceptions import ConnectionClosed
-
-        try:
-            async for message in ws:
-                await ws.send(message)
-        except ConnectionClosed:
-            pass
-
-    def _run(self) -> None:
-        from websockets.asyncio.server import serve
-
-        async def main() -> None:
-            async with serve(self._echo, "127.0.0.1", 0, max_size=2 ** 22) as server:
-                self.port = server.sockets[0].getsockname()[1]
-                self._stop = asyncio.Event()
-                self.ready.set()
-                await self._stop.wait()
-
-        self.loop.run_until_complete(main())
-
-    def stop(self) -> None:
-        if hasattr(self, "_stop"):
-            self.loop.call_soon_threadsafe(self._stop.set)
-        self.thread.join(TIMEOUT)
-
-
-def start_altws(data_dir: str, *extra: str, config: Optional[str] = None) -> Process:
-    """A real ``altws serve --port 0`` with its own data folder: the emulation alone
-    (``--no-daemon``), unless ``extra`` advertises a daemon with ``--websocket-url``."""
-    args = ALTWS + ["serve", "--port", "0", "--no-daemon", "--data", data_dir]
-    if config:
-        args += ["--config", config]
-    return Process(args + list(extra), cwd=ROOT)
+""" % {"ms": MS}  # noqa: UP031 - JavaScript: with str.format every brace would be doubled
 
 
 @pytest.fixture(scope="session")
@@ -154,21 +111,20 @@ def browser() -> Iterator[object]:
 
 @pytest.fixture(scope="session")
 def native_echo() -> Iterator[NativeEcho]:
-    server = NativeEcho()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from serving(NativeEcho())
 
 
 @pytest.fixture(scope="session")
-def altws(tmp_path_factory) -> Iterator[Process]:
-    """One ``altws serve`` shared by the tests that do not change its settings."""
-    proc = start_altws(str(tmp_path_factory.mktemp("altws-data")))
-    try:
-        yield proc
-    finally:
-        proc.stop()
+def altws(tmp_path_factory) -> Iterator[Site]:
+    """One site (the emulation alone) shared by the tests that do not change its settings."""
+    yield from serving(Site(str(tmp_path_factory.mktemp("altws-data"))))
+
+
+@pytest.fixture
+def short_streams(tmp_path) -> Iterator[Site]:
+    """A site whose streams end after one second: the client must resume them."""
+    yield from serving(Site(str(tmp_path / "data"), stream_lifetime=1, heartbeat=0.5,
+                            poll_interval=0.1))
 
 
 def open_page(context: object, server_url: str) -> object:
@@ -196,8 +152,8 @@ def page(context, altws) -> object:
     return open_page(context, altws.url)
 
 
-def console_errors(page: object) -> List[str]:
+def console_errors(page: object) -> list[str]:
     """Collect the page's console errors (CSP violations show up there)."""
-    errors: List[str] = []
+    errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)  # type: ignore[attr-defined]
     return errors

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import pytest
 
-
 VARIANTS = {
     "native": ("WebSocket", "(url, p) => new WebSocket(url, p)", "ws"),
     "emulation": ("AltWebSocket", "(url, p) => new AltWebSocket(url, true, p)", "http"),
@@ -124,7 +123,8 @@ def test_send_while_connecting_and_close_argument_errors(ws_page):
       out.invalidAfter = H.error(() => ws.close(42));
       await H.closed(ws);
       out.events = log.map((e) => e.type);
-      out.close = log.filter((e) => e.type === "close").map((e) => [e.code, e.reason.length, e.wasClean]);
+      out.close = log.filter((e) => e.type === "close")
+        .map((e) => [e.code, e.reason.length, e.wasClean]);
       return out;
     }""")
     assert result == {
@@ -144,7 +144,9 @@ def test_close_while_connecting_fails_without_open(ws_page):
       const state = ws.readyState;
       await H.closed(ws);
       await new Promise((r) => setTimeout(r, 300));
-      return { state, log: log.map((e) => [e.type, e.readyState, e.code ?? null, e.wasClean ?? null]) };
+      return {
+        state, log: log.map((e) => [e.type, e.readyState, e.code ?? null, e.wasClean ?? null]),
+      };
     }""")
     assert result == {"state": 2, "log": [["error", 3, None, None], ["close", 3, 1006, False]]}
 
@@ -167,7 +169,8 @@ def test_text_round_trip_and_event_objects(ws_page):
         kinds: [...new Set(msgs.map((e) => e.kind))],
         objects: log.every((e) => e.isEvent && e.targetOk),
         messageEvents: msgs.every((e) => e.isMessageEvent && e.originMatches),
-        close: log.filter((e) => e.type === "close").map((e) => [e.code, e.reason, e.wasClean, e.isCloseEvent, e.readyState]),
+        close: log.filter((e) => e.type === "close")
+          .map((e) => [e.code, e.reason, e.wasClean, e.isCloseEvent, e.readyState]),
       };
     }""")
     assert result == {
@@ -238,13 +241,25 @@ def test_close_without_code_is_1005_and_close_in_onclose_is_a_no_op(ws_page):
       const ws = make();
       const log = H.record(ws);
       let inner = "not run";
-      ws.onclose = () => { try { ws.close(); ws.close(1000, "again"); inner = ws.readyState; } catch (e) { inner = String(e); } };
+      ws.onclose = () => {
+        try {
+          ws.close();
+          ws.close(1000, "again");
+          inner = ws.readyState;
+        } catch (e) {
+          inner = String(e);
+        }
+      };
       await H.opened(ws);
       ws.close();
       const closing = ws.readyState;
       await H.closed(ws);
       await new Promise((r) => setTimeout(r, 200));
-      return { closing, inner, log: log.map((e) => [e.type, e.readyState, e.code ?? null, e.reason ?? null, e.wasClean ?? null]) };
+      return {
+        closing, inner,
+        log: log.map((e) => [e.type, e.readyState, e.code ?? null, e.reason ?? null,
+                             e.wasClean ?? null]),
+      };
     }""")
     assert result == {"closing": 2, "inner": 3,
                       "log": [["open", 1, None, None, None], ["close", 3, 1005, "", True]]}
@@ -282,7 +297,9 @@ def test_unanswered_subprotocol_fails_the_connection(ws_page):
       const ws = make(["v1.test"]);
       const log = H.record(ws);
       await H.closed(ws);
-      return { protocol: ws.protocol, log: log.map((e) => [e.type, e.code ?? null, e.wasClean ?? null]) };
+      return {
+        protocol: ws.protocol, log: log.map((e) => [e.type, e.code ?? null, e.wasClean ?? null]),
+      };
     }""")
     assert result == {"protocol": "", "log": [["error", None, None], ["close", 1006, False]]}
 
@@ -305,7 +322,8 @@ def test_many_messages_stay_in_order(ws_page):
 def test_es_module_import(page):
     result = page.evaluate("""async () => {
       const m = await import("/static/altwebsocket.mjs");
-      return [typeof m.AltWebSocket, m.default === m.AltWebSocket, m.AltWebSocket === window.AltWebSocket,
-              typeof m.EventSocket, new m.EventSocket(location.origin + "/echo") instanceof m.AltWebSocket];
+      return [typeof m.AltWebSocket, m.default === m.AltWebSocket,
+              m.AltWebSocket === window.AltWebSocket, typeof m.EventSocket,
+              new m.EventSocket(location.origin + "/echo") instanceof m.AltWebSocket];
     }""")
     assert result == ["function", True, True, "function", True]

@@ -9,16 +9,13 @@ test_sharing.py."""
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, Iterator, List
+from typing import Any
 
-import pytest
-
-from ..support import Process
-from .conftest import open_page, start_altws
+from .conftest import open_page
 
 
 def test_sends_queued_during_a_post_go_in_one_batch(page, altws):
-    posts: List[Dict[str, Any]] = []
+    posts: list[dict[str, Any]] = []
     page.on("request", lambda r: posts.append(json.loads(r.post_data or "{}"))
             if r.url.endswith("/echo/send") else None)
     result = page.evaluate("""async () => {
@@ -42,7 +39,7 @@ def test_sends_queued_during_a_post_go_in_one_batch(page, altws):
 
 
 def test_lost_post_responses_are_retried_and_delivered_once(page, altws):
-    seen: List[List[int]] = []
+    seen: list[list[int]] = []
 
     def lose_every_other_answer(route):  # type: ignore[no-untyped-def]
         body = json.loads(route.request.post_data or "{}")
@@ -63,7 +60,8 @@ def test_lost_post_responses_are_retried_and_delivered_once(page, altws):
         ws.send("r" + i);
         if (i % 5 === 0) await new Promise((r) => setTimeout(r, 30));
       }
-      await H.until(() => log.filter((e) => e.type === "message").length >= 20 && ws.bufferedAmount === 0);
+      await H.until(() => log.filter((e) => e.type === "message").length >= 20
+                          && ws.bufferedAmount === 0);
       await new Promise((r) => setTimeout(r, 300));  // would a duplicate show up?
       ws.close();
       await H.closed(ws);
@@ -80,7 +78,8 @@ def test_stream_503_is_retried_without_the_app_noticing(page, altws):
     def busy_twice(route):  # type: ignore[no-untyped-def]
         hits["stream"] += 1
         if hits["stream"] <= 3:
-            route.fulfill(status=503, headers={"Retry-After": "0", "Content-Type": "application/json"},
+            route.fulfill(status=503,
+                          headers={"Retry-After": "0", "Content-Type": "application/json"},
                           body='{"error": "overloaded", "message": "busy"}')
         else:
             route.continue_()
@@ -114,11 +113,12 @@ def test_gives_up_with_error_and_1006_when_the_stream_stays_down(page, altws):
 
 def test_duplicate_event_ids_are_dropped_and_close_event_ends_it(page, altws):
     bodies = [
-        'retry: 50\n\nid: 1\ndata: "a"\n\nid: 1\ndata: "a"\n\nid: 2\nevent: binary\ndata: "AP8="\n\n',
+        'retry: 50\n\nid: 1\ndata: "a"\n\nid: 1\ndata: "a"\n\n'
+        'id: 2\nevent: binary\ndata: "AP8="\n\n',
         'retry: 50\n\nid: 2\nevent: binary\ndata: "AP8="\n\nid: 3\ndata: "c"\n\n'
         'id: 4\nevent: close\ndata: {"code": 4001, "reason": "over"}\n\n',
     ]
-    asked: List[str] = []  # stream requests seen
+    asked: list[str] = []  # stream requests seen
 
     def scripted(route):  # type: ignore[no-untyped-def]
         asked.append(route.request.url)
@@ -134,8 +134,10 @@ def test_duplicate_event_ids_are_dropped_and_close_event_ends_it(page, altws):
       await H.closed(ws);
       await new Promise((r) => setTimeout(r, 300));
       const out = [];
-      for (const e of log) out.push(e.type === "message" ? (e.kind === "string" ? e.data : await H.bytes(e.data))
-                                   : e.type === "close" ? [e.code, e.reason, e.wasClean] : e.type);
+      for (const e of log) {
+        out.push(e.type === "message" ? (e.kind === "string" ? e.data : await H.bytes(e.data))
+                 : e.type === "close" ? [e.code, e.reason, e.wasClean] : e.type);
+      }
       return out;
     }""")
     assert result == ["open", "a", [0, 255], "c", [4001, "over", True]]
@@ -143,22 +145,9 @@ def test_duplicate_event_ids_are_dropped_and_close_event_ends_it(page, altws):
     assert len(asked) == 2
 
 
-@pytest.fixture(scope="module")
-def short_streams(tmp_path_factory) -> Iterator[Process]:
-    """``altws serve`` whose streams end after one second: the client must resume them."""
-    folder = tmp_path_factory.mktemp("short-streams")
-    config = folder / "altws.ini"
-    config.write_text("[altws]\nstream_lifetime = 1\nheartbeat = 0.5\npoll_interval = 0.1\n")
-    proc = start_altws(str(folder / "data"), config=str(config))
-    try:
-        yield proc
-    finally:
-        proc.stop()
-
-
 def test_streams_cut_by_the_server_lose_and_double_nothing(context, short_streams):
     page = open_page(context, short_streams.url)
-    streams: List[str] = []
+    streams: list[str] = []
     page.on("request", lambda r: streams.append(r.url) if "/echo/?id=" in r.url else None)
     result = page.evaluate("""async () => {
       const ws = new AltWebSocket(location.origin + "/echo", true, [], { share: false });

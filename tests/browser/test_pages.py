@@ -4,12 +4,12 @@ shown as text, a strict Content-Security-Policy, streams cut under a conversatio
 from __future__ import annotations
 
 import json
-from typing import Iterator, List
+from collections.abc import Iterator
 
 import pytest
 
-from ..support import Process
-from .conftest import MS, start_altws
+from ..support import Site, serving
+from .conftest import MS
 
 CSP = "default-src 'self'"
 
@@ -20,7 +20,7 @@ def open_chat(browser, server_url: str, name: str, transport: str = "emulation",
     context = browser.new_context(viewport={"width": 390, "height": 700})
     page = context.new_page()
     page.set_default_timeout(3 * MS)
-    errors: List[str] = []
+    errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text)
             if m.type == "error" and "404" not in m.text else None)  # 404: the favicon
     page.on("pageerror", lambda e: errors.append(str(e)))
@@ -32,7 +32,8 @@ def open_chat(browser, server_url: str, name: str, transport: str = "emulation",
     try:
         page.wait_for_selector("#status[data-state=open]")
     except Exception:
-        raise AssertionError(f"the chat did not open: {errors} {page.text_content('#log')}")
+        raise AssertionError(
+            f"the chat did not open: {errors} {page.text_content('#log')}") from None
     if csp:  # the policy is in force: an inline script is refused
         assert page.evaluate(INLINE_REFUSED)
         errors.clear()
@@ -53,11 +54,11 @@ def say(page, text: str) -> None:  # type: ignore[no-untyped-def]
     page.press("#text", "Enter")
 
 
-def bodies(page) -> List[str]:  # type: ignore[no-untyped-def]
+def bodies(page) -> list[str]:  # type: ignore[no-untyped-def]
     return page.eval_on_selector_all("#log li.message .body", "els => els.map(e => e.textContent)")
 
 
-def wait_bodies(page, count: int) -> List[str]:  # type: ignore[no-untyped-def]
+def wait_bodies(page, count: int) -> list[str]:  # type: ignore[no-untyped-def]
     page.wait_for_function("(n) => document.querySelectorAll('#log li.message').length >= n",
                            arg=count)
     return bodies(page)
@@ -74,19 +75,23 @@ def test_two_people_chat_with_history_and_no_html_injection(browser, live_server
     bob, bob_errors = open_chat(browser, live_server.url, "bob")
     history = wait_bodies(bob, 10)
     assert history == [f"old {i}" for i in range(2, 12)]  # the last 10, oldest first
-    assert bob.eval_on_selector_all("#log li.message", "els => els.every(e => e.classList.contains('history'))")
+    assert bob.eval_on_selector_all("#log li.message",
+                                    "els => els.every(e => e.classList.contains('history'))")
 
     hostile = '<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2"><b>bold</b>'
     say(bob, hostile)
     assert wait_bodies(alice, 13)[-1] == hostile
     say(alice, "hi bob")
-    for page, mine, other in ((alice, "hi bob", hostile), (bob, hostile, "hi bob")):
+    for page in (alice, bob):
         got = wait_bodies(page, 14 if page is alice else 12)
         assert got[-2:] == [hostile, "hi bob"]
         assert page.evaluate("window.pwned") is None
         assert page.eval_on_selector_all("#log img, #log b, #log script", "els => els.length") == 0
-    assert alice.eval_on_selector_all("#log li.message .who", "els => els.map(e => e.firstChild.textContent)")[-2:] == ["bob", "alice"]
-    assert alice.eval_on_selector_all("#log li.mine .body", "els => els.map(e => e.textContent)")[-1] == "hi bob"
+    assert alice.eval_on_selector_all(
+        "#log li.message .who", "els => els.map(e => e.firstChild.textContent)")[-2:] == [
+            "bob", "alice"]
+    assert alice.eval_on_selector_all(
+        "#log li.mine .body", "els => els.map(e => e.textContent)")[-1] == "hi bob"
     assert alice_errors == [] and bob_errors == []  # nothing refused by the CSP, no exception
     alice.context.close()
     bob.context.close()
@@ -109,7 +114,8 @@ def test_echo_page_text_and_bytes(browser, live_server):
     assert len(texts[1].split()) == 8
     page.fill("#rounds", "20")
     page.click("#bench")
-    page.wait_for_function("[...document.querySelectorAll('#log li.notice')].some(e => e.textContent.includes('20 round trips'))")
+    page.wait_for_function("[...document.querySelectorAll('#log li.notice')]"
+                           ".some(e => e.textContent.includes('20 round trips'))")
     context.close()
 
 
@@ -121,17 +127,6 @@ def test_index_links_to_the_pages(browser, live_server):
     page.wait_for_selector("#status[data-state=open]", timeout=3 * MS)
     assert "/static/chat.html?url=/chat" in page.url
     context.close()
-
-
-@pytest.fixture
-def short_streams(tmp_path) -> Iterator[Process]:
-    config = tmp_path / "altws.ini"
-    config.write_text("[altws]\nstream_lifetime = 1\nheartbeat = 0.5\npoll_interval = 0.1\n")
-    proc = start_altws(str(tmp_path / "data"), config=str(config))
-    try:
-        yield proc
-    finally:
-        proc.stop()
 
 
 def test_chat_through_cut_streams_loses_and_doubles_nothing(browser, short_streams):
@@ -154,22 +149,9 @@ def test_chat_through_cut_streams_loses_and_doubles_nothing(browser, short_strea
 
 
 @pytest.fixture
-def serve_and_daemon(tmp_path) -> Iterator[Process]:
-    """``altws daemon`` and ``altws serve`` on one data folder; /info advertises the daemon."""
-    from ..support import ALTWS, ROOT
-
-    data = str(tmp_path / "data")
-    daemon = Process(ALTWS + ["daemon", "--port", "0", "--data", data, "--allow-origin", "*"],
-                     pattern=r"wss?://[\d.]+:\d+", cwd=ROOT)
-    try:
-        serve = start_altws(data, "--websocket-url", daemon.url)
-        serve.daemon_url = daemon.url  # type: ignore[attr-defined]
-        try:
-            yield serve
-        finally:
-            serve.stop()
-    finally:
-        daemon.stop()
+def serve_and_daemon(tmp_path) -> Iterator[Site]:
+    """The site and the daemon beside it on one data folder; /info advertises the daemon."""
+    yield from serving(Site(str(tmp_path / "data"), daemon=True))
 
 
 def test_emulated_and_native_browsers_share_the_chat(browser, serve_and_daemon):

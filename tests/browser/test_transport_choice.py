@@ -4,41 +4,26 @@ a daemon fails like a refused WebSocket."""
 
 from __future__ import annotations
 
-import socket
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
-from ..support import Process
-from .conftest import open_page, start_altws
-
-
-def _dead_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from ..support import Site, free_port, serving
+from .conftest import open_page
 
 
 @pytest.fixture(scope="module")
-def with_daemon(tmp_path_factory, native_echo) -> Iterator[Process]:
-    """``altws serve`` advertising the bare echo server as its daemon in /info."""
+def with_daemon(tmp_path_factory, native_echo) -> Iterator[Site]:
+    """A site advertising the bare echo server as its daemon in /info."""
     base = native_echo.url.rsplit("/", 1)[0]
-    proc = start_altws(str(tmp_path_factory.mktemp("with-daemon")), "--websocket-url", base)
-    try:
-        yield proc
-    finally:
-        proc.stop()
+    yield from serving(Site(str(tmp_path_factory.mktemp("with-daemon")), websocket_url=base))
 
 
 @pytest.fixture(scope="module")
-def with_dead_daemon(tmp_path_factory) -> Iterator[Process]:
-    """``altws serve`` advertising a daemon nobody listens for."""
-    proc = start_altws(str(tmp_path_factory.mktemp("dead-daemon")), "--websocket-url",
-                       f"ws://127.0.0.1:{_dead_port()}")
-    try:
-        yield proc
-    finally:
-        proc.stop()
+def with_dead_daemon(tmp_path_factory) -> Iterator[Site]:
+    """A site advertising a daemon nobody listens for."""
+    yield from serving(Site(str(tmp_path_factory.mktemp("dead-daemon")),
+                            websocket_url=f"ws://127.0.0.1:{free_port()}"))
 
 
 ROUND_TRIP = """async ([emulate, useProtocolsSignature]) => {
@@ -47,12 +32,20 @@ ROUND_TRIP = """async ([emulate, useProtocolsSignature]) => {
              emulate === undefined ? new AltWebSocket(url) : new AltWebSocket(url, emulate);
   const log = H.record(ws);
   const before = ws.transport;
-  try { await H.opened(ws); } catch (e) { await H.closed(ws); return { before, log: log.map((e) => e.type) }; }
+  try {
+    await H.opened(ws);
+  } catch (e) {
+    await H.closed(ws);
+    return { before, log: log.map((e) => e.type) };
+  }
   ws.send("ping");
   await H.until(() => log.length >= 2);
   ws.close();
   await H.closed(ws);
-  return { before, transport: ws.transport, log: log.map((e) => e.type === "message" ? e.data : e.type) };
+  return {
+    before, transport: ws.transport,
+    log: log.map((e) => e.type === "message" ? e.data : e.type),
+  };
 }"""
 
 

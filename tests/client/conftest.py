@@ -1,62 +1,26 @@
-"""Fixtures for the client tests: ``altws serve`` advertising an ``altws daemon`` on the same
-storage, so that every scenario runs over both transports (``transport`` parameter)."""
+"""Fixtures for the client tests: the site ``altws serve`` serves, with its daemon beside it
+(advertised in ``/info``), in threads of this process, so that every scenario runs over both
+transports (``transport`` parameter)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Iterator, List, Optional
+from collections.abc import Iterator
 
 import pytest
 
-from ..support import ALTWS, Process
-
-
-@dataclass
-class Site:
-    """A running site: ``http`` is the serve root, ``ws`` the daemon root (or None)."""
-
-    http: str
-    ws: Optional[str]
-    processes: List[Process]
-
-    def base(self, app: str) -> str:
-        """The app's base URL ``B``."""
-        return f"{self.http}/{app}"
-
-
-def start_site(data_dir: str, daemon: bool = True, config: Optional[str] = None,
-               websocket_url: Optional[str] = None) -> Site:
-    """Start ``altws daemon`` (optional) and ``altws serve`` on one data folder."""
-    processes: List[Process] = []
-    try:
-        ws = None
-        if daemon:
-            proc = Process(ALTWS + ["daemon", "--port", "0", "--data", data_dir])
-            processes.append(proc)
-            ws = proc.url
-        args = ALTWS + ["serve", "--port", "0", "--data", data_dir]
-        if config:
-            args += ["--config", config]
-        advertised = websocket_url or ws
-        if advertised:
-            args += ["--websocket-url", advertised]
-        processes.append(Process(args))
-        return Site(processes[-1].url, ws, processes)
-    except Exception:
-        for proc in processes:
-            proc.stop()
-        raise
+from ..support import Site, serving
 
 
 @pytest.fixture
 def site(data_dir: str) -> Iterator[Site]:
-    """``altws serve`` + ``altws daemon`` (advertised in ``/info``), fresh storage."""
-    running = start_site(data_dir)
-    try:
-        yield running
-    finally:
-        for proc in reversed(running.processes):
-            proc.stop()
+    """The emulation + the daemon (advertised in ``/info``), fresh storage."""
+    yield from serving(Site(data_dir, daemon=True))
+
+
+@pytest.fixture
+def short_streams(data_dir: str) -> Iterator[Site]:
+    """The emulation alone, whose streams end after 1 second: the client must resume."""
+    yield from serving(Site(data_dir, stream_lifetime=1))
 
 
 @pytest.fixture(params=["emulation", "native"])
@@ -73,4 +37,3 @@ def emulate_flag(transport: str) -> bool:
 def cli_flag(transport: str) -> str:
     """The ``altws client`` option for a transport name."""
     return "--emulate" if transport == "emulation" else "--native"
-

@@ -7,8 +7,8 @@ import pytest
 from altwebsocket.client import CLOSED, OPEN, Closed, ConnectFailed, connect
 from altwebsocket.exceptions import ProtocolError
 
-from ..support import TIMEOUT
-from .conftest import Site, emulate_flag, start_site
+from ..support import TIMEOUT, Site
+from .conftest import emulate_flag
 
 
 def test_echo_text_and_binary(site: Site, transport: str) -> None:
@@ -136,7 +136,7 @@ def test_auto_uses_emulation_without_a_daemon(live_server) -> None:
 
 
 def test_auto_falls_back_when_the_daemon_is_down(data_dir: str) -> None:
-    running = start_site(data_dir, daemon=False, websocket_url="ws://127.0.0.1:1")
+    running = Site(data_dir, websocket_url="ws://127.0.0.1:1")
     try:
         lines: list = []
         with connect(running.base("echo"), debug=lines.append) as ws:
@@ -145,8 +145,7 @@ def test_auto_falls_back_when_the_daemon_is_down(data_dir: str) -> None:
             assert ws.recv(TIMEOUT) == "still works"
         assert any("auto: native failed" in line for line in lines)
     finally:
-        for proc in running.processes:
-            proc.stop()
+        running.stop()
 
 
 def test_native_with_a_ws_url(site: Site) -> None:

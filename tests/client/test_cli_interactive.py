@@ -8,14 +8,15 @@ import shutil
 import subprocess
 import time
 import uuid
-from typing import Callable, Iterator, List
+from collections.abc import Iterator
+from typing import Callable
 
 import pytest
 
 from altwebsocket.client import connect
 
-from ..support import ALTWS, TIMEOUT
-from .conftest import Site, cli_flag, emulate_flag
+from ..support import ALTWS, TIMEOUT, Site
+from .conftest import cli_flag, emulate_flag
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
 
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux
 class Terminal:
     """A tmux session of its own (private socket) running one command."""
 
-    def __init__(self, command: List[str]) -> None:
+    def __init__(self, command: list[str]) -> None:
         self.socket = f"altws-test-{uuid.uuid4().hex[:12]}"
         shell = " ".join(shlex.quote(part) for part in command)
         # Keep the pane after the command ends, to read its exit status.
@@ -40,14 +41,14 @@ class Terminal:
         """Type ``keys`` (tmux key names, or literal text)."""
         self._tmux("send-keys", "-t", "t", *(["-l"] if literal else []), *keys)
 
-    def screen(self) -> List[str]:
+    def screen(self) -> list[str]:
         """The visible lines, trailing blanks removed."""
         lines = self._tmux("capture-pane", "-p", "-t", "t").rstrip("\n").split("\n")
         while lines and not lines[-1].strip():
             lines.pop()
         return [line.rstrip() for line in lines]
 
-    def wait(self, test: Callable[[List[str]], bool], what: str) -> List[str]:
+    def wait(self, test: Callable[[list[str]], bool], what: str) -> list[str]:
         """Poll the screen until ``test`` holds (at most a few TIMEOUTs)."""
         deadline = time.monotonic() + 3 * TIMEOUT
         while True:
@@ -64,10 +65,10 @@ class Terminal:
 
 
 @pytest.fixture
-def terminal() -> Iterator[Callable[[List[str]], Terminal]]:
-    opened: List[Terminal] = []
+def terminal() -> Iterator[Callable[[list[str]], Terminal]]:
+    opened: list[Terminal] = []
 
-    def start(args: List[str]) -> Terminal:
+    def start(args: list[str]) -> Terminal:
         term = Terminal(ALTWS + ["client"] + args)
         opened.append(term)
         term.wait(lambda lines: any(line.startswith("connected to") for line in lines)
@@ -79,7 +80,7 @@ def terminal() -> Iterator[Callable[[List[str]], Terminal]]:
         term.close()
 
 
-def has(text: str) -> Callable[[List[str]], bool]:
+def has(text: str) -> Callable[[list[str]], bool]:
     return lambda lines: text in lines
 
 
@@ -125,9 +126,9 @@ def test_history_arriving_with_the_first_prompt(site: Site, transport: str,
     with connect(site.base("chat"), emulate=True) as alice:
         for number in range(10):
             alice.send(f"old {number}")
-        for number in range(10):
+        for _ in range(10):
             alice.recv(TIMEOUT)
-    for attempt in range(3):  # a race with the first prompt: try it a few times
+    for _attempt in range(3):  # a race with the first prompt: try it a few times
         term = terminal([cli_flag(transport), site.base("chat")])
         lines = term.wait(lambda lines: "< old 9" in lines and lines[-1] == ">",
                           "the history, then the prompt")

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import subprocess
-from typing import List
+
+from ..support import ALTWS, TIMEOUT, Site
+from .conftest import cli_flag
 
 
-from ..support import ALTWS, TIMEOUT
-from .conftest import Site, cli_flag, start_site
-
-
-def client(args: List[str], text: str, timeout: float = 6 * TIMEOUT
+def client(args: list[str], text: str, timeout: float = 6 * TIMEOUT
            ) -> subprocess.CompletedProcess:
     """Run ``altws client`` with ``text`` on stdin."""
     return subprocess.run(ALTWS + ["client"] + args, input=text, capture_output=True,
@@ -104,16 +102,9 @@ def test_debug_emulation_shows_the_http_traffic(site: Site) -> None:
     assert all(line.startswith("[") for line in err.splitlines())
 
 
-def test_debug_emulation_shows_resumes(data_dir: str, tmp_path) -> None:
-    config = tmp_path / "altws.ini"
-    config.write_text("[altws]\nstream_lifetime = 1\n", encoding="utf-8")
-    running = start_site(data_dir, daemon=False, config=str(config))
-    try:
-        # --quiet longer than a stream: the client waits through a reconnect.
-        done = client(["--emulate", "--debug", "--quiet", "2.5", running.base("echo")], "a\n")
-    finally:
-        for proc in running.processes:
-            proc.stop()
+def test_debug_emulation_shows_resumes(short_streams: Site) -> None:
+    # --quiet longer than a stream: the client waits through a reconnect.
+    done = client(["--emulate", "--debug", "--quiet", "2.5", short_streams.base("echo")], "a\n")
     assert done.stdout == "a\n"
     assert "stream ended by the server" in done.stderr
     assert "Last-Event-ID: 1" in done.stderr

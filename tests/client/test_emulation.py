@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any, List
+from typing import Any
 
 import pytest
 
@@ -15,25 +15,11 @@ from altwebsocket.client.emulation import EmulatedTransport, HttpError
 from altwebsocket.client.transport import Sink
 from altwebsocket.protocol.sse import ServerSentEvent
 
-from ..support import TIMEOUT
-from .conftest import start_site
-
-
-@pytest.fixture
-def short_streams(data_dir: str, tmp_path: Any):
-    """``altws serve`` whose streams end after 1 second."""
-    config = tmp_path / "altws.ini"
-    config.write_text("[altws]\nstream_lifetime = 1\n", encoding="utf-8")
-    running = start_site(data_dir, daemon=False, config=str(config))
-    try:
-        yield running
-    finally:
-        for proc in running.processes:
-            proc.stop()
+from ..support import TIMEOUT, Site
 
 
 def test_resumes_with_last_event_id_when_the_server_ends_the_stream(short_streams) -> None:
-    lines: List[str] = []
+    lines: list[str] = []
     with connect(short_streams.base("echo"), emulate=True, debug=lines.append) as ws:
         received = []
         for number in range(6):
@@ -63,7 +49,7 @@ def test_a_lost_answer_is_retried_with_the_same_seq(live_server, monkeypatch) ->
         return answer
 
     monkeypatch.setattr(emulation, "http_request", flaky)
-    lines: List[str] = []
+    lines: list[str] = []
     with connect(live_server.url + "/echo", emulate=True, debug=lines.append) as ws:
         ws.send("once")
         assert ws.recv(TIMEOUT) == "once"
@@ -88,7 +74,7 @@ def test_backs_off_and_retries_after_503(live_server, monkeypatch) -> None:
         return real(conn, method, path, body)
 
     monkeypatch.setattr(emulation, "http_request", overloaded)
-    lines: List[str] = []
+    lines: list[str] = []
     with connect(live_server.url + "/echo", emulate=True, debug=lines.append) as ws:
         ws.send("after the storm")
         assert ws.recv(TIMEOUT) == "after the storm"
@@ -96,7 +82,7 @@ def test_backs_off_and_retries_after_503(live_server, monkeypatch) -> None:
 
 
 def test_queued_sends_are_batched(live_server) -> None:
-    lines: List[str] = []
+    lines: list[str] = []
     with connect(live_server.url + "/echo", emulate=True, debug=lines.append) as ws:
         for number in range(200):
             ws.send(str(number))
@@ -110,8 +96,8 @@ def test_queued_sends_are_batched(live_server) -> None:
 
 class _Collect(Sink):
     def __init__(self) -> None:
-        self.messages: List[Any] = []
-        self.closes: List[Any] = []
+        self.messages: list[Any] = []
+        self.closes: list[Any] = []
 
     def on_message(self, message: Any) -> None:
         self.messages.append(message)
@@ -121,7 +107,7 @@ class _Collect(Sink):
 
 
 def test_an_event_seen_before_is_dropped() -> None:
-    lines: List[str] = []
+    lines: list[str] = []
     transport = EmulatedTransport("http://127.0.0.1:1/echo", debug=lines.append)
     sink = _Collect()
     transport._sink = sink
@@ -137,10 +123,9 @@ def test_an_event_seen_before_is_dropped() -> None:
 
 
 def test_a_stream_without_close_is_closed_1006_when_the_server_dies(data_dir: str) -> None:
-    running = start_site(data_dir, daemon=False)
+    running = Site(data_dir)
     ws = connect(running.base("echo"), emulate=True)
     ws._transport.reconnect_timeout = 1.0  # type: ignore[attr-defined]
-    for proc in running.processes:
-        proc.stop()
+    running.stop()
     assert ws.wait_closed(TIMEOUT * 2)
     assert ws.close_code == 1006

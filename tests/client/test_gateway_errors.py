@@ -3,17 +3,16 @@
 
 from __future__ import annotations
 
-import threading
-from typing import Any, Dict, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
-import waitress
 
 from altwebsocket import AltWebSocketServer, WSGIApp
 from altwebsocket.client import connect
 from altwebsocket.config import Settings
 
-from ..support import TIMEOUT
+from ..support import TIMEOUT, WSGIThread
 
 
 class FailingSends:
@@ -25,7 +24,7 @@ class FailingSends:
         self.statuses = statuses
         self.seen = 0
 
-    def __call__(self, environ: Dict[str, Any], start_response: Any) -> Any:
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         if environ["PATH_INFO"].endswith("/send") and self.statuses:
             status = self.statuses.pop(0)
             self.seen += 1
@@ -42,14 +41,12 @@ def flaky(data_dir) -> Iterator[Any]:
     server = AltWebSocketServer(settings=Settings(data=data_dir, heartbeat=1))
     endpoints = WSGIApp(server)
     middleware = FailingSends(endpoints, [500, 502])
-    httpd = waitress.create_server(middleware, host="127.0.0.1", port=0, threads=8)
-    thread = threading.Thread(target=httpd.run, daemon=True)
-    thread.start()
+    httpd = WSGIThread(middleware, threads=8)
     try:
-        yield middleware, f"http://127.0.0.1:{httpd.effective_port}"
+        yield middleware, httpd.url
     finally:
         endpoints.shutdown()
-        httpd.close()
+        httpd.stop()
 
 
 def test_500_and_502_on_send_are_retried_and_delivered_once(flaky) -> None:

@@ -13,13 +13,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from typing import Dict
 
 import pytest
 
 from ..support import Process
 
-KNOWN_FAILURES: Dict[str, str] = {
+KNOWN_FAILURES: dict[str, str] = {
     # case id: why it fails and why that is accepted
     "7.1.5": "a message fragment, then a close frame, then the next fragment: the websockets "
              "library fails the connection with 1002 (a data frame after a close) where "

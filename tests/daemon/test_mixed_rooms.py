@@ -6,7 +6,6 @@ import signal
 import statistics
 import threading
 import time
-from typing import List
 
 from websockets.sync.client import ClientConnection, connect
 
@@ -14,39 +13,32 @@ from altwebsocket.config import Settings
 from altwebsocket.protocol.messages import message_from_event
 from altwebsocket.server import AltWebSocketServer
 
-from ..support import TIMEOUT, Process, Stream, new_connection, send, stream_url
+from ..support import TIMEOUT, Process, Stream, open_stream, send
 from .conftest import start_daemon
 
 
-def recv_until(ws: ClientConnection, last: str) -> List[str]:
+def recv_until(ws: ClientConnection, last: str) -> list[str]:
     """Messages received up to and including ``last``."""
-    out: List[str] = []
+    out: list[str] = []
     while not out or out[-1] != last:
         out.append(ws.recv(timeout=TIMEOUT))  # type: ignore[arg-type]
     return out
 
 
-def stream_until(stream: Stream, last: str) -> List[str]:
+def stream_until(stream: Stream, last: str) -> list[str]:
     """Text messages of an SSE stream up to and including ``last`` (ids checked: no gaps)."""
-    out: List[str] = []
+    out: list[str] = []
     while not out or out[-1] != last:
         event = stream.next()
-        assert event.id == str(stream.seen + 1), "event ids must count 1, 2, 3…"  # type: ignore
-        stream.seen += 1  # type: ignore[attr-defined]
+        assert event.id == str(stream.seen + 1), "event ids must count 1, 2, 3…"
+        stream.seen += 1
         out.append(message_from_event(event))  # type: ignore[arg-type]
     return out
 
 
-def emulated(base: str) -> tuple:
-    conn_id, token = new_connection(base)
-    stream = Stream(stream_url(base, conn_id, token))
-    stream.seen = 0  # type: ignore[attr-defined]
-    return conn_id, token, stream
-
-
 def test_chat_both_ways_within_milliseconds(daemon: Process, http: Process) -> None:
     base = http.url + "/chat"
-    conn_id, token, stream = emulated(base)
+    conn_id, token, stream = open_stream(base)
     with connect(daemon.url + "/chat", open_timeout=TIMEOUT) as ws:
         to_emulated, to_native = [], []
         for i in range(5):
@@ -69,7 +61,7 @@ def test_chat_both_ways_within_milliseconds(daemon: Process, http: Process) -> N
 
 def test_native_client_gets_the_history_on_join(daemon: Process, http: Process) -> None:
     base = http.url + "/chat"
-    conn_id, token, stream = emulated(base)
+    conn_id, token, stream = open_stream(base)
     for seq in range(1, 13):
         send(base, conn_id, token, seq, f"m{seq}").raise_for_status()
     stream_until(stream, "m12")
@@ -83,9 +75,9 @@ def test_native_client_gets_the_history_on_join(daemon: Process, http: Process) 
 def test_kill_9_and_restart_loses_nothing(data_dir: str, daemon: Process, http: Process
                                           ) -> None:
     base = http.url + "/chat"
-    conn_id, token, stream = emulated(base)
-    sent: List[str] = []
-    failures: List[BaseException] = []
+    conn_id, token, stream = open_stream(base)
+    sent: list[str] = []
+    failures: list[BaseException] = []
 
     def keep_chatting() -> None:  # the emulated client goes on while the daemon dies
         try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import time
 
@@ -14,7 +13,7 @@ from websockets.sync.client import connect
 
 from altwebsocket.protocol.messages import message_from_event
 
-from ..support import TIMEOUT, Process, Stream, new_connection, send, stream_url
+from ..support import TIMEOUT, Process, new_connection, open_stream, send, write_config
 
 
 def test_echo_text_and_binary(daemon: Process) -> None:
@@ -80,8 +79,7 @@ def test_unknown_app_is_404(daemon: Process) -> None:
 
 def test_oversized_message_closes_1009(daemon: Process, http: Process) -> None:
     base = http.url + "/presence"
-    conn_id, token = new_connection(base)
-    stream = Stream(stream_url(base, conn_id, token))
+    conn_id, token, stream = open_stream(base)
     with connect(daemon.url + "/presence", open_timeout=TIMEOUT, max_size=None) as ws:
         ws.send("x" * (1024 * 1024 + 1))
         with pytest.raises(ConnectionClosed) as info:
@@ -103,8 +101,7 @@ def test_app_close_reaches_the_native_client(daemon: Process) -> None:
 
 def test_client_close_code_reaches_the_app(daemon: Process, http: Process) -> None:
     base = http.url + "/presence"
-    conn_id, token = new_connection(base)
-    stream = Stream(stream_url(base, conn_id, token))
+    conn_id, token, stream = open_stream(base)
     with connect(daemon.url + "/presence", open_timeout=TIMEOUT) as ws:
         ws.close(4321, "bye")
     assert message_from_event(stream.next()) == "websocket left 4321"
@@ -113,8 +110,7 @@ def test_client_close_code_reaches_the_app(daemon: Process, http: Process) -> No
 
 def test_sigterm_closes_clients_with_1001(daemon: Process, http: Process) -> None:
     base = http.url + "/presence"
-    conn_id, token = new_connection(base)
-    stream = Stream(stream_url(base, conn_id, token))
+    conn_id, token, stream = open_stream(base)
     with contextlib.ExitStack() as stack:
         clients = [stack.enter_context(connect(daemon.url + "/presence", open_timeout=TIMEOUT))
                    for _ in range(3)]
@@ -161,10 +157,8 @@ def test_threaded_mode_echo_and_broadcast(data_dir: str, http: Process) -> None:
 def test_slow_reader_is_closed_1008(data_dir: str, http: Process) -> None:
     from .conftest import start_daemon
 
-    config = os.path.join(data_dir, "slow.ini")
-    with open(config, "w", encoding="utf-8") as handle:
-        handle.write(f"[altws]\ndata = {data_dir}\nmax_events_queued = 20\n")
-    proc = start_daemon(data_dir, "--config", config)
+    proc = start_daemon(data_dir, "--config", write_config(data_dir, "slow", data=data_dir,
+                                                            max_events_queued=20))
     base = http.url + "/chat"
     conn_id, token = new_connection(base)
     big = "x" * 50_000

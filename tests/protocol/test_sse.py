@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from altwebsocket.protocol.sse import SSEDecoder, ServerSentEvent, encode_comment, encode_retry
+from altwebsocket.protocol.sse import ServerSentEvent, SSEDecoder, encode_comment, encode_retry
 
 ENCODE_TABLE = [
     (ServerSentEvent("hi"), b"data: hi\n\n"),
@@ -72,7 +72,9 @@ def test_decoder_handles_crlf_split_across_chunks() -> None:
 events = st.builds(
     ServerSentEvent,
     data=st.text(),
-    event=st.none() | st.text(alphabet=st.characters(blacklist_characters="\r\n:", blacklist_categories=("Cs",)), min_size=1).filter(lambda s: s.strip() == s),
+    event=st.none() | st.text(
+        alphabet=st.characters(blacklist_characters="\r\n:", blacklist_categories=("Cs",)),
+        min_size=1).filter(lambda s: s.strip() == s),
     id=st.none() | st.integers(min_value=0, max_value=2**53).map(str),
 )
 

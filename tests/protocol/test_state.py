@@ -1,4 +1,5 @@
-"""The connection rules: transition table, seq acceptance, resume points (close codes: test_close.py)."""
+"""The connection rules: transition table, seq acceptance, resume points (close codes are in
+test_close.py)."""
 
 from __future__ import annotations
 

@@ -12,21 +12,30 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
 
 from altwebsocket import AltWebSocketHandler, AltWebSocketServer
 from altwebsocket.config import Settings
 
-from ..support import ALTWS, HTTP, ROOT, TIMEOUT, Process, start_deployment
-from .helpers import make_server, new, post, state_of, stored_events, web_app
-
-
-def body(conn: Any, seq: int, data: str = "x") -> Any:
-    return {"id": conn["id"], "token": conn["token"], "seq": seq, "data": data}
+from ..support import (
+    HTTP,
+    TIMEOUT,
+    make_server,
+    new,
+    post,
+    send_body,
+    start_altws,
+    start_deployment,
+    state_of,
+    stored_events,
+    web_app,
+)
 
 
 @contextmanager
@@ -69,17 +78,17 @@ def server(data_dir: str) -> AltWebSocketServer:
 def test_locked_database_is_503_then_the_retry_is_delivered_once(server, caplog) -> None:
     app = web_app(server)
     conn = new(app)
-    assert post(app, "/echo/send", body(conn, 1, "a")).json["ack"] == 1
+    assert post(app, "/echo/send", send_body(conn, 1, "a")).json["ack"] == 1
     before = state_of(server, conn["id"])
     with locked(server.storage._database.path):
-        assert_503(post(app, "/echo/send", body(conn, 2, "b"), status="*"))
+        assert_503(post(app, "/echo/send", send_body(conn, 2, "b"), status="*"))
         assert_503(app.post("/echo/new", "", status="*"))
-        assert_503(post(app, "/echo/close", {**body(conn, 1), "code": 1000}, status="*"))
+        assert_503(post(app, "/echo/close", {**send_body(conn, 1), "code": 1000}, status="*"))
         stream = app.get(f"/echo/?id={conn['id']}&token={conn['token']}", status="*")
         assert_503(stream)
         assert state_of(server, conn["id"]) == before
     assert "busy" in caplog.text and "storage error" in caplog.text
-    assert post(app, "/echo/send", body(conn, 2, "b")).json["ack"] == 2
+    assert post(app, "/echo/send", send_body(conn, 2, "b")).json["ack"] == 2
     assert [m for _, m in stored_events(server, conn["id"])] == ["a", "b"]
 
 
@@ -98,13 +107,13 @@ def test_read_only_or_full_storage_is_503_and_nothing_changes(server, caplog, pr
         pragma = f"PRAGMA max_page_count = {pages}"
     before = state_of(server, conn["id"])
     with_pragma(server, pragma)
-    refused = post(app, "/echo/send", body(conn, 1, big), status="*")
+    refused = post(app, "/echo/send", send_body(conn, 1, big), status="*")
     assert_503(refused)
     assert words in refused.json["message"]
     assert words in caplog.text
     heal(server)
     assert state_of(server, conn["id"]) == before
-    assert post(app, "/echo/send", body(conn, 1, big)).json["ack"] == 1
+    assert post(app, "/echo/send", send_body(conn, 1, big)).json["ack"] == 1
     assert [m for _, m in stored_events(server, conn["id"])] == [big]
 
 
@@ -125,7 +134,7 @@ def test_a_database_error_a_handler_swallows_still_undoes_the_request(data_dir) 
     pages = sqlite3.connect(server.storage._database.path).execute(
         "PRAGMA page_count").fetchone()[0]
     with_pragma(server, f"PRAGMA max_page_count = {pages}")
-    assert_503(post(app, "/swallow/send", body(conn, 1, "z" * 200_000), status="*"))
+    assert_503(post(app, "/swallow/send", send_body(conn, 1, "z" * 200_000), status="*"))
     heal(server)
     record = server.storage.connection(conn["id"])
     assert record.last_seq == 0  # not acknowledged, so the client will send it again
@@ -166,11 +175,11 @@ def test_messages_under_intermittent_locks_arrive_exactly_once_in_order(server) 
         while True:
             if seq % 7 == 0 and refusals < seq // 7:
                 with locked(path):
-                    response = post(app, "/echo/send", body(conn, seq, str(seq)), status="*")
+                    response = post(app, "/echo/send", send_body(conn, seq, str(seq)), status="*")
                 assert response.status_int == 503
                 refusals += 1
                 continue  # the client retries the same seq
-            assert post(app, "/echo/send", body(conn, seq, str(seq))).json["ack"] == seq
+            assert post(app, "/echo/send", send_body(conn, seq, str(seq))).json["ack"] == seq
             break
     assert refusals == 5
     assert [m for _, m in stored_events(server, conn["id"])] == [str(n) for n in range(1, 41)]
@@ -184,10 +193,10 @@ def test_altws_serve_keeps_running_through_a_lock(data_dir) -> None:
         base = running.base("echo")
         conn = HTTP.post(base + "/new").json()
         with locked(os.path.join(data_dir, "altws.db")):
-            refused = HTTP.post(base + "/send", json=body(conn, 1))
+            refused = HTTP.post(base + "/send", json=send_body(conn, 1))
             assert refused.status_code == 503 and refused.json()["error"] == "storage"
             assert int(refused.headers["Retry-After"]) >= 1
-        assert HTTP.post(base + "/send", json=body(conn, 1)).json()["ack"] == 1
+        assert HTTP.post(base + "/send", json=send_body(conn, 1)).json()["ack"] == 1
         assert running.proc.proc.poll() is None
     finally:
         running.stop()
@@ -201,9 +210,9 @@ def test_cgi_answers_503_for_a_locked_then_a_corrupt_database(tmp_path) -> None:
         conn = HTTP.post(base + "/new").json()
         path = os.path.join(running.data, "altws.db")
         with locked(path):
-            refused = HTTP.post(base + "/send", json=body(conn, 1))
+            refused = HTTP.post(base + "/send", json=send_body(conn, 1))
             assert refused.status_code == 503 and refused.json()["error"] == "storage"
-        assert HTTP.post(base + "/send", json=body(conn, 1)).json()["ack"] == 1
+        assert HTTP.post(base + "/send", json=send_body(conn, 1)).json()["ack"] == 1
         for name in ("altws.db", "altws.db-wal", "altws.db-shm"):
             if os.path.exists(os.path.join(running.data, name)):
                 os.remove(os.path.join(running.data, name))
@@ -227,10 +236,10 @@ def test_daemon_on_a_corrupt_database_stays_up_and_recovers(data_dir) -> None:
     path = os.path.join(data_dir, "altws.db")
     with open(path, "wb") as out:
         out.write(b"garbage" * 1000)
-    proc = Process(ALTWS + ["daemon", "--port", "0", "--data", data_dir], cwd=ROOT)
+    proc = start_altws("daemon", data_dir)  # a real process: staying up is the point
     try:
         with ws_connect(proc.url + "/echo", open_timeout=TIMEOUT) as ws:
-            with pytest.raises(Exception):
+            with pytest.raises(ConnectionClosed):
                 ws.recv(timeout=TIMEOUT)
             assert ws.close_code == 1013  # try again later
         os.remove(path)

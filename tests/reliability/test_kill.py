@@ -11,45 +11,44 @@ from __future__ import annotations
 import os
 import random
 import signal
-import socket
 import sqlite3
 import threading
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 import httpx
 from websockets.sync.client import connect as ws_connect
 
 from altwebsocket.client import connect
 from altwebsocket.protocol import messages as wire
-from altwebsocket.protocol.sse import SSEDecoder
 
-from ..support import ALTWS, ROOT, TIMEOUT, Process, cgi_processes, start_deployment
+from ..support import (
+    TIMEOUT,
+    Process,
+    free_port,
+    send_body,
+    sse_chunks,
+    sse_stream,
+    start_altws,
+    start_deployment,
+    stream_url,
+)
 
 SOAK = bool(os.environ.get("ALTWS_SOAK"))
 MESSAGES = 1500 if SOAK else 300
 KILLS = 10 if SOAK else 3
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def start_serve(data: str, port: int) -> Process:
-    config = os.path.join(data, "altws.ini")
-    with open(config, "w", encoding="utf-8") as out:
-        out.write("[altws]\nheartbeat = 1\nmax_rate = 0\n")
-    return Process(ALTWS + ["serve", "--port", str(port), "--no-daemon", "--config", config,
-                            "--data", data], cwd=ROOT)
+    """``altws serve`` on ``port``: a restart comes back where the client looks for it."""
+    return start_altws("serve", data, "--no-daemon", port=port, heartbeat=1, max_rate=0)
 
 
 def test_kill_9_of_altws_serve_loses_and_repeats_nothing(data_dir) -> None:
     port = free_port()
     server = start_serve(data_dir, port)
     ws = connect(f"http://127.0.0.1:{port}/echo", emulate=True, timeout=TIMEOUT)
-    received: List[Any] = []
+    received: list[Any] = []
     done = threading.Event()
 
     def reader() -> None:
@@ -95,7 +94,7 @@ class RetryingClient:
                 pass
             time.sleep(0.1)
         self.id, self.token = answer.json()["id"], answer.json()["token"]
-        self.events: Dict[int, Any] = {}
+        self.events: dict[int, Any] = {}
         self.duplicates = 0
         self.last_id = 0
         self.stop = False
@@ -105,7 +104,7 @@ class RetryingClient:
     def send(self, seq: int, data: str) -> int:
         """Send until acknowledged; returns how many attempts failed."""
         failed = 0
-        body = {"id": self.id, "token": self.token, "seq": seq, "data": data}
+        body = send_body((self.id, self.token), seq, data)
         while True:
             try:
                 answer = self.http.post(self.base + "/send", json=body)
@@ -117,17 +116,15 @@ class RetryingClient:
             time.sleep(0.05)
 
     def _read(self) -> None:
-        url = f"{self.base}/?id={self.id}&token={self.token}"
+        url = stream_url(self.base, self.id, self.token)
         while not self.stop:
             try:
-                headers = {"Last-Event-ID": str(self.last_id)}
-                with httpx.stream("GET", url, headers=headers, timeout=TIMEOUT) as response:
+                with sse_stream(url, self.last_id, timeout=TIMEOUT) as response:
                     if response.status_code != 200:
                         time.sleep(0.1)
                         continue
-                    decoder = SSEDecoder()
-                    for chunk in response.iter_raw():
-                        for event in decoder.feed(chunk):
+                    for _, events in sse_chunks(response):
+                        for event in events:
                             event_id = int(event.id)
                             if event_id in self.events:
                                 self.duplicates += 1
@@ -151,7 +148,7 @@ def test_kill_9_of_cgi_processes_loses_and_repeats_nothing(tmp_path) -> None:
     running = start_deployment("cgi", str(tmp_path), heartbeat=1, max_rate=0)
     killed = {"GET": 0, "POST": 0}
     stop = threading.Event()
-    client: Optional[RetryingClient] = None
+    client: RetryingClient | None = None
 
     def killer() -> None:
         # stream processes live long: one every half second or so; a /send process lives
@@ -161,10 +158,10 @@ def test_kill_9_of_cgi_processes_loses_and_repeats_nothing(tmp_path) -> None:
         decided: set = set()
         while not stop.wait(0.003):
             if time.monotonic() >= next_get and client is not None:
-                victims = [("GET", pid) for pid in cgi_processes("GET", client.id)[:1]]
+                victims = [("GET", pid) for pid in running.cgi_processes("GET", client.id)[:1]]
                 next_get = time.monotonic() + rng.uniform(0.2, 0.8)
             else:
-                fresh = [pid for pid in cgi_processes("POST") if pid not in decided]
+                fresh = [pid for pid in running.cgi_processes("POST") if pid not in decided]
                 decided.update(fresh)  # each process is judged once: one in five dies
                 victims = [("POST", pid) for pid in fresh if rng.random() < 0.2]
             for method, pid in victims:
@@ -199,13 +196,12 @@ def test_kill_9_of_the_daemon(data_dir) -> None:
     echo is back. Per connection the echoes are exactly the frames sent, in order, up to the
     kill, never one twice; after the restart the killed connections are closed with 1006."""
     port = free_port()
-    args = ALTWS + ["daemon", "--port", str(port), "--data", data_dir]
-    daemon = Process(args, cwd=ROOT)
+    daemon = start_altws("daemon", data_dir, port=port)
     try:
         for round_number in range(KILLS):
             with ws_connect(f"ws://127.0.0.1:{port}/echo", open_timeout=TIMEOUT) as ws:
                 sent = [f"{round_number}:{n}" for n in range(40)]
-                echoes: List[str] = []
+                echoes: list[str] = []
                 for index, text in enumerate(sent):
                     ws.send(text)
                     if index < 30:
@@ -218,7 +214,7 @@ def test_kill_9_of_the_daemon(data_dir) -> None:
                 except Exception:
                     pass
                 assert echoes == sent[: len(echoes)] and len(echoes) >= 30
-            daemon = Process(args, cwd=ROOT)
+            daemon = start_altws("daemon", data_dir, port=port)
         db = sqlite3.connect(os.path.join(data_dir, "altws.db"))
         rows = db.execute("SELECT state, close_code FROM aws_connections").fetchall()
         assert len(rows) == KILLS

@@ -11,19 +11,27 @@ import sqlite3
 import time
 
 import pytest
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
 
 from altwebsocket.config import FIELDS, Settings
 from altwebsocket.storage import SCHEMA_VERSION, AltWebSocketStorage
 from altwebsocket.transports.http.stream import Streams, open_stream
 
-from ..support import ALTWS, ROOT, TIMEOUT, FakeClock, Process
-from .helpers import make_server, new, post, state_of, stored_events, web_app
-
-
-def send_body(conn, seq, data="x"):
-    return {"id": conn["id"], "token": conn["token"], "seq": seq, "data": data}
-
+from ..support import (
+    ROOT,
+    TIMEOUT,
+    Daemon,
+    FakeClock,
+    make_server,
+    new,
+    post,
+    send_body,
+    serving,
+    state_of,
+    stored_events,
+    web_app,
+)
 
 # --- messages per second per connection --------------------------------------------------
 
@@ -144,15 +152,8 @@ def test_behind_a_trusted_proxy_the_last_forwarded_address_counts(data_dir) -> N
 
 @pytest.fixture
 def limited_daemon(data_dir):
-    config = os.path.join(data_dir, "altws.ini")
-    with open(config, "w", encoding="utf-8") as out:
-        out.write("[altws]\nmax_rate = 40\nrate_burst = 10\nmax_connections_per_ip = 2\n")
-    proc = Process(ALTWS + ["daemon", "--port", "0", "--config", config, "--data", data_dir],
-                   cwd=ROOT)
-    try:
-        yield proc
-    finally:
-        proc.stop()
+    yield from serving(Daemon.on(data_dir, max_rate=40, rate_burst=10,
+                                 max_connections_per_ip=2))
 
 
 def test_daemon_slows_a_fast_sender_and_loses_nothing(limited_daemon) -> None:
@@ -168,7 +169,7 @@ def test_daemon_refuses_connections_over_the_per_address_limit(limited_daemon) -
     url = limited_daemon.url + "/echo"
     with ws_connect(url, open_timeout=TIMEOUT), ws_connect(url, open_timeout=TIMEOUT):
         with ws_connect(url, open_timeout=TIMEOUT) as third:
-            with pytest.raises(Exception):
+            with pytest.raises(ConnectionClosed):
                 third.recv(timeout=TIMEOUT)
             assert third.close_code == 1013
 
@@ -190,7 +191,7 @@ def test_limits_have_safe_defaults_and_are_documented() -> None:
         assert re.search(rf"`{name}`", security), name
 
 
-# --- the schema migration --------------------------------------------------------------------------
+# --- the schema migration -------------------------------------------------------------------
 
 def test_a_version_1_database_is_migrated_in_place(data_dir) -> None:
     path = os.path.join(data_dir, "altws.db")

@@ -14,15 +14,14 @@ import os
 import sqlite3
 import threading
 import time
-from typing import Any, Dict, List
+from typing import Any
 
 import httpx
 import pytest
 
 from altwebsocket.protocol import messages as wire
-from altwebsocket.protocol.sse import SSEDecoder
 
-from ..support import HTTP, TIMEOUT, start_deployment
+from ..support import HTTP, TIMEOUT, send_body, sse_chunks, sse_stream, start_deployment, stream_url
 
 SOAK = bool(os.environ.get("ALTWS_SOAK"))
 CLIENTS = 50
@@ -32,7 +31,7 @@ DURATION = 60.0 if SOAK else 6.0
 class LoadClient:
     """One client: a stream reader and a sender of numbered messages, recording statuses."""
 
-    def __init__(self, base: str, pause: float, statuses: Dict[Any, int],
+    def __init__(self, base: str, pause: float, statuses: dict[Any, int],
                  lock: threading.Lock) -> None:
         self.base, self.pause, self.statuses, self.lock = base, pause, statuses, lock
         self.http = httpx.Client(timeout=6 * TIMEOUT)
@@ -40,7 +39,7 @@ class LoadClient:
         self._count(answer.status_code)
         self.id, self.token = answer.json()["id"], answer.json()["token"]
         self.sent = 0
-        self.received: List[str] = []
+        self.received: list[str] = []
         self.last_id = 0
         self.gaps = 0
         self.stop = threading.Event()
@@ -56,7 +55,7 @@ class LoadClient:
     def _send(self) -> None:
         while not self.stop.is_set():
             seq = self.sent + 1
-            body = {"id": self.id, "token": self.token, "seq": seq, "data": f"{self.id}:{seq}"}
+            body = send_body((self.id, self.token), seq, f"{self.id}:{seq}")
             try:
                 answer = self.http.post(self.base + "/send", json=body)
             except httpx.HTTPError as exc:
@@ -68,17 +67,15 @@ class LoadClient:
             self.stop.wait(self.pause)
 
     def _read(self) -> None:
-        url = f"{self.base}/?id={self.id}&token={self.token}"
+        url = stream_url(self.base, self.id, self.token)
         while True:
             try:
-                headers = {"Last-Event-ID": str(self.last_id)}
-                with httpx.stream("GET", url, headers=headers, timeout=6 * TIMEOUT) as response:
+                with sse_stream(url, self.last_id, timeout=6 * TIMEOUT) as response:
                     self._count(response.status_code)
                     if response.status_code != 200:
                         return
-                    decoder = SSEDecoder()
-                    for chunk in response.iter_raw():
-                        for event in decoder.feed(chunk):
+                    for _, events in sse_chunks(response):
+                        for event in events:
                             if int(event.id) != self.last_id + 1:
                                 self.gaps += 1
                             self.last_id = int(event.id)
@@ -111,7 +108,7 @@ def test_fifty_clients_lose_nothing_and_leave_the_storage_bounded(kind, tmp_path
                                max_rate=0)
     # CGI pays an interpreter per request: its clients send less often
     pause = 0.02 if kind == "wsgi" else 0.8
-    statuses: Dict[Any, int] = {}
+    statuses: dict[Any, int] = {}
     lock = threading.Lock()
     try:
         run_load(running, pause, statuses, lock)
@@ -122,7 +119,7 @@ def test_fifty_clients_lose_nothing_and_leave_the_storage_bounded(kind, tmp_path
         assert "locked" not in output and "Traceback" not in output
 
 
-def run_load(running: Any, pause: float, statuses: Dict[Any, int], lock: threading.Lock
+def run_load(running: Any, pause: float, statuses: dict[Any, int], lock: threading.Lock
              ) -> None:
     """Run the clients for DURATION, then check what they got and the storage."""
     base = running.base("echo")

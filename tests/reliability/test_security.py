@@ -10,8 +10,17 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
-from ..support import ALTWS, HTTP, ROOT, TIMEOUT, Process, start_deployment
-from .helpers import make_server, new, post, state_of, stored_events, web_app
+from ..support import (
+    HTTP,
+    TIMEOUT,
+    Daemon,
+    make_server,
+    new,
+    post,
+    state_of,
+    stored_events,
+    web_app,
+)
 
 
 def test_knowing_the_id_is_not_enough(data_dir) -> None:
@@ -60,8 +69,7 @@ def test_origin_is_checked_on_new_stream_send_and_close(data_dir) -> None:
 
 
 def test_daemon_refuses_a_cross_site_handshake(data_dir) -> None:
-    proc = Process(ALTWS + ["daemon", "--port", "0", "--data", data_dir,
-                            "--allow-origin", "https://good.example"], cwd=ROOT)
+    proc = Daemon.on(data_dir, allowed_origins=("https://good.example",))
     try:
         with pytest.raises(InvalidStatus) as refused:
             ws_connect(proc.url + "/echo", origin="https://evil.example",
@@ -75,21 +83,12 @@ def test_daemon_refuses_a_cross_site_handshake(data_dir) -> None:
         proc.stop()
 
 
-@pytest.fixture(scope="module")
-def cgi(tmp_path_factory):
-    running = start_deployment("cgi", str(tmp_path_factory.mktemp("cgi")))
-    try:
-        yield running
-    finally:
-        running.stop()
-
-
 @pytest.mark.parametrize("path", [
     "/cgi-bin/altws.ini", "/cgi-bin/ALTWS.INI", "/cgi-bin/altws.ini~", "/cgi-bin/.htaccess",
     "/.htaccess", "/cgi-bin/altws.db", "/cgi-bin/altws.db-wal", "/altws.db",
     "/cgi-bin/altws.cgi/../altws.ini", "/cgi-bin/%61ltws.ini", "/static/../cgi-bin/altws.ini",
 ])
-def test_deploy_files_never_serve_settings_or_data(cgi, path) -> None:
-    answer = HTTP.get(cgi.url + path)
+def test_deploy_files_never_serve_settings_or_data(cgi_deployment, path) -> None:
+    answer = HTTP.get(cgi_deployment.url + path)
     assert answer.status_code in (400, 403, 404)
     assert "[altws]" not in answer.text and "SQLite format" not in answer.text

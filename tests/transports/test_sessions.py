@@ -5,7 +5,7 @@ v1 token can never act on a session's connection."""
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, List
+from typing import Any
 
 import webtest
 
@@ -17,17 +17,17 @@ from altwebsocket.protocol.sse import SSEDecoder
 from ..support import FakeClock
 
 
-def post(app: webtest.TestApp, path: str, body: Dict[str, Any], status: Any = 200) -> Any:
+def post(app: webtest.TestApp, path: str, body: dict[str, Any], status: Any = 200) -> Any:
     return app.post(path, json.dumps(body), status=status).json
 
 
-def session_events(server: AltWebSocketServer, session: str) -> List[Any]:
+def session_events(server: AltWebSocketServer, session: str) -> list[Any]:
     raw = b"".join(session_event_for(*event).encode()
                    for event in server.storage.events_after(session, 0, limit=10000))
     return [(e.event or "message", json.loads(e.data)) for e in SSEDecoder().feed(raw)]
 
 
-def start(app: webtest.TestApp, *apps: str) -> Dict[str, Any]:
+def start(app: webtest.TestApp, *apps: str) -> dict[str, Any]:
     session = post(app, "/_session/new", {})
     ops = [{"op": "open", "ref": f"r{i}", "app": name} for i, name in enumerate(apps)]
     if ops:

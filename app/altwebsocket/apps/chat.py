@@ -3,8 +3,8 @@ a newly opened connection first receives the last 10 messages, oldest first."""
 
 from __future__ import annotations
 
-from ..protocol.close import CloseCode
 from ..handler import AltWebSocketConnection, AltWebSocketHandler
+from ..protocol.close import CloseCode
 
 __all__ = ["Chat"]
 

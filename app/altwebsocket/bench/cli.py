@@ -8,21 +8,35 @@
 
 Exit status: 0 when everything was measured, 1 when a part failed (the table shows which),
 2 for a usage error (including ``--plot`` without matplotlib, checked before measuring).
+
+``--local`` is the benchmark lab, ``benchmarks/`` at the top of the source repository (not
+installed with the package): from a source checkout (an editable install) this command runs
+it, as ``python -m benchmarks`` does; elsewhere it says to clone the repository.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Optional
 
-from .procedure import (PAPER, PlotUnavailable, Series, bench_url, format_ms,
-                        format_series_table, parse_rounds, write_json, write_plot)
+from .procedure import (
+    PAPER,
+    PlotUnavailable,
+    Series,
+    bench_url,
+    format_ms,
+    format_series_table,
+    parse_rounds,
+    write_json,
+    write_plot,
+)
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_parser", "run", "finish"]
 
 
-def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``altws bench``."""
     parser = sub.add_parser(
         "bench", help="measure echo round trips like the paper's Table 3 (and more)",
@@ -36,7 +50,8 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
                         help="an echo app's base URL (http://host/cgi-bin/altws.cgi/echo, "
                              "http://127.0.0.1:8000/echo) or a ws:// URL")
     parser.add_argument("--local", action="store_true",
-                        help="set everything up on this machine and measure it all")
+                        help="set everything up on this machine and measure it all (the "
+                             "benchmark lab, benchmarks/ of a source checkout)")
     parser.add_argument("--transport", choices=("emulation", "native", "both"),
                         default="both",
                         help="with URL: which transport (native: the daemon B/info "
@@ -67,8 +82,12 @@ def _fail(message: str) -> int:
     return 2
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run ``altws bench`` with parsed arguments; return the exit status."""
+LocalRun = Callable[[argparse.Namespace, Optional[list[int]]], int]
+
+
+def run(args: argparse.Namespace, local: LocalRun | None = None) -> int:
+    """Run ``altws bench`` with parsed arguments; return the exit status. ``local`` runs
+    ``--local`` (the lab passes its own; by default it is found in the source tree)."""
     if bool(args.url) == bool(args.local):
         return _fail("give an echo app's URL, or --local")
     if args.size <= 0:
@@ -85,12 +104,13 @@ def run(args: argparse.Namespace) -> int:
                 "--plot needs matplotlib: pip install 'altwebsocket[plot]' "
                 "(or pip install matplotlib)")))
     if args.local:
-        return _run_local(args, rounds)
+        return local(args, rounds) if local is not None else _run_local(args, rounds)
     return _run_url(args, rounds or [100, 1000, 10000])
 
 
-def _finish(args: argparse.Namespace, series: List[Series], document: Dict[str, Any],
-            title: str) -> int:
+def finish(args: argparse.Namespace, series: list[Series], document: dict[str, Any],
+           title: str) -> int:
+    """Write ``--json`` and ``--plot`` if asked; 1 if either failed, else 0."""
     status = 0
     if args.json:
         try:
@@ -109,7 +129,7 @@ def _finish(args: argparse.Namespace, series: List[Series], document: Dict[str, 
     return status
 
 
-def _run_url(args: argparse.Namespace, rounds: List[int]) -> int:
+def _run_url(args: argparse.Namespace, rounds: list[int]) -> int:
     url: str = args.url
     if url.startswith(("ws://", "wss://")):
         if args.transport == "emulation":
@@ -119,7 +139,7 @@ def _run_url(args: argparse.Namespace, rounds: List[int]) -> int:
         transports = ["emulation", "native"] if args.transport == "both" else [args.transport]
     else:
         return _fail(f"not an http(s):// or ws(s):// URL: {url}")
-    series: List[Series] = []
+    series: list[Series] = []
     for transport in transports:
         if transport == "native" and url.startswith("http") and args.transport == "both":
             from ..client.emulation import fetch_info
@@ -153,12 +173,12 @@ def _run_url(args: argparse.Namespace, rounds: List[int]) -> int:
                 "rounds": rounds, "echo": [one.to_json() for one in series],
                 "paper": {name: {str(k): v for k, v in figures.items()}
                           for name, figures in PAPER.items()}}
-    status = _finish(args, series, document, f"altws bench {url}")
+    status = finish(args, series, document, f"altws bench {url}")
     failed = [one for one in series if one.error]
     return 1 if failed or status else 0
 
 
-def _print_paper(series: List[Series]) -> None:
+def _print_paper(series: list[Series]) -> None:
     for one in series:
         paper = PAPER["websocket" if one.transport == "native" else "emulation"]
         cells = [f"{count:,}: {format_ms(paper[count])}" for count in sorted(one.totals)
@@ -168,35 +188,38 @@ def _print_paper(series: List[Series]) -> None:
                   f"(total ms): " + "; ".join(cells))
 
 
-def _run_local(args: argparse.Namespace, rounds: Optional[List[int]]) -> int:
-    from .local import Plan, format_report, run_local
+def _run_local(args: argparse.Namespace, rounds: list[int] | None) -> int:
+    """``--local``: run the benchmark lab of the source checkout this package is in."""
+    lab = _lab_folder()
+    if lab is None:
+        return _fail("--local runs the benchmark lab, which is not installed with the package: "
+                     "clone the AltWebSocket repository and run `python -m benchmarks` at its "
+                     "root")
+    root = os.path.dirname(lab)
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    from benchmarks.local import command
 
-    plan = Plan.quick() if args.quick else Plan()
-    if rounds:
-        plan.rounds = rounds
-        plan.cgi_rounds = [count for count in rounds if count <= 1000] or [min(rounds)]
-    plan.size = args.size
-    plan.browser = not args.no_browser
-    plan.cgi = not args.no_cgi
-    plan.extras = not args.no_extras
-
-    def log(line: str) -> None:
-        if not args.quiet:
-            print(line, file=sys.stderr, flush=True)
-
-    report = run_local(plan, quiet=args.quiet, log=log)
-    print(format_report(report))
-    status = _finish(args, report.echo, report.to_json(),
-                     f"AltWebSocket echo round trips on this machine "
-                     f"(load {' '.join(map(str, report.machine.get('load_average', [])))})")
-    return 1 if report.errors or status else 0
+    return int(command(args, rounds))
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def _lab_folder() -> str | None:
+    """``benchmarks/`` at the root of the source tree (the parent of ``app/``), if this
+    package runs from one (an editable install); else ``None``."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    app = os.path.dirname(package)
+    lab = os.path.join(os.path.dirname(app), "benchmarks")
+    if os.path.basename(app) == "app" and os.path.isfile(os.path.join(lab, "local.py")):
+        return lab
+    return None
+
+
+def main(argv: list[str] | None = None, local: LocalRun | None = None) -> int:
     """``python -m altwebsocket.bench.cli`` (the same as ``altws bench``)."""
     parser = argparse.ArgumentParser(prog="altws")
     add_parser(parser.add_subparsers(dest="command"))
-    return run(parser.parse_args(["bench"] + list(sys.argv[1:] if argv is None else argv)))
+    args = parser.parse_args(["bench"] + list(sys.argv[1:] if argv is None else argv))
+    return run(args, local)
 
 
 if __name__ == "__main__":  # pragma: no cover

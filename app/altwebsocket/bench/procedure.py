@@ -16,8 +16,9 @@ import math
 import os
 import sys
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, IO, Iterable, List, Optional, Sequence, Tuple
+from typing import IO, Any, Callable
 
 __all__ = [
     "PAPER",
@@ -36,7 +37,7 @@ __all__ = [
 ]
 
 # The paper's Table 3: total ms for N round trips (WebSocket, and SSE + Ajax in PHP).
-PAPER: Dict[str, Dict[int, float]] = {
+PAPER: dict[str, dict[int, float]] = {
     "websocket": {100: 110.0, 1000: 654.0, 10000: 6145.0},
     "emulation": {100: 2655.0, 1000: 16524.0, 10000: 152115.0},
 }
@@ -56,7 +57,7 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
-def summary(values: Sequence[float]) -> Dict[str, float]:
+def summary(values: Sequence[float]) -> dict[str, float]:
     """``count``, ``mean``, ``median``, ``p90``, ``p99``, ``min``, ``max`` of ``values``."""
     if not values:
         return {"count": 0}
@@ -84,16 +85,16 @@ class Series:
     label: str
     client: str = "python"
     transport: str = "native"
-    totals: Dict[int, float] = field(default_factory=dict)
-    samples: Dict[int, List[float]] = field(default_factory=dict)
-    error: Optional[str] = None
-    skipped: Optional[str] = None
+    totals: dict[int, float] = field(default_factory=dict)
+    samples: dict[int, list[float]] = field(default_factory=dict)
+    error: str | None = None
+    skipped: str | None = None
 
-    def all_samples(self) -> List[float]:
+    def all_samples(self) -> list[float]:
         """Every round trip of every round count."""
         return [value for rounds in sorted(self.samples) for value in self.samples[rounds]]
 
-    def stats(self) -> Dict[str, float]:
+    def stats(self) -> dict[str, float]:
         """:func:`summary` of :meth:`all_samples`."""
         return summary(self.all_samples())
 
@@ -101,21 +102,21 @@ class Series:
         """Median ms per round trip over all round counts (NaN without samples)."""
         return percentile(self.all_samples(), 50)
 
-    def add(self, rounds: int, total_ms: float, samples: List[float]) -> None:
+    def add(self, rounds: int, total_ms: float, samples: list[float]) -> None:
         """Record one run of ``rounds`` round trips."""
         self.totals[rounds] = total_ms
         self.samples[rounds] = samples
 
-    def to_json(self, with_samples: bool = True) -> Dict[str, Any]:
+    def to_json(self, with_samples: bool = True) -> dict[str, Any]:
         """A JSON-ready dict (samples rounded to the microsecond)."""
-        data: Dict[str, Any] = {
+        data: dict[str, Any] = {
             "key": self.key, "label": self.label, "client": self.client,
             "transport": self.transport, "error": self.error, "skipped": self.skipped,
             "runs": {},
             "summary": _rounded(self.stats()),
         }
         for rounds in sorted(self.totals):
-            run: Dict[str, Any] = {"total_ms": round(self.totals[rounds], 3),
+            run: dict[str, Any] = {"total_ms": round(self.totals[rounds], 3),
                                    "summary": _rounded(summary(self.samples[rounds]))}
             if with_samples:
                 run["samples_ms"] = [round(value, 3) for value in self.samples[rounds]]
@@ -123,7 +124,7 @@ class Series:
         return data
 
 
-def _rounded(stats: Dict[str, float]) -> Dict[str, float]:
+def _rounded(stats: dict[str, float]) -> dict[str, float]:
     return {name: (value if name == "count" else round(value, 4))
             for name, value in stats.items()}
 
@@ -135,7 +136,7 @@ class Progress:
     line is written.
     """
 
-    def __init__(self, label: str, total: int, stream: Optional[IO[str]] = None,
+    def __init__(self, label: str, total: int, stream: IO[str] | None = None,
                  width: int = 30) -> None:
         self.label = label
         self.total = max(1, total)
@@ -169,14 +170,14 @@ class Progress:
 
 
 def echo_rounds(send: Callable[[bytes], None], recv: Callable[[float], Any], rounds: int,
-                size: int, progress: Optional[Progress] = None, timeout: float = 10.0
-                ) -> Tuple[float, List[float]]:
+                size: int, progress: Progress | None = None, timeout: float = 10.0
+                ) -> tuple[float, list[float]]:
     """Run ``rounds`` echo round trips of ``size`` random bytes; return (total ms, samples).
 
     ``recv(timeout)`` must return the next message; an echo that differs from what was sent
     raises ``ValueError``.
     """
-    samples: List[float] = []
+    samples: list[float] = []
     clock = time.perf_counter
     started = clock()
     for _ in range(rounds):
@@ -193,7 +194,7 @@ def echo_rounds(send: Callable[[bytes], None], recv: Callable[[float], Any], rou
 
 
 def bench_url(url: str, transport: str, rounds: Iterable[int], size: int,
-              label: Optional[str] = None, key: Optional[str] = None,
+              label: str | None = None, key: str | None = None,
               timeout: float = 10.0, quiet: bool = False) -> Series:
     """The paper's procedure against an AltWebSocket echo app with the Python client.
 
@@ -235,7 +236,7 @@ def bench_url(url: str, transport: str, rounds: Iterable[int], size: int,
     return series
 
 
-def parse_rounds(text: str) -> List[int]:
+def parse_rounds(text: str) -> list[int]:
     """``"100,1000,10000"`` → ``[100, 1000, 10000]`` (positive integers, ``_`` allowed)."""
     counts = []
     for part in text.split(","):
@@ -284,7 +285,7 @@ def format_series_table(series: Sequence[Series], rounds: Sequence[int]) -> str:
     return "\n".join(lines)
 
 
-def write_json(path: str, document: Dict[str, Any]) -> None:
+def write_json(path: str, document: dict[str, Any]) -> None:
     """Write ``document`` as indented JSON (the parent folder must exist)."""
     with open(path, "w", encoding="utf-8") as out:
         json.dump(document, out, indent=1, allow_nan=False, default=_json_default)
@@ -325,7 +326,7 @@ def write_plot(path: str, series: Sequence[Series], title: str = "") -> None:
     colours = {"native": "#4c72b0", "emulation": "#dd8452", "http": "#8c8c8c"}
     import inspect
 
-    sideways: Dict[str, Any] = {"orientation": "horizontal"} if "orientation" in \
+    sideways: dict[str, Any] = {"orientation": "horizontal"} if "orientation" in \
         inspect.signature(axes.boxplot).parameters else {"vert": False}
     boxes = axes.boxplot(data, **sideways, whis=(1, 99), showfliers=False,
                          patch_artist=True, widths=0.6,

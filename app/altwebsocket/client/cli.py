@@ -28,7 +28,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Optional, TextIO, Tuple, Union
+from typing import Any, TextIO, cast
 
 from ..exceptions import ProtocolError
 from ..protocol.close import validate_client_close as validate_close
@@ -91,8 +91,8 @@ class Command:
     """One input line, parsed: ``kind`` is text, binary, close, quit or error."""
 
     kind: str
-    data: Union[str, bytes] = ""
-    code: Optional[int] = None
+    data: str | bytes = ""
+    code: int | None = None
     reason: str = ""
 
 
@@ -276,9 +276,9 @@ def run(args: argparse.Namespace) -> int:
     """Run ``altws client`` with parsed arguments; return the exit status."""
     for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "reconfigure"):
-            stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
+            stream.reconfigure(errors="backslashreplace")
     if hasattr(sys.stdin, "reconfigure"):
-        sys.stdin.reconfigure(errors="surrogateescape")  # type: ignore[union-attr]
+        sys.stdin.reconfigure(errors="surrogateescape")
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
     screen = Screen(interactive)
     try:
@@ -338,7 +338,7 @@ def _piped(client: Client, args: argparse.Namespace, screen: Screen) -> int:
 
     sent = 0
     by_user = False
-    close: Tuple[Optional[int], str] = (1000, "")
+    close: tuple[int | None, str] = (1000, "")
     for raw in sys.stdin:
         if client.closed:
             break
@@ -351,7 +351,7 @@ def _piped(client: Client, args: argparse.Namespace, screen: Screen) -> int:
                 break
             sent += 1
         elif command.kind == "error":
-            screen.info(f"altws client: {command.data}")
+            screen.info(f"altws client: {cast(str, command.data)}")  # an error's is its message
         else:
             if command.kind == "close":
                 close = (command.code, command.reason)

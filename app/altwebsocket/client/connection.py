@@ -9,14 +9,14 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from typing import Iterator, Optional, Sequence, Union
+from collections.abc import Iterator, Sequence
 from urllib.parse import urlsplit
 
+from ..protocol.close import CloseCode
 from ..protocol.close import validate_client_close as validate_close
 from .emulation import EmulatedTransport, fetch_info
 from .errors import Closed, ConnectFailed
 from .native import NativeTransport
-from ..protocol.close import CloseCode
 from .transport import Debug, Message, Sink, Transport
 
 __all__ = ["Client", "connect", "CONNECTING", "OPEN", "CLOSING", "CLOSED"]
@@ -39,10 +39,10 @@ class Client(Sink):
     def __init__(self, transport: Transport, url: str) -> None:
         self.url = url
         self._transport = transport
-        self._queue: "queue.Queue[Union[Message, _CloseMark]]" = queue.Queue()
+        self._queue: queue.Queue[Message | _CloseMark] = queue.Queue()
         self._closed = threading.Event()
         self._state = CONNECTING
-        self.close_code: Optional[int] = None
+        self.close_code: int | None = None
         """The close code once closed (1005: no status; 1006: lost), else ``None``."""
         self.close_reason: str = ""
         """The close reason once closed."""
@@ -94,13 +94,13 @@ class Client(Sink):
 
     # -- the API --------------------------------------------------------------------------------
 
-    def _open(self) -> "Client":
+    def _open(self) -> Client:
         self._transport.open(self)
         if not self._closed.is_set():
             self._state = OPEN
         return self
 
-    def send(self, message: Union[str, bytes, bytearray, memoryview]) -> None:
+    def send(self, message: str | bytes | bytearray | memoryview) -> None:
         """Send a text (``str``) or binary (``bytes``) message.
 
         Raises:
@@ -115,7 +115,7 @@ class Client(Sink):
             raise Closed(self.close_code or CloseCode.ABNORMAL, self.close_reason)
         self._transport.send(message)
 
-    def recv(self, timeout: Optional[float] = None) -> Message:
+    def recv(self, timeout: float | None = None) -> Message:
         """The next message, waiting at most ``timeout`` seconds (``None``: forever).
 
         Raises:
@@ -139,11 +139,11 @@ class Client(Sink):
             except Closed:
                 return
 
-    def flush(self, timeout: Optional[float] = None) -> bool:
+    def flush(self, timeout: float | None = None) -> bool:
         """Wait until the server accepted every message sent so far; True if it did."""
         return self._transport.flush(timeout)
 
-    def close(self, code: Optional[int] = None, reason: str = "",
+    def close(self, code: int | None = None, reason: str = "",
               timeout: float = 10.0) -> None:
         """Close as ``WebSocket.close(code, reason)`` does, and wait for the close.
 
@@ -171,11 +171,11 @@ class Client(Sink):
             self._transport.abort()
             self.on_close(CloseCode.ABNORMAL, "")
 
-    def wait_closed(self, timeout: Optional[float] = None) -> bool:
+    def wait_closed(self, timeout: float | None = None) -> bool:
         """Wait until the connection is closed; True if it is."""
         return self._closed.wait(timeout)
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Client:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -186,7 +186,7 @@ class Client(Sink):
         return f"<Client {self.url} {self.transport} state={self._state}>"
 
 
-def connect(url: str, emulate: Optional[bool] = None, protocols: Sequence[str] = (),
+def connect(url: str, emulate: bool | None = None, protocols: Sequence[str] = (),
             debug: Debug = None, timeout: float = 10.0) -> Client:
     """Open a connection to an app, like ``new AltWebSocket(url, emulate)``.
 

@@ -23,14 +23,15 @@ import socket
 import threading
 import time
 from collections import deque
-from typing import Any, Deque, Dict, List, Mapping, Optional, Tuple
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 from .. import __version__
+from ..protocol.close import CloseCode
 from ..protocol.messages import InboundMessage, batch, message_from_event
 from ..protocol.sse import ServerSentEvent, SSEDecoder
 from .errors import Closed, ConnectFailed
-from ..protocol.close import CloseCode
 from .transport import Debug, Message, Sink, Transport
 
 __all__ = ["EmulatedTransport", "HttpError", "http_request", "fetch_info"]
@@ -48,7 +49,7 @@ class HttpError(Exception):
     """A non-2xx answer: its status, the ``error`` code and message of its JSON body."""
 
     def __init__(self, status: int, error: str, message: str,
-                 body: Optional[Dict[str, Any]] = None, retry_after: Optional[float] = None
+                 body: dict[str, Any] | None = None, retry_after: float | None = None
                  ) -> None:
         super().__init__(f"HTTP {status} {error}: {message}" if error != "http"
                          else f"HTTP {status} {message}")
@@ -59,7 +60,7 @@ class HttpError(Exception):
         self.retry_after = retry_after
 
 
-def _open_http(url: str, timeout: Optional[float]) -> http.client.HTTPConnection:
+def _open_http(url: str, timeout: float | None) -> http.client.HTTPConnection:
     parts = urlsplit(url)
     if parts.scheme == "https":
         return http.client.HTTPSConnection(parts.netloc, timeout=timeout)
@@ -67,7 +68,7 @@ def _open_http(url: str, timeout: Optional[float]) -> http.client.HTTPConnection
 
 
 def _decode_answer(status: int, headers: Mapping[str, str], data: bytes
-                   ) -> Dict[str, Any]:
+                   ) -> dict[str, Any]:
     """The JSON body of an answer; raise :class:`HttpError` for a non-2xx status."""
     try:
         body = json.loads(data.decode("utf-8")) if data.strip() else {}
@@ -79,7 +80,7 @@ def _decode_answer(status: int, headers: Mapping[str, str], data: bytes
         if body is None:
             raise HttpError(status, "bad_answer", "the answer is not a JSON object")
         return body
-    retry_after: Optional[float] = None
+    retry_after: float | None = None
     if headers.get("Retry-After", "").strip().isdigit():
         retry_after = float(headers["Retry-After"].strip())
     if body is None:
@@ -88,21 +89,21 @@ def _decode_answer(status: int, headers: Mapping[str, str], data: bytes
     return _raise(status, body, retry_after)
 
 
-def _raise(status: int, body: Dict[str, Any], retry_after: Optional[float]) -> Dict[str, Any]:
+def _raise(status: int, body: dict[str, Any], retry_after: float | None) -> dict[str, Any]:
     raise HttpError(status, str(body.get("error", "http")), str(body.get("message", "")),
                     body, retry_after)
 
 
 def http_request(conn: http.client.HTTPConnection, method: str, path: str,
-                 body: Optional[Dict[str, Any]] = None
-                 ) -> Tuple[int, Dict[str, str], Dict[str, Any]]:
+                 body: dict[str, Any] | None = None
+                 ) -> tuple[int, dict[str, str], dict[str, Any]]:
     """One request on ``conn``; return status, headers and the JSON body.
 
     Raises :class:`HttpError` for a non-2xx status, ``OSError`` or
     :class:`http.client.HTTPException` for a network error.
     """
     headers = {"User-Agent": f"altwebsocket-client/{__version__}", "Accept": "application/json"}
-    payload: Optional[bytes] = None
+    payload: bytes | None = None
     if body is not None:
         payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
         headers["Content-Type"] = "application/json"
@@ -116,7 +117,7 @@ def http_request(conn: http.client.HTTPConnection, method: str, path: str,
                                                            data)
 
 
-def fetch_info(base: str, timeout: float, debug: Debug = None) -> Dict[str, Any]:
+def fetch_info(base: str, timeout: float, debug: Debug = None) -> dict[str, Any]:
     """``GET B/info`` (see ``docs/protocol.md``); raise :class:`ConnectFailed` on failure."""
     path = urlsplit(base).path.rstrip("/") + "/info"
     conn = _open_http(base, timeout)
@@ -146,10 +147,11 @@ def _describe(exc: BaseException) -> str:
     return text
 
 
-def _backoff(failures: int, retry_after: Optional[float] = None) -> float:
+def _backoff(failures: int, retry_after: float | None = None) -> float:
     if retry_after is not None:
         return retry_after
-    return min(_MAX_BACKOFF, 0.25 * 2 ** min(failures, 8)) * (0.75 + random.random() / 2)
+    delay: float = min(_MAX_BACKOFF, 0.25 * 2 ** min(failures, 8))  # to mypy int ** int is Any
+    return delay * (0.75 + random.random() / 2)
 
 
 class EmulatedTransport(Transport):
@@ -166,8 +168,8 @@ class EmulatedTransport(Transport):
 
     name = "emulation"
 
-    def __init__(self, base: str, protocols: Tuple[str, ...] = (), debug: Debug = None,
-                 info: Optional[Dict[str, Any]] = None, timeout: float = 10.0,
+    def __init__(self, base: str, protocols: tuple[str, ...] = (), debug: Debug = None,
+                 info: dict[str, Any] | None = None, timeout: float = 10.0,
                  reconnect_timeout: float = 60.0) -> None:
         parts = urlsplit(base)
         if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -188,22 +190,22 @@ class EmulatedTransport(Transport):
         self.token = ""
         self.last_event_id = 0
         self.retry_ms = 1000
-        self._sink: Optional[Sink] = None
+        self._sink: Sink | None = None
         self._cond = threading.Condition()
-        self._pending: Deque[InboundMessage] = deque()
+        self._pending: deque[InboundMessage] = deque()
         self._next_seq = 1
         self._acked = 0
-        self._close_request: Optional[Tuple[Optional[int], str]] = None
+        self._close_request: tuple[int | None, str] | None = None
         self._closed = False
-        self._stream_conn: Optional[http.client.HTTPConnection] = None
-        self._post_conn: Optional[http.client.HTTPConnection] = None
-        self._threads: List[threading.Thread] = []
+        self._stream_conn: http.client.HTTPConnection | None = None
+        self._post_conn: http.client.HTTPConnection | None = None
+        self._threads: list[threading.Thread] = []
 
     # -- the Transport interface -------------------------------------------------------
 
     def open(self, sink: Sink) -> None:
         """``POST B/new``, then start the stream and sender threads."""
-        body: Optional[Dict[str, Any]] = {"protocols": list(self.protocols)} if self.protocols \
+        body: dict[str, Any] | None = {"protocols": list(self.protocols)} if self.protocols \
             else None
         self._log(f"> POST {self.path}/new" + (f" {json.dumps(body)}" if body else ""))
         try:
@@ -242,7 +244,7 @@ class EmulatedTransport(Transport):
             self._next_seq += 1
             self._cond.notify_all()
 
-    def close(self, code: Optional[int], reason: str) -> None:
+    def close(self, code: int | None, reason: str) -> None:
         """Queue the ``POST B/close`` after the messages already queued."""
         with self._cond:
             if self._closed or self._close_request is not None:
@@ -250,7 +252,7 @@ class EmulatedTransport(Transport):
             self._close_request = (code, reason)
             self._cond.notify_all()
 
-    def flush(self, timeout: Optional[float]) -> bool:
+    def flush(self, timeout: float | None) -> bool:
         """Wait until the server acknowledged every queued message."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
@@ -278,8 +280,8 @@ class EmulatedTransport(Transport):
         if self.debug is not None:
             self.debug(line)
 
-    def _post(self, endpoint: str, body: Optional[Dict[str, Any]]
-              ) -> Tuple[int, Dict[str, str], Dict[str, Any]]:
+    def _post(self, endpoint: str, body: dict[str, Any] | None
+              ) -> tuple[int, dict[str, str], dict[str, Any]]:
         """POST on the sender's keep-alive connection (reopened after an error)."""
         reused = self._post_conn is not None
         for attempt in (1, 2):
@@ -305,7 +307,7 @@ class EmulatedTransport(Transport):
         except (HttpError, *_NETWORK_ERRORS):
             pass
 
-    def _finish(self, close: Optional[Tuple[int, str]]) -> None:
+    def _finish(self, close: tuple[int, str] | None) -> None:
         """End the connection once: stop the threads, report ``close`` to the sink."""
         with self._cond:
             if self._closed:
@@ -327,10 +329,10 @@ class EmulatedTransport(Transport):
 
     def _stream_loop(self) -> None:
         failures = 0
-        lost_since: Optional[float] = None
+        lost_since: float | None = None
         while not self._closed:
             started = time.monotonic()
-            delay: Optional[float] = None
+            delay: float | None = None
             try:
                 outcome = self._stream_once()
             except HttpError as exc:
@@ -453,7 +455,7 @@ class EmulatedTransport(Transport):
 
     def _send_loop(self) -> None:
         failures = 0
-        lost_since: Optional[float] = None
+        lost_since: float | None = None
         while True:
             with self._cond:
                 while not self._closed and not self._pending and self._close_request is None:
@@ -462,7 +464,7 @@ class EmulatedTransport(Transport):
                     return
                 chunk = self._take_batch()
                 close_request = self._close_request if not chunk else None
-            delay: Optional[float] = None
+            delay: float | None = None
             try:
                 if chunk:
                     self._post_send(chunk)
@@ -510,9 +512,9 @@ class EmulatedTransport(Transport):
                 with self._cond:
                     self._cond.wait_for(lambda: self._closed, delay)
 
-    def _take_batch(self) -> List[InboundMessage]:
+    def _take_batch(self) -> list[InboundMessage]:
         """The oldest unacknowledged messages, at most ``max_batch`` and about 3 MiB."""
-        taken: List[InboundMessage] = []
+        taken: list[InboundMessage] = []
         size = 0
         budget = 3 * self.max_message
         for message in self._pending:
@@ -523,8 +525,8 @@ class EmulatedTransport(Transport):
             size += int(length)
         return taken
 
-    def _post_send(self, chunk: List[InboundMessage]) -> None:
-        body: Dict[str, Any] = {"id": self.id, "token": self.token}
+    def _post_send(self, chunk: list[InboundMessage]) -> None:
+        body: dict[str, Any] = {"id": self.id, "token": self.token}
         items = batch(chunk)
         if len(items) == 1:
             body.update(items[0])
@@ -554,8 +556,8 @@ class EmulatedTransport(Transport):
         if first > expected:
             self._finish((CloseCode.ABNORMAL, f"seq {expected} was lost"))
 
-    def _post_close(self, code: Optional[int], reason: str) -> None:
-        body: Dict[str, Any] = {"id": self.id, "token": self.token}
+    def _post_close(self, code: int | None, reason: str) -> None:
+        body: dict[str, Any] = {"id": self.id, "token": self.token}
         if code is not None:
             body["code"] = code
             body["reason"] = reason

@@ -14,22 +14,23 @@ import itertools
 import logging
 import socket
 import threading
-from typing import Any, Optional, Tuple
+from typing import Any
 
-from websockets.exceptions import (ConnectionClosed, InvalidHandshake, InvalidStatus,
-                                   InvalidURI)
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 from websockets.sync.client import ClientConnection
 from websockets.sync.client import connect as ws_connect
 
-from .errors import Closed, ConnectFailed
 from ..protocol.close import CloseCode
+from .errors import Closed, ConnectFailed
 from .transport import Debug, Message, Sink, Transport
 
 __all__ = ["NativeTransport"]
 
 _ids = itertools.count(1)
 # websockets 17 warns unless a connection that is not a context manager says legacy=True.
-_LEGACY = {"legacy": True} if "legacy" in inspect.signature(ws_connect).parameters else {}
+# (Any: mypy checks a **dict's value type against every keyword connect() takes.)
+_LEGACY: dict[str, Any] = (
+    {"legacy": True} if "legacy" in inspect.signature(ws_connect).parameters else {})
 
 
 class _DebugHandler(logging.Handler):
@@ -46,7 +47,7 @@ class _DebugHandler(logging.Handler):
             self.handleError(record)
 
 
-def _debug_logger(debug: Debug) -> Optional[logging.Logger]:
+def _debug_logger(debug: Debug) -> logging.Logger | None:
     if debug is None:
         return None
     logger = logging.getLogger(f"altwebsocket.client.native.{next(_ids)}")
@@ -68,14 +69,14 @@ class NativeTransport(Transport):
 
     name = "native"
 
-    def __init__(self, url: str, protocols: Tuple[str, ...] = (), debug: Debug = None,
+    def __init__(self, url: str, protocols: tuple[str, ...] = (), debug: Debug = None,
                  timeout: float = 10.0) -> None:
         self.url = url
         self.protocols = tuple(protocols)
         self.debug = debug
         self.timeout = timeout
         self.protocol = ""
-        self._ws: Optional[ClientConnection] = None
+        self._ws: ClientConnection | None = None
         self._logger = _debug_logger(debug)
 
     def open(self, sink: Sink) -> None:
@@ -83,6 +84,7 @@ class NativeTransport(Transport):
         try:
             ws = ws_connect(
                 self.url,
+                # websockets types them as its Subprotocol, a NewType of str
                 subprotocols=list(self.protocols) or None,  # type: ignore[arg-type]
                 open_timeout=self.timeout,
                 close_timeout=self.timeout,
@@ -134,13 +136,13 @@ class NativeTransport(Transport):
         except ConnectionClosed:
             raise Closed(CloseCode.ABNORMAL, "the connection is closed") from None
 
-    def close(self, code: Optional[int], reason: str) -> None:
+    def close(self, code: int | None, reason: str) -> None:
         """The closing handshake (``code=None``: an empty close frame, seen as 1005)."""
         if self._ws is not None:
             # websockets sends a close frame with no status when the code is None.
             self._ws.close(code, reason)  # type: ignore[arg-type]
 
-    def flush(self, timeout: Optional[float]) -> bool:
+    def flush(self, timeout: float | None) -> bool:
         """Frames are written by ``send`` itself: nothing is left to flush."""
         return True
 

@@ -53,11 +53,11 @@ class Transport(abc.ABC):
         """Queue or write one message."""
 
     @abc.abstractmethod
-    def close(self, code: Optional[int], reason: str) -> None:
+    def close(self, code: int | None, reason: str) -> None:
         """Start the closing handshake (``code=None``: a close without status, 1005)."""
 
     @abc.abstractmethod
-    def flush(self, timeout: Optional[float]) -> bool:
+    def flush(self, timeout: float | None) -> bool:
         """Wait until every message sent so far is accepted by the server; True if so."""
 
     @abc.abstractmethod

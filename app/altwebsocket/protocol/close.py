@@ -82,7 +82,7 @@ def validate_server_close(code: int, reason: str) -> None:
         raise ValueError(problem)
 
 
-def sendable_close(code: int, reason: str) -> "tuple[int, str]":
+def sendable_close(code: int, reason: str) -> tuple[int, str]:
     """The close frame for a recorded close (rule 3): codes that cannot go on the wire
     become 1001 with a reason that says so."""
     if code in _NEVER_SENT or not 1000 <= code <= 4999:

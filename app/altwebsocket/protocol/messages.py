@@ -14,19 +14,19 @@ from __future__ import annotations
 import binascii
 import json
 
+from .._lazy import TYPE_CHECKING
 from ..exceptions import MessageTooBig, ProtocolError
+from .close import CloseCode, validate_client_close
 from .sse import ServerSentEvent
 
-from .._lazy import TYPE_CHECKING
-from .close import CloseCode, validate_client_close
-
 if TYPE_CHECKING:
-    from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+    from collections.abc import Sequence
+    from typing import Any, Union
 
     Message = Union[str, bytes]
     """An application message: ``str`` for a text message, ``bytes`` for a binary one."""
 
-    Payload = Tuple[int, bytes]
+    Payload = tuple[int, bytes]
     """A stored event: its kind and its bytes (UTF-8 text, raw binary, JSON for a close)."""
 
 __all__ = [
@@ -67,13 +67,13 @@ _MAX_SEQ = 2**53 - 1  # the largest integer a JavaScript client can count to exa
 class _Value:
     """A small immutable value object (``dataclasses`` costs a CGI request ~10 ms)."""
 
-    __slots__: "Tuple[str, ...]" = ()
+    __slots__: tuple[str, ...] = ()
 
-    def _values(self) -> "Tuple[Any, ...]":
+    def _values(self) -> tuple[Any, ...]:
         return tuple(getattr(self, name) for name in self.__slots__)
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and self._values() == other._values()  # type: ignore
+        return type(other) is type(self) and self._values() == other._values()
 
     def __hash__(self) -> int:
         return hash(self._values())
@@ -82,7 +82,7 @@ class _Value:
         fields = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__)
         return f"{type(self).__name__}({fields})"
 
-    def __setattr__(self, name: str, value: "Any") -> None:
+    def __setattr__(self, name: str, value: Any) -> None:
         if hasattr(self, name):
             raise AttributeError(f"{type(self).__name__} is immutable")
         object.__setattr__(self, name, value)
@@ -93,7 +93,7 @@ class InboundMessage(_Value):
 
     __slots__ = ("seq", "data")
 
-    def __init__(self, seq: int, data: "Message") -> None:
+    def __init__(self, seq: int, data: Message) -> None:
         self.seq = seq
         self.data = data
 
@@ -103,7 +103,7 @@ class NewRequest(_Value):
 
     __slots__ = ("protocols",)
 
-    def __init__(self, protocols: "Tuple[str, ...]" = ()) -> None:
+    def __init__(self, protocols: tuple[str, ...] = ()) -> None:
         self.protocols = tuple(protocols)
 
 
@@ -112,7 +112,7 @@ class SendRequest(_Value):
 
     __slots__ = ("id", "token", "messages")
 
-    def __init__(self, id: str, token: str, messages: "Tuple[InboundMessage, ...]" = ()) -> None:
+    def __init__(self, id: str, token: str, messages: tuple[InboundMessage, ...] = ()) -> None:
         self.id = id
         self.token = token
         self.messages = tuple(messages)
@@ -140,14 +140,16 @@ def b64decode(text: str) -> bytes:
     or ``binascii.Error``)."""
     raw = text.encode("ascii")
     try:
-        return binascii.a2b_base64(raw, strict_mode=True)
+        # strict_mode is new in 3.11; mypy checks against 3.10 (pyproject.toml), where the
+        # TypeError below takes the other path
+        return binascii.a2b_base64(raw, strict_mode=True)  # type: ignore[call-arg]
     except TypeError:  # pragma: no cover - Python < 3.11 has no strict mode
         import base64
 
         return base64.b64decode(raw, validate=True)
 
 
-def parse_json_body(body: bytes, limit: int) -> Dict[str, Any]:
+def parse_json_body(body: bytes, limit: int) -> dict[str, Any]:
     """Decode a request body as a JSON object, or raise a 400/413 error."""
     if len(body) > limit:
         raise MessageTooBig(f"request body of {len(body)} bytes is over the limit of {limit}")
@@ -166,7 +168,7 @@ def parse_json_body(body: bytes, limit: int) -> Dict[str, Any]:
     return value
 
 
-def _string(obj: Dict[str, Any], name: str, max_length: int = 200) -> str:
+def _string(obj: dict[str, Any], name: str, max_length: int = 200) -> str:
     value = obj.get(name)
     if not isinstance(value, str) or not value:
         raise ProtocolError(f"field {name!r} must be a non-empty string")
@@ -189,7 +191,7 @@ def _is_token(text: str) -> bool:
     return bool(text) and all(ch in allowed for ch in text)
 
 
-def parse_new(obj: Dict[str, Any]) -> NewRequest:
+def parse_new(obj: dict[str, Any]) -> NewRequest:
     """Validate a ``/new`` body: optional ``protocols``, a list of distinct tokens."""
     protocols = obj.get("protocols", [])
     if isinstance(protocols, str):
@@ -236,7 +238,7 @@ def _message(obj: Any, max_message: int) -> InboundMessage:
     return InboundMessage(seq, data)
 
 
-def parse_send(obj: Dict[str, Any], max_message: int, max_batch: int = 1000) -> SendRequest:
+def parse_send(obj: dict[str, Any], max_message: int, max_batch: int = 1000) -> SendRequest:
     """Validate a ``/send`` body: one message (``seq`` + ``data``/``binary``) or ``messages``."""
     conn_id, token = _string(obj, "id"), _string(obj, "token")
     if "messages" in obj:
@@ -247,7 +249,7 @@ def parse_send(obj: Dict[str, Any], max_message: int, max_batch: int = 1000) -> 
 
 
 def parse_messages(items: Any, max_message: int, max_batch: int = 1000
-                   ) -> Tuple[InboundMessage, ...]:
+                   ) -> tuple[InboundMessage, ...]:
     """Validate a ``messages`` list: 1 to ``max_batch`` messages with consecutive seqs."""
     if not isinstance(items, list) or not items:
         raise ProtocolError("field 'messages' must be a non-empty list")
@@ -260,7 +262,7 @@ def parse_messages(items: Any, max_message: int, max_batch: int = 1000
     return messages
 
 
-def parse_close(obj: Dict[str, Any]) -> CloseRequest:
+def parse_close(obj: dict[str, Any]) -> CloseRequest:
     """Validate a ``/close`` body: credentials, optional ``code`` and ``reason``."""
     conn_id, token = _string(obj, "id"), _string(obj, "token")
     reason = obj.get("reason", "")
@@ -280,7 +282,7 @@ def parse_close(obj: Dict[str, Any]) -> CloseRequest:
     return CloseRequest(conn_id, token, code, reason)
 
 
-def parse_last_event_id(value: Optional[str]) -> int:
+def parse_last_event_id(value: str | None) -> int:
     """The event id a stream resumes after; 0 (from the start) when absent.
 
     Garbage is a 400: resuming from a wrong place would lose or repeat events.
@@ -334,7 +336,7 @@ def close_payload(code: int, reason: str) -> Payload:
     return CLOSE, to_json({"code": code, "reason": reason}).encode("utf-8")
 
 
-def message_from_event(event: ServerSentEvent) -> Union[Message, Tuple[int, str]]:
+def message_from_event(event: ServerSentEvent) -> Message | tuple[int, str]:
     """The inverse of :func:`event_for`: a message, or ``(code, reason)`` for a close."""
     if event.event is None or event.event == "message":
         text = json.loads(event.data)
@@ -349,9 +351,9 @@ def message_from_event(event: ServerSentEvent) -> Union[Message, Tuple[int, str]
     raise ProtocolError(f"unknown event type {event.event!r}")
 
 
-def batch(messages: Sequence[InboundMessage]) -> List[Dict[str, Any]]:
+def batch(messages: Sequence[InboundMessage]) -> list[dict[str, Any]]:
     """The ``messages`` list of a ``/send`` body (used by clients)."""
-    out: List[Dict[str, Any]] = []
+    out: list[dict[str, Any]] = []
     for message in messages:
         if isinstance(message.data, str):
             out.append({"seq": message.seq, "data": message.data})

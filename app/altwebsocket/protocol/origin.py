@@ -11,7 +11,7 @@ from __future__ import annotations
 from .._lazy import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from typing import Iterable, Optional
+    from collections.abc import Iterable
 
 __all__ = ["normalize", "origin_allowed"]
 
@@ -21,7 +21,7 @@ def normalize(origin: str) -> str:
     return origin.strip().lower().rstrip("/")
 
 
-def origin_allowed(origin: Optional[str], own: Optional[str], allowed: Iterable[str]) -> bool:
+def origin_allowed(origin: str | None, own: str | None, allowed: Iterable[str]) -> bool:
     """Whether a request with ``origin`` may use a server whose own origin is ``own``."""
     if origin is None:
         return True

@@ -14,13 +14,13 @@ __all__ = ["take_tokens"]
 
 
 def take_tokens(
-    tokens: "float | None",
-    at: "float | None",
+    tokens: float | None,
+    at: float | None,
     count: int,
     now: float,
     rate: float,
     burst: float = 0.0,
-) -> "tuple[float, float]":
+) -> tuple[float, float]:
     """The bucket ``(tokens, at)`` after ``count`` messages at time ``now``.
 
     Args:

@@ -33,7 +33,7 @@ class StreamSchedule:
         self.heartbeat = heartbeat
         self.poll_interval = poll_interval
 
-    def next(self, now: float, stopping: bool = False) -> "tuple[str, float]":
+    def next(self, now: float, stopping: bool = False) -> tuple[str, float]:
         """What to do at ``now``: ``(END, 0)``, ``(BEAT, 0)`` (the next beat is then
         scheduled) or ``(WAIT, seconds)``. A stopping server ends every stream."""
         if now >= self.deadline or stopping:

@@ -17,7 +17,7 @@ from .messages import BINARY, CLOSE, TEXT, b64encode, parse_messages, parse_new,
 from .sse import ServerSentEvent
 
 if TYPE_CHECKING:
-    from typing import Any, Dict, List, Optional, Tuple, Union
+    from typing import Any
 
     from .messages import InboundMessage
 
@@ -57,9 +57,9 @@ class Op:
 
     __slots__ = ("kind", "ref", "app", "protocols", "messages", "code", "reason", "error")
 
-    def __init__(self, kind: str, ref: str, app: str = "", protocols: Tuple[str, ...] = (),
-                 messages: Tuple[InboundMessage, ...] = (), code: int = CloseCode.NO_STATUS,
-                 reason: str = "", error: Optional[AltWebSocketError] = None) -> None:
+    def __init__(self, kind: str, ref: str, app: str = "", protocols: tuple[str, ...] = (),
+                 messages: tuple[InboundMessage, ...] = (), code: int = CloseCode.NO_STATUS,
+                 reason: str = "", error: AltWebSocketError | None = None) -> None:
         self.kind = kind
         self.ref = ref
         self.app = app
@@ -78,13 +78,13 @@ class SessionRequest:
 
     __slots__ = ("session", "secret", "ops")
 
-    def __init__(self, session: str, secret: str, ops: Tuple[Op, ...]) -> None:
+    def __init__(self, session: str, secret: str, ops: tuple[Op, ...]) -> None:
         self.session = session
         self.secret = secret
         self.ops = ops
 
 
-def parse_session(obj: Dict[str, Any]) -> Tuple[str, str]:
+def parse_session(obj: dict[str, Any]) -> tuple[str, str]:
     """The ``session`` and ``secret`` of a body (400 if either is missing)."""
     session, secret = obj.get("session"), obj.get("secret")
     for name, value in (("session", session), ("secret", secret)):
@@ -97,7 +97,7 @@ def _op(obj: Any, max_message: int, budget: int) -> Op:
     if not isinstance(obj, dict):
         raise ProtocolError("each operation must be a JSON object")
     kind, ref = obj.get("op"), obj.get("ref")
-    if not is_ref(ref):
+    if not isinstance(ref, str) or not is_ref(ref):
         raise ProtocolError("field 'ref' must be 1-64 characters of A-Z a-z 0-9 - _ . :")
     try:
         if kind == OPEN:
@@ -126,7 +126,7 @@ def _op(obj: Any, max_message: int, budget: int) -> Op:
         return Op(str(kind), ref, error=exc)
 
 
-def parse_session_request(obj: Dict[str, Any], max_message: int, max_batch: int
+def parse_session_request(obj: dict[str, Any], max_message: int, max_batch: int
                           ) -> SessionRequest:
     """Validate an ``S/send`` body. Raises (400) for what concerns the whole request; a
     malformed operation with a valid ``ref`` becomes an :class:`Op` with its ``error``."""
@@ -144,14 +144,14 @@ def parse_session_request(obj: Dict[str, Any], max_message: int, max_batch: int
                           tuple(_op(item, max_message, max_batch) for item in items))
 
 
-def session_event_for(event_id: int, kind: int, payload: bytes, ref: Optional[str]
+def session_event_for(event_id: int, kind: int, payload: bytes, ref: str | None
                       ) -> ServerSentEvent:
     """The SSE event of a session's stream: a connection's message or close (``ref``), or
     with ``ref`` ``None`` the session's own end (``event: end``)."""
     if ref is None:
         return ServerSentEvent(data=payload.decode("utf-8"), event="end", id=str(event_id))
-    body: Dict[str, Union[str, int]] = {"ref": ref}
-    event: Optional[str] = None
+    body: dict[str, str | int] = {"ref": ref}
+    event: str | None = None
     if kind == TEXT:
         body["data"] = payload.decode("utf-8")
     elif kind == BINARY:

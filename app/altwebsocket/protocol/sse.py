@@ -8,16 +8,10 @@ and a blank line ends the event. The decoder is the standard's parser (it accept
 
 from __future__ import annotations
 
-from .._lazy import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from typing import List, Optional
-
 __all__ = ["ServerSentEvent", "encode_comment", "encode_retry", "SSEDecoder"]
 
 
-
-def _lines(text: str) -> "List[str]":
+def _lines(text: str) -> list[str]:
     """``text`` split at CRLF, CR and LF (the SSE line breaks), and only there."""
     return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
 
@@ -31,8 +25,8 @@ class ServerSentEvent:
 
     __slots__ = ("data", "event", "id")
 
-    def __init__(self, data: str = "", event: "Optional[str]" = None,
-                 id: "Optional[str]" = None) -> None:
+    def __init__(self, data: str = "", event: str | None = None,
+                 id: str | None = None) -> None:
         self.data = data
         self.event = event
         self.id = id
@@ -50,7 +44,7 @@ class ServerSentEvent:
 
     def encode(self) -> bytes:
         """The event as UTF-8 bytes, ending with the blank line that dispatches it."""
-        lines: List[str] = []
+        lines: list[str] = []
         if self.id is not None:
             if _has_break(self.id) or "\0" in self.id:
                 raise ValueError("an SSE id cannot contain a line break or NUL")
@@ -87,22 +81,22 @@ class SSEDecoder:
 
     def __init__(self) -> None:
         self._buffer = b""
-        self._data: "List[str]" = []
-        self._event: Optional[str] = None
+        self._data: list[str] = []
+        self._event: str | None = None
         self._id_seen = False
         self.last_event_id = ""
-        self.retry: Optional[int] = None
+        self.retry: int | None = None
         self.comments = 0
         self._first = True
         self._skip_lf = False
 
-    def feed(self, chunk: bytes) -> "List[ServerSentEvent]":
+    def feed(self, chunk: bytes) -> list[ServerSentEvent]:
         """Parse ``chunk``; return the events that are now complete, in order."""
         if self._skip_lf and chunk[:1] == b"\n":
             chunk = chunk[1:]  # the LF of a CRLF split across chunks
         self._skip_lf = False
         self._buffer += chunk
-        events: "List[ServerSentEvent]" = []
+        events: list[ServerSentEvent] = []
         while True:
             cr, lf = self._buffer.find(b"\r"), self._buffer.find(b"\n")
             if cr < 0 and lf < 0:
@@ -122,7 +116,7 @@ class SSEDecoder:
                 events.append(event)
         return events
 
-    def _line(self, line: str) -> Optional[ServerSentEvent]:
+    def _line(self, line: str) -> ServerSentEvent | None:
         if line == "":
             return self._dispatch()
         if line.startswith(":"):
@@ -144,7 +138,7 @@ class SSEDecoder:
                 self.retry = int(value)
         return None
 
-    def _dispatch(self) -> Optional[ServerSentEvent]:
+    def _dispatch(self) -> ServerSentEvent | None:
         data, event, id_seen = self._data, self._event, self._id_seen
         self._data, self._event, self._id_seen = [], None, False
         if not data:

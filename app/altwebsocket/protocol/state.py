@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import enum
 
+from .._lazy import TYPE_CHECKING
 from ..exceptions import ConnectionClosed, ProtocolError, SeqGap
 
-from .._lazy import TYPE_CHECKING
-
 if TYPE_CHECKING:
-    from typing import Dict, Sequence, Tuple
+    from collections.abc import Sequence
 
 __all__ = [
     "State",
@@ -52,7 +51,7 @@ class Input(enum.Enum):
     GONE = "gone"  # no stream and no request for too long
 
 
-TRANSITIONS: Dict[Tuple[State, Input], State] = {
+TRANSITIONS: dict[tuple[State, Input], State] = {
     (State.OPEN, Input.MESSAGE): State.OPEN,
     (State.OPEN, Input.STREAM): State.OPEN,
     (State.OPEN, Input.CLIENT_CLOSE): State.CLOSED,

@@ -4,10 +4,10 @@ It keeps connections, the events queued for them, and application data (a log an
 key-value table per app). Every transport — the WSGI/CGI endpoints and the native daemon —
 reads and writes only through it, so they share state across processes.
 
-The storage takes an SQLAlchemy URL. SQLite (``sqlite:///path``) is the embedded default and
-is driven through the standard ``sqlite3`` module directly, so that a CGI request does not pay
-~0.3 s to import SQLAlchemy (see ``docs/performance.md``); SQLAlchemy creates the schema once
-and drives other databases (MySQL, PostgreSQL) through its engine's DB-API connections.
+The storage takes a database URL (:mod:`.engine`): SQLite (``sqlite:///path``, the embedded
+default), PostgreSQL or MySQL/MariaDB, each driven through its DB-API driver directly, so a
+request never imports SQLAlchemy (~0.3 s under CGI, see ``docs/performance.md``). Every
+statement is written once; what differs per engine is in :mod:`.dialect`.
 
 SQLite rules kept here: writes start with ``BEGIN IMMEDIATE`` and wait ``busy_timeout`` for the
 lock; readers never hold a transaction open (so WAL checkpoints run); WAL is used only on a
@@ -20,24 +20,24 @@ import binascii
 import os
 import sqlite3
 import time
-from _thread import _local
+from _thread import _local, allocate_lock
 from collections import namedtuple
 from contextlib import contextmanager
 
 from .._lazy import TYPE_CHECKING, logger
 from ..exceptions import ConfigError, StorageUnavailable
 from ..protocol.state import State
-from .dialect import SQLITE, Dialect, dialect_named
-from .schema import CONNECTION_COLUMNS, SCHEMA_VERSION, added_since, metadata
+from .engine import Database, filesystem_type
+from .schema import CONNECTION_COLUMNS
 
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+    from collections.abc import Iterator, Sequence
+    from typing import Any, Callable
 
 __all__ = [
     "AltWebSocketStorage",
     "Transaction",
     "ConnectionRecord",
-    "StoredEvent",
     "EVENT_PAGE",
     "random_name",
     "filesystem_type",
@@ -46,13 +46,8 @@ __all__ = [
 EVENT_PAGE = 200
 """How many events one read returns at most (streams and the daemon read page by page)."""
 
-_NETWORK_FILESYSTEMS = {
-    "nfs", "nfs4", "cifs", "smb3", "smbfs", "fuse.sshfs", "9p", "afs", "glusterfs",
-    "fuse.glusterfs", "ceph", "fuse.ceph", "lustre", "gpfs", "fuse.s3fs", "davfs",
-}
-
-if TYPE_CHECKING:
-    StoredEvent = Tuple[int, int, bytes, Optional[str]]
+if TYPE_CHECKING:  # a name for annotations only (not exported: it does not exist at run time)
+    StoredEvent = tuple[int, int, bytes, str | None]
     """An event as stored: ``(event_id, kind, payload, target)``; ``target`` is the ref of
     the connection it is for when it is queued on a session, else ``None``."""
 
@@ -66,28 +61,10 @@ def random_name(nbytes: int) -> str:
     return raw.translate(_URLSAFE).rstrip(b"=").decode("ascii")
 
 
-def filesystem_type(path: str) -> str:
-    """The filesystem type of the mount holding ``path`` (from /proc/mounts), or ``""``."""
-    try:
-        with open("/proc/mounts", encoding="utf-8") as mounts:
-            entries = [line.split() for line in mounts]
-    except OSError:
-        return ""
-    real = os.path.realpath(path)
-    best, kind = "", ""
-    for entry in entries:
-        if len(entry) < 3:
-            continue
-        mount = entry[1].replace("\\040", " ")
-        inside = real == mount or real.startswith(mount.rstrip("/") + "/")
-        if inside and len(mount) >= len(best):
-            best, kind = mount, entry[2]
-    return kind
-
-
 _CONNECTION_COLUMNS = ", ".join(CONNECTION_COLUMNS)
 
 
+# mypy cannot read fields from a computed column list (misc); the annotations below declare them
 class ConnectionRecord(namedtuple("ConnectionRecord", CONNECTION_COLUMNS)):  # type: ignore[misc]
     """One row of the connections table (the columns of ``aws_connections`` in
     :mod:`.schema`; ``state`` as a :class:`~altwebsocket.protocol.state.State`).
@@ -97,176 +74,35 @@ class ConnectionRecord(namedtuple("ConnectionRecord", CONNECTION_COLUMNS)):  # t
 
     __slots__ = ()
 
+    # The fields' types, for type checkers: the fields themselves are CONNECTION_COLUMNS
+    # (tests/test_storage.py checks that these names are the same, in the same order).
+    id: str
+    app: str
+    token_hash: str
+    protocol: str
+    state: State
+    created: float
+    last_seen: float
+    last_event: int
+    last_seq: int
+    close_code: int | None
+    close_reason: str | None
+    closed_at: float | None
+    waker: str | None
+    origin: str | None
+    transport: str
+    client_addr: str | None
+    sent_event: int
+    rate_tokens: float | None
+    rate_at: float | None
+    session_id: str | None
+    session_ref: str | None
+
 
 def _record(row: Sequence[Any]) -> ConnectionRecord:
     values = list(row)
     values[4] = State(values[4])
     return ConnectionRecord(*values)
-
-
-class _Database:
-    """A DB-API connection factory hiding the differences this storage cares about."""
-
-    def __init__(self, url: str, busy_timeout: float, journal_mode: str) -> None:
-        self.url = url
-        self.busy_timeout = busy_timeout
-        self.journal_mode = journal_mode
-        self.is_sqlite = url.startswith("sqlite:")
-        self._engine: Any = None
-        self.dialect: Dialect = SQLITE
-        # Called with each new DB-API connection. Tests use it to simulate faults that root
-        # cannot cause with file modes (PRAGMA query_only, PRAGMA max_page_count).
-        self.on_connect: List[Callable[[Any], None]] = []
-        if self.is_sqlite:
-            self.path = _sqlite_path(url)
-            self.errors: Tuple[type, ...] = (sqlite3.Error,)
-        else:
-            from sqlalchemy import create_engine
-
-            self._engine = create_engine(url, pool_pre_ping=True)
-            self.dialect = dialect_named(self._engine.dialect.name,
-                                         self._engine.dialect.paramstyle)
-            self.path = ""
-            self.errors = (getattr(self._engine.dialect.dbapi, "Error", sqlite3.Error),)
-
-    def connect(self) -> Any:
-        """A new DB-API connection, in autocommit mode for SQLite."""
-        if not self.is_sqlite:
-            db = self._engine.raw_connection()
-        else:
-            db = sqlite3.connect(
-                self.path, timeout=self.busy_timeout, isolation_level=None,
-                check_same_thread=False,
-            )
-            try:
-                db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-                db.execute("PRAGMA synchronous = NORMAL")
-            except BaseException:
-                db.close()
-                raise
-        for hook in self.on_connect:
-            hook(db)
-        return db
-
-    def sql(self, statement: str) -> str:
-        """``statement`` with ``?`` placeholders turned into the driver's own."""
-        return self.dialect.sql(statement)
-
-    def begin_write(self, db: Any) -> None:
-        """Start a write transaction (on SQLite, one that holds the write lock at once)."""
-        if self.dialect.begin:
-            db.execute(self.dialect.begin)
-
-    def create_schema(self) -> None:
-        """Create the tables if missing (imports SQLAlchemy: done once per database)."""
-        from sqlalchemy import create_engine
-
-        if self.is_sqlite:
-            folder = os.path.dirname(os.path.abspath(self.path))
-            if not os.path.isdir(folder):  # a 503 "config" if it happens in a request
-                raise ConfigError(f"the data folder {folder} does not exist")
-            mode = self.journal_mode
-            if mode == "auto":
-                kind = filesystem_type(folder)
-                mode = "delete" if kind in _NETWORK_FILESYSTEMS else "wal"
-                if mode == "delete":
-                    logger("altwebsocket.storage").warning(
-                        "data folder is on %s: using a rollback journal, not WAL", kind)
-            db = self.connect()
-            try:
-                db.execute(f"PRAGMA journal_mode = {mode}")
-                db.execute("BEGIN IMMEDIATE")
-                version = db.execute("PRAGMA user_version").fetchone()[0]
-                if 0 < version < SCHEMA_VERSION:  # tables of an older version: add columns
-                    _migrate_sqlite(db, version)
-                    version = SCHEMA_VERSION
-                db.execute("COMMIT")
-            finally:
-                db.close()
-            if version >= SCHEMA_VERSION:
-                return
-            engine = create_engine(
-                "sqlite:///" + self.path, connect_args={"timeout": self.busy_timeout}
-            )
-            metadata().create_all(engine)
-            with engine.begin() as conn:
-                conn.exec_driver_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            engine.dispose()
-        else:
-            metadata().create_all(self._engine)
-            self._migrate_other()
-
-    def _migrate_other(self) -> None:
-        """Add the columns and indexes of newer versions to older tables (not SQLite)."""
-        from sqlalchemy import inspect
-
-        inspector = inspect(self._engine)
-        with self._engine.begin() as conn:
-            for table, _, _ in added_since(0):
-                present = {column["name"] for column in inspector.get_columns(table.name)}
-                indexes = {index["name"] for index in inspector.get_indexes(table.name)}
-                for statement in migration_statements(
-                        table.name, present, indexes, self._engine.dialect):
-                    conn.exec_driver_sql(statement)
-
-    def schema_ready(self) -> bool:
-        """Whether the tables exist at the current version (for SQLite a cheap check of
-        ``PRAGMA user_version``)."""
-        if not self.is_sqlite:
-            return False  # create_all checks for itself
-        if not os.path.exists(self.path):
-            return False
-        db = self.connect()
-        try:
-            return int(db.execute("PRAGMA user_version").fetchone()[0]) >= SCHEMA_VERSION
-        finally:
-            db.close()
-
-
-def migration_statements(table_name: str, present: "set[str]", indexes: "set[str]",
-                         sa_dialect: Any = None) -> List[str]:
-    """The ``ALTER TABLE``/``CREATE INDEX`` statements that add to ``table_name`` the columns
-    and indexes of :mod:`.schema` it lacks (``present``: its columns; ``indexes``: its index
-    names), compiled for ``sa_dialect`` (SQLAlchemy's; SQLite's when ``None``)."""
-    from sqlalchemy.dialects import sqlite as sqlite_dialect
-    from sqlalchemy.schema import CreateColumn
-
-    from .schema import sqlalchemy_column, table
-
-    dialect = sa_dialect if sa_dialect is not None else sqlite_dialect.dialect()
-    target = table(table_name)
-    statements = []
-    for column in target.columns:
-        if column.name not in present:
-            ddl = str(CreateColumn(sqlalchemy_column(column)).compile(dialect=dialect)).strip()
-            statements.append(f"ALTER TABLE {table_name} ADD COLUMN {ddl}")
-    for index in target.indexes:
-        if index.name not in indexes:
-            statements.append(f"CREATE INDEX {index.name} ON {table_name} "
-                              f"({', '.join(index.columns)})")
-    return statements
-
-
-def _migrate_sqlite(db: Any, version: int) -> None:
-    """Bring tables of ``version`` to :data:`SCHEMA_VERSION`, inside the caller's write
-    transaction (so two processes cannot both migrate)."""
-    for table, _, _ in added_since(version):
-        present = {row[1] for row in db.execute(f"PRAGMA table_info({table.name})")}
-        indexes = {row[1] for row in db.execute(f"PRAGMA index_list({table.name})")}
-        for statement in migration_statements(table.name, present, indexes):
-            db.execute(statement)
-    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-    logger("altwebsocket.storage").warning(
-        "migrated the database from version %d to %d", version, SCHEMA_VERSION)
-
-
-def _sqlite_path(url: str) -> str:
-    if not url.startswith("sqlite:///"):
-        raise ConfigError("an SQLite URL is sqlite:///relative/path or sqlite:////absolute/path")
-    path = url[len("sqlite:///") :].split("?", 1)[0]
-    if not path or path == ":memory:":
-        raise ConfigError("the SQLite storage needs a file (processes share it), not :memory:")
-    return path
 
 
 class Transaction:
@@ -276,21 +112,21 @@ class Transaction:
     wake-up hints to their streams after the commit.
     """
 
-    def __init__(self, storage: "AltWebSocketStorage", db: Any, now: float) -> None:
+    def __init__(self, storage: AltWebSocketStorage, db: Any, now: float) -> None:
         self.storage = storage
         self._db = db
         self._cursor = db.cursor()
         self.now = now  # one time for every row this transaction writes
-        self.woken: Dict[str, List[str]] = {}  # waker path -> connection ids
+        self.woken: dict[str, list[str]] = {}  # waker path -> connection ids
         # max_events_queued: connections with more events beyond their sent_event are
         # collected in ``overflow`` (the server closes them with 1008); 0 = no check.
         self.max_queued = 0
-        self.overflow: Dict[str, None] = {}
+        self.overflow: dict[str, None] = {}
         # The first database error of this transaction: it is rolled back even if a
         # handler caught the exception.
-        self.failed: Optional[BaseException] = None
+        self.failed: BaseException | None = None
         # connection id -> (id of the row whose queue its events go to, its session ref)
-        self._routes: Dict[str, Tuple[str, Optional[str]]] = {}
+        self._routes: dict[str, tuple[str, str | None]] = {}
 
     def _run(self, statement: str, params: Sequence[Any] = ()) -> Any:
         database = self.storage._database
@@ -313,11 +149,11 @@ class Transaction:
         app: str,
         token_hash: str,
         protocol: str,
-        origin: Optional[str],
+        origin: str | None,
         transport: str = "emulation",
-        client_addr: Optional[str] = None,
-        session_id: Optional[str] = None,
-        session_ref: Optional[str] = None,
+        client_addr: str | None = None,
+        session_id: str | None = None,
+        session_ref: str | None = None,
     ) -> ConnectionRecord:
         """Create an open connection (``token_hash``: what its transport will recognise its
         client by; never the secret itself), in session ``session_id`` as ``session_ref``
@@ -335,7 +171,7 @@ class Transaction:
         assert record is not None
         return record
 
-    def connection(self, conn_id: str, lock: bool = False) -> Optional[ConnectionRecord]:
+    def connection(self, conn_id: str, lock: bool = False) -> ConnectionRecord | None:
         """The connection's row, or ``None``; with ``lock``, the row stays locked until the
         transaction ends (concurrent senders to one connection take turns)."""
         suffix = self.storage._database.dialect.for_update if lock else ""
@@ -348,7 +184,7 @@ class Transaction:
         self._routes[record.id] = (record.session_id or record.id, record.session_ref)
         return record
 
-    def session_connection(self, session_id: str, ref: str) -> Optional[ConnectionRecord]:
+    def session_connection(self, session_id: str, ref: str) -> ConnectionRecord | None:
         """The connection called ``ref`` in session ``session_id``, or ``None``."""
         row = self._run(
             "SELECT id FROM aws_connections WHERE session_id = ? AND session_ref = ?",
@@ -356,7 +192,7 @@ class Transaction:
         ).fetchone()
         return None if row is None else self.connection(str(row[0]), lock=True)
 
-    def session_connection_ids(self, session_id: str) -> List[str]:
+    def session_connection_ids(self, session_id: str) -> list[str]:
         """The ids of the open connections of a session, oldest first."""
         rows = self._run(
             "SELECT id FROM aws_connections WHERE session_id = ? AND state = ? "
@@ -364,7 +200,7 @@ class Transaction:
         ).fetchall()
         return [row[0] for row in rows]
 
-    def open_connection_ids(self, app: str) -> List[str]:
+    def open_connection_ids(self, app: str) -> list[str]:
         """The ids of the app's open connections, oldest first."""
         rows = self._run(
             "SELECT id FROM aws_connections WHERE app = ? AND state = ? ORDER BY created, id",
@@ -381,7 +217,7 @@ class Transaction:
         return int(row[0])
 
     def set_last_seq(self, conn_id: str, seq: int,
-                     rate: Optional[Tuple[float, float]] = None) -> None:
+                     rate: tuple[float, float] | None = None) -> None:
         """Record the highest client seq accepted, and that the client was seen; with
         ``rate``, also the token bucket ``(tokens, at)`` of the connection."""
         if rate is None:
@@ -404,7 +240,7 @@ class Transaction:
             (int(State.CLOSED), code, reason, self.now, conn_id),
         )
 
-    def set_waker(self, conn_id: str, waker: Optional[str], sent: int = 0) -> None:
+    def set_waker(self, conn_id: str, waker: str | None, sent: int = 0) -> None:
         """Record which wake-up socket (if any) waits for this connection's events, and
         that its stream has written out the events up to ``sent``."""
         greatest = self.storage._database.dialect.greatest("sent_event", "?")
@@ -423,7 +259,7 @@ class Transaction:
 
     # --- events ------------------------------------------------------------------------
 
-    def _route(self, conn_id: str) -> Tuple[str, Optional[str]]:
+    def _route(self, conn_id: str) -> tuple[str, str | None]:
         """Where the events of ``conn_id`` are queued: its own row, or its session's."""
         route = self._routes.get(conn_id)
         if route is None:
@@ -456,7 +292,7 @@ class Transaction:
         return event_id
 
     def enqueue_app(
-        self, app: str, kind: int, payload: bytes, exclude: Optional[str] = None
+        self, app: str, kind: int, payload: bytes, exclude: str | None = None
     ) -> int:
         """Queue one event for every open connection of ``app`` (but ``exclude``): at once for
         those with a queue of their own, one by one for those in a session."""
@@ -468,7 +304,7 @@ class Transaction:
             self.enqueue(conn_id, kind, payload)
         where = "app = ? AND state = ? AND session_id IS NULL" + (
             " AND id <> ?" if exclude else "")
-        params: Tuple[Any, ...] = (app, int(State.OPEN)) + ((exclude,) if exclude else ())
+        params: tuple[Any, ...] = (app, int(State.OPEN)) + ((exclude,) if exclude else ())
         self._run(f"UPDATE aws_connections SET last_event = last_event + 1 WHERE {where}", params)
         cursor = self._run(
             "INSERT INTO aws_events (conn_id, event_id, kind, payload, created) "
@@ -490,49 +326,50 @@ class Transaction:
 
     # --- application data --------------------------------------------------------------
 
-    def log_append(self, app: str, key: str, value: str, keep: Optional[int] = None) -> None:
+    def log_append(self, app: str, key: str, value: str, keep: int | None = None) -> None:
         """Append ``value`` to the app's log ``key``, keeping only the last ``keep`` entries."""
         self._run(
-            "INSERT INTO aws_log (app, key, value, created) VALUES (?, ?, ?, ?)",
+            "INSERT INTO aws_log (app, \"key\", value, created) VALUES (?, ?, ?, ?)",
             (app, key, value, self.now),
         )
         if keep is not None:
             row = self._run(
-                "SELECT id FROM aws_log WHERE app = ? AND key = ? ORDER BY id DESC "
+                "SELECT id FROM aws_log WHERE app = ? AND \"key\" = ? ORDER BY id DESC "
                 f"LIMIT 1 OFFSET {int(keep)}",
                 (app, key),
             ).fetchone()
             if row:
                 self._run(
-                    "DELETE FROM aws_log WHERE app = ? AND key = ? AND id <= ?",
+                    "DELETE FROM aws_log WHERE app = ? AND \"key\" = ? AND id <= ?",
                     (app, key, row[0]),
                 )
 
-    def log_recent(self, app: str, key: str, count: int) -> List[str]:
+    def log_recent(self, app: str, key: str, count: int) -> list[str]:
         """The last ``count`` entries of the app's log ``key``, oldest first."""
         rows = self._run(
-            f"SELECT value FROM aws_log WHERE app = ? AND key = ? ORDER BY id DESC "
+            f"SELECT value FROM aws_log WHERE app = ? AND \"key\" = ? ORDER BY id DESC "
             f"LIMIT {int(count)}",
             (app, key),
         ).fetchall()
         return [row[0] for row in reversed(rows)]
 
-    def kv_get(self, app: str, key: str) -> Optional[str]:
+    def kv_get(self, app: str, key: str) -> str | None:
         """The app's value for ``key``, or ``None``."""
         row = self._run(
-            "SELECT value FROM aws_kv WHERE app = ? AND key = ?", (app, key)
+            "SELECT value FROM aws_kv WHERE app = ? AND \"key\" = ?", (app, key)
         ).fetchone()
         return None if row is None else str(row[0])
 
-    def kv_set(self, app: str, key: str, value: Optional[str]) -> None:
+    def kv_set(self, app: str, key: str, value: str | None) -> None:
         """Set (or with ``None`` delete) the app's value for ``key``."""
-        self._run("DELETE FROM aws_kv WHERE app = ? AND key = ?", (app, key))
+        self._run("DELETE FROM aws_kv WHERE app = ? AND \"key\" = ?", (app, key))
         if value is not None:
-            self._run("INSERT INTO aws_kv (app, key, value) VALUES (?, ?, ?)", (app, key, value))
+            self._run("INSERT INTO aws_kv (app, \"key\", value) VALUES (?, ?, ?)",
+                      (app, key, value))
 
     # --- housekeeping ------------------------------------------------------------------
 
-    def gone_connections(self, idle_before: float, stream_stale_before: float) -> List[str]:
+    def gone_connections(self, idle_before: float, stream_stale_before: float) -> list[str]:
         """Open connections (and sessions) whose client is gone: no stream and idle, or a
         stream gone silent; a connection in a session lives as long as its session."""
         gone = ("(({t}.waker IS NULL AND {t}.last_seen < ?) OR "
@@ -560,7 +397,7 @@ class Transaction:
         )
         return int(cursor.rowcount)
 
-    def meta_get(self, name: str) -> Optional[str]:
+    def meta_get(self, name: str) -> str | None:
         """A value of the storage's own bookkeeping."""
         row = self._run("SELECT value FROM aws_meta WHERE name = ?", (name,)).fetchone()
         return None if row is None else str(row[0])
@@ -587,8 +424,11 @@ class AltWebSocketStorage:
             raise ConfigError("journal_mode is auto, wal, delete or truncate")
         self.url = url
         self.clock = clock
-        self._database = _Database(url, busy_timeout, journal_mode)
-        self._local = _local()
+        self._database = Database(url, busy_timeout, journal_mode)
+        self._local = _local()  # SQLite: one connection per thread
+        self._idle: list[Any] = []  # other engines: a small pool shared by the threads
+        self._pool_lock = allocate_lock()
+        self._listener: Any = None
         self._ready = False
 
     @property
@@ -621,70 +461,128 @@ class AltWebSocketStorage:
         return db
 
     def close(self) -> None:
-        """Close this thread's database connection."""
+        """Close this thread's database connection (SQLite) or the idle pooled ones."""
         db = getattr(self._local, "db", None)
         if db is not None:
             self._local.db = None
             db.close()
+        with self._pool_lock:
+            idle, self._idle = self._idle, []
+        for db in idle:
+            _close_quietly(db)
+
+    def _acquire(self) -> Any:
+        """A connection for one transaction or read: SQLite's of this thread; for the
+        other engines one from the pool, so a thousand idle stream threads do not hold a
+        thousand server connections (PostgreSQL allows 100 by default)."""
+        if self.is_sqlite:
+            return self._connection()
+        self.ensure_schema()
+        with self._pool_lock:
+            db = self._idle.pop() if self._idle else None
+        if db is None:
+            try:
+                db = self._database.connect()
+            except self._database.errors as exc:
+                raise _unavailable(exc) from exc
+        return db
+
+    def _release(self, db: Any, broken: bool = False) -> None:
+        """Give back what :meth:`_acquire` gave; a broken connection is closed (the next
+        one reconnects: the file or the server may have been fixed)."""
+        if self.is_sqlite:
+            if broken:
+                self.close()
+            return
+        if not broken:
+            with self._pool_lock:
+                if len(self._idle) < _POOL_IDLE:
+                    self._idle.append(db)
+                    return
+        _close_quietly(db)
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
         """A write transaction; commits on success, rolls back on any exception. Its
         :attr:`~Transaction.now` is read from :attr:`clock` once."""
-        db = self._connection()
+        db = self._acquire()
+        errors = self._database.errors
         try:
             self._database.begin_write(db)
-        except sqlite3.Error as exc:
+        except errors as exc:
+            self._release(db, broken=True)
             raise _unavailable(exc) from exc
         tx = Transaction(self, db, self.clock())
-        errors = self._database.errors
         try:
             yield tx
             if tx.failed is not None:  # a handler swallowed a database error: undo it all
                 raise _unavailable(tx.failed, log=False)
         except BaseException as exc:
+            broken = tx.failed is not None or isinstance(exc, errors)
             try:
-                db.rollback() if not self.is_sqlite else db.execute("ROLLBACK")
+                self._database.rollback(db)
             except Exception:  # the connection may be broken; drop it
-                self.close()
-            if tx.failed is not None or isinstance(exc, errors):
-                self.close()  # the next request reconnects (the file may have been fixed)
+                broken = True
+            self._release(db, broken)
             if isinstance(exc, errors):
                 raise _unavailable(exc) from exc
             raise
         try:
-            db.commit() if not self.is_sqlite else db.execute("COMMIT")
+            if tx.woken and self._database.engine_name == "postgresql":
+                self._notify(db, tx.woken)  # delivered to other hosts when this commits
+            self._database.commit(db)
         except errors as exc:
             try:
-                db.execute("ROLLBACK") if self.is_sqlite else db.rollback()
+                self._database.rollback(db)
             except Exception:
                 pass
-            self.close()
+            self._release(db, broken=True)
             raise _unavailable(exc) from exc
+        self._release(db)
+
+    def _notify(self, db: Any, woken: dict[str, list[str]]) -> None:
+        from .notify import CHANNEL, payloads
+
+        cursor = db.cursor()
+        for payload in payloads(woken):
+            cursor.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
+
+    def listen(self) -> None:
+        """Start, once per process, what forwards other hosts' wake-up hints to this host's
+        waiting streams (PostgreSQL ``LISTEN``; nothing for the other engines)."""
+        if self._database.engine_name != "postgresql" or self._database._engine is not None:
+            return
+        with self._pool_lock:
+            if self._listener is not None:
+                return
+            from .notify import Listener
+
+            self._listener = Listener(self._database.connect)
 
     # --- reads: one statement each, never a transaction left open ------------------------
 
-    def _query(self, statement: str, params: Sequence[Any] = ()) -> List[Any]:
-        db = self._connection()
+    def _query(self, statement: str, params: Sequence[Any] = ()) -> list[Any]:
+        db = self._acquire()
         try:
             cursor = db.cursor()
             cursor.execute(self._database.sql(statement), tuple(params))
-            rows = cursor.fetchall()
+            rows: list[Any] = cursor.fetchall()  # a DB-API cursor: rows of any driver
             if not self.is_sqlite:
                 db.commit()
-            return rows
         except self._database.errors as exc:
-            self.close()  # the next read reconnects (the file may have been fixed)
+            self._release(db, broken=True)
             raise _unavailable(exc) from exc
+        self._release(db)
+        return list(rows)
 
-    def connection(self, conn_id: str) -> Optional[ConnectionRecord]:
+    def connection(self, conn_id: str) -> ConnectionRecord | None:
         """The connection's row, or ``None`` (a read outside any transaction)."""
         rows = self._query(
             f"SELECT {_CONNECTION_COLUMNS} FROM aws_connections WHERE id = ?", (conn_id,)
         )
         return _record(rows[0]) if rows else None
 
-    def session_connection(self, session_id: str, ref: str) -> Optional[ConnectionRecord]:
+    def session_connection(self, session_id: str, ref: str) -> ConnectionRecord | None:
         """The connection called ``ref`` in a session, or ``None`` (a read outside any
         transaction)."""
         rows = self._query(
@@ -693,7 +591,7 @@ class AltWebSocketStorage:
         return _record(rows[0]) if rows else None
 
     def events_after(self, conn_id: str, after: int, limit: int = EVENT_PAGE
-                     ) -> List[StoredEvent]:
+                     ) -> list[StoredEvent]:
         """Up to ``limit`` events of the connection with an id above ``after``, in order."""
         rows = self._query(
             "SELECT event_id, kind, payload, target FROM aws_events WHERE conn_id = ? "
@@ -702,7 +600,7 @@ class AltWebSocketStorage:
         )
         return [(int(row[0]), int(row[1]), bytes(row[2]), row[3]) for row in rows]
 
-    def data_version(self) -> Optional[int]:
+    def data_version(self) -> int | None:
         """SQLite's ``PRAGMA data_version`` on this thread's connection (changes on commits
         by other connections); ``None`` for databases without it."""
         if not self.is_sqlite:
@@ -730,6 +628,16 @@ class AltWebSocketStorage:
                 self._connection().execute("PRAGMA wal_checkpoint(TRUNCATE)")
             except sqlite3.Error as exc:
                 logger("altwebsocket.storage").warning("WAL checkpoint failed: %s", exc)
+
+
+_POOL_IDLE = 8  # idle connections a process keeps to PostgreSQL or MySQL
+
+
+def _close_quietly(db: Any) -> None:
+    try:
+        db.close()
+    except Exception:  # already broken
+        pass
 
 
 # (words in the driver's message, what the client is told, Retry-After in seconds)

@@ -11,6 +11,8 @@ start a write transaction     ``BEGIN IMMEDIATE`` (takes  the driver's implicit 
                               the write lock at once)
 lock a connection's row       (the write lock covers it)  ``SELECT … FOR UPDATE``
 larger of two values          ``MAX(a, b)``               ``GREATEST(a, b)``
+quoted identifiers            ``"key"``                   ``"key"`` (MySQL: the connection
+                                                          sets ``ANSI_QUOTES``)
 ============================  ==========================  ==================================
 """
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 from .._lazy import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from typing import Any, Optional, Tuple
+    from typing import Any
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -49,7 +49,7 @@ class Column:
     __slots__ = ("name", "kind", "length", "nullable", "default", "primary_key", "since")
 
     def __init__(self, name: str, kind: str, length: int = 0, nullable: bool = True,
-                 default: Optional[Any] = None, primary_key: bool = False,
+                 default: Any | None = None, primary_key: bool = False,
                  since: int = 1) -> None:
         self.name = name
         self.kind = kind
@@ -65,7 +65,7 @@ class Index:
 
     __slots__ = ("name", "columns", "since")
 
-    def __init__(self, name: str, columns: Tuple[str, ...], since: int = 1) -> None:
+    def __init__(self, name: str, columns: tuple[str, ...], since: int = 1) -> None:
         self.name = name
         self.columns = columns
         self.since = since
@@ -76,8 +76,8 @@ class Table:
 
     __slots__ = ("name", "columns", "indexes")
 
-    def __init__(self, name: str, columns: Tuple[Column, ...],
-                 indexes: Tuple[Index, ...] = ()) -> None:
+    def __init__(self, name: str, columns: tuple[Column, ...],
+                 indexes: tuple[Index, ...] = ()) -> None:
         self.name = name
         self.columns = columns
         self.indexes = indexes
@@ -154,7 +154,7 @@ CONNECTION_COLUMNS = tuple(column.name for column in table("aws_connections").co
 """The columns of ``aws_connections`` in order (the fields of a connection record)."""
 
 
-def added_since(version: int) -> "list[tuple[Table, list[Column], list[Index]]]":
+def added_since(version: int) -> list[tuple[Table, list[Column], list[Index]]]:
     """What versions after ``version`` added: per table, the new columns and indexes."""
     out = []
     for candidate in TABLES:
@@ -177,12 +177,19 @@ def metadata() -> Any:
 
 
 def sqlalchemy_column(column: Column) -> Any:
-    """The SQLAlchemy ``Column`` of ``column``."""
-    import sqlalchemy as sa
+    """The SQLAlchemy ``Column`` of ``column``.
 
-    kinds = {"string": lambda: sa.String(column.length), "integer": sa.Integer,
-             "smallint": sa.SmallInteger, "float": sa.Float, "binary": sa.LargeBinary,
-             "text": sa.Text}
+    Per engine: times are 8-byte floats everywhere (MySQL's ``FLOAT`` is 4 bytes: a Unix
+    time would be off by minutes); on MySQL, binary payloads and text values are ``LONGBLOB``
+    and ``LONGTEXT`` (``BLOB``/``TEXT`` stop at 64 KiB, below ``max_message``).
+    """
+    import sqlalchemy as sa
+    from sqlalchemy.dialects import mysql
+
+    kinds: dict[str, Any] = {"string": lambda: sa.String(column.length), "integer": sa.Integer,
+             "smallint": sa.SmallInteger, "float": sa.Double,
+             "binary": lambda: sa.LargeBinary().with_variant(mysql.LONGBLOB(), "mysql"),
+             "text": lambda: sa.Text().with_variant(mysql.LONGTEXT(), "mysql")}
     options: dict[str, Any] = {"primary_key": column.primary_key,
                                "nullable": column.nullable}
     if column.primary_key and column.kind == "integer":
@@ -199,7 +206,10 @@ def _build_metadata() -> Any:
 
     result = sa.MetaData()
     for candidate in TABLES:
+        # MySQL: 4-byte UTF-8, and ids, refs and keys compared byte for byte ("A" != "a")
         sa.Table(candidate.name, result,
                  *[sqlalchemy_column(column) for column in candidate.columns],
-                 *[sa.Index(index.name, *index.columns) for index in candidate.indexes])
+                 *[sa.Index(index.name, *index.columns) for index in candidate.indexes],
+                 mysql_charset="utf8mb4", mysql_collate="utf8mb4_bin",
+                 mysql_engine="InnoDB")
     return result

@@ -9,6 +9,11 @@ send finds no one listening (``ECONNREFUSED``).
 
 The same folder counts the streams of all processes (one socket per stream), which is how a
 host-wide cap on concurrent streams works without a daemon.
+
+What a row records as its waker is the socket's :attr:`WakeSocket.address`,
+``host:path``: several hosts may share one database (PostgreSQL, MySQL), and a path means
+something only on its own host. Hints go only to this host's sockets; other hosts hear of
+their events through :mod:`.notify` or their poll.
 """
 
 from __future__ import annotations
@@ -21,9 +26,21 @@ import socket
 from .._lazy import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from typing import Dict, Iterable, List, Optional
+    from collections.abc import Iterable
 
-__all__ = ["wake_folder", "WakeSocket", "send_hints", "count_streams"]
+__all__ = ["HOST", "wake_folder", "WakeSocket", "send_hints", "count_streams", "local_path"]
+
+HOST = socket.gethostname()
+"""This host's name, the prefix of its wakers' addresses."""
+
+
+def local_path(address: str) -> str | None:
+    """The socket path of a waker address if it is on this host, else ``None`` (a bare path,
+    as older versions recorded, counts as local)."""
+    if address.startswith("/"):
+        return address
+    host, _, path = address.partition(":")
+    return path if host == HOST and path.startswith("/") else None
 
 _MAX_PATH = 100  # sun_path holds 108 bytes; keep a margin
 _MAX_DATAGRAM = 60000
@@ -52,6 +69,7 @@ class WakeSocket:
 
     def __init__(self, folder: str) -> None:
         self.path = os.path.join(folder, os.urandom(6).hex() + ".s")
+        self.address = f"{HOST}:{self.path}"  # what rows record as their waker
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._sock.setblocking(False)
         self._sock.bind(self.path)
@@ -60,7 +78,7 @@ class WakeSocket:
         """The socket's file descriptor (for ``select`` or an event loop)."""
         return self._sock.fileno()
 
-    def wait(self, timeout: float) -> List[str]:
+    def wait(self, timeout: float) -> list[str]:
         """Wait up to ``timeout`` s for hints; returns the connection ids hinted (maybe [])."""
         if _poll is not None:  # select() fails on descriptors above 1023 (a busy server)
             poller = _poll()
@@ -70,9 +88,9 @@ class WakeSocket:
             ready, _, _ = select.select([self._sock], [], [], max(0.0, timeout))
         return self.drain() if ready else []
 
-    def drain(self) -> List[str]:
+    def drain(self) -> list[str]:
         """Read every pending hint without waiting."""
-        ids: List[str] = []
+        ids: list[str] = []
         while True:
             try:
                 data = self._sock.recv(_MAX_DATAGRAM)
@@ -92,14 +110,14 @@ class WakeSocket:
             except OSError:
                 pass
 
-    def __enter__(self) -> "WakeSocket":
+    def __enter__(self) -> WakeSocket:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-_sender: Optional[socket.socket] = None
+_sender: socket.socket | None = None
 
 
 def _send_socket() -> socket.socket:
@@ -110,10 +128,14 @@ def _send_socket() -> socket.socket:
     return _sender
 
 
-def send_hints(targets: Dict[str, List[str]]) -> None:
-    """Send each waker path the ids of its connections that have new events."""
+def send_hints(targets: dict[str, list[str]]) -> None:
+    """Send each waker of this host the ids of its connections that have new events
+    (``targets``: waker address or path -> ids; wakers of other hosts are left out)."""
     sender = _send_socket()
-    for path, ids in targets.items():
+    for address, ids in targets.items():
+        path = local_path(address)
+        if path is None:
+            continue
         payload = "\n".join(ids).encode("ascii")
         for start in range(0, max(1, len(payload)), _MAX_DATAGRAM):
             chunk = payload[start : start + _MAX_DATAGRAM]

@@ -25,20 +25,21 @@ import sys
 from ..._lazy import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+    from collections.abc import Iterable
+    from typing import Any, Callable
 
 __all__ = ["run", "serve_cgi", "CGI_DEFAULTS"]
 
 CGI_DEFAULTS = {"stream_lifetime": 45.0, "max_streams": 12}
 
 
-def _terminate(signum: int, frame: "Any") -> None:
+def _terminate(signum: int, frame: Any) -> None:
     # Apache sends SIGTERM when the client has gone (then SIGKILL 3 s later). Python's
     # default action would skip ``finally`` blocks; SystemExit runs them.
     raise SystemExit(0)
 
 
-def run(config_path: "Optional[str]" = None) -> None:
+def run(config_path: str | None = None) -> None:
     """Serve one CGI request with the apps and settings of ``config_path``."""
     signal.signal(signal.SIGTERM, _terminate)
     from ...config import convert, load_settings, read_ini
@@ -65,13 +66,13 @@ def run(config_path: "Optional[str]" = None) -> None:
     serve_cgi(WSGIApp(server))
 
 
-def serve_cgi(app: "Callable[..., Iterable[bytes]]") -> None:
+def serve_cgi(app: Callable[..., Iterable[bytes]]) -> None:
     """Run a WSGI application for the CGI request in ``os.environ`` (CGI/1.1, RFC 3875).
 
     Headers go out with the first body chunk, and every chunk is flushed at once, so an
     SSE stream reaches the client event by event.
     """
-    environ: "Dict[str, Any]" = dict(os.environ)
+    environ: dict[str, Any] = dict(os.environ)
     environ.update({
         "wsgi.input": sys.stdin.buffer,
         "wsgi.errors": sys.stderr,
@@ -84,10 +85,10 @@ def serve_cgi(app: "Callable[..., Iterable[bytes]]") -> None:
     })
     environ.setdefault("PATH_INFO", "")
     environ.setdefault("SCRIPT_NAME", "")
-    state: "Dict[str, Any]" = {}
+    state: dict[str, Any] = {}
 
-    def start_response(status: str, headers: "List[Tuple[str, str]]",
-                       exc_info: "Any" = None) -> "Callable[[bytes], None]":
+    def start_response(status: str, headers: list[tuple[str, str]],
+                       exc_info: Any = None) -> Callable[[bytes], None]:
         state["status"], state["headers"] = status, headers
         return lambda data: None  # the write() callable: unused by our apps
 
@@ -114,12 +115,12 @@ def serve_cgi(app: "Callable[..., Iterable[bytes]]") -> None:
             close()
 
 
-def _head(status: str, headers: "List[Tuple[str, str]]") -> bytes:
+def _head(status: str, headers: list[tuple[str, str]]) -> bytes:
     lines = [f"Status: {status}"] + [f"{name}: {value}" for name, value in headers]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
-def _write_response(status: str, headers: "List[Tuple[str, str]]", body: "List[bytes]") -> None:
+def _write_response(status: str, headers: list[tuple[str, str]], body: list[bytes]) -> None:
     out = sys.stdout.buffer
     out.write(_head(status, headers + [("Content-Length", str(sum(map(len, body))))]))
     for chunk in body:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from ..._lazy import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from typing import Any, Dict
+    from typing import Any
 
 __all__ = ["document"]
 
@@ -20,11 +20,11 @@ _SEQ = {"type": "integer", "minimum": 1, "maximum": 9007199254740991}
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
 
-def _answer(description: str, schema: "Dict[str, Any]") -> "Dict[str, Any]":
+def _answer(description: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _errors(*statuses: int) -> "Dict[str, Any]":
+def _errors(*statuses: int) -> dict[str, Any]:
     names = {400: "bad_request", 403: "forbidden or origin", 404: "unknown",
              405: "method_not_allowed", 409: "seq_gap", 410: "closed", 413: "too_big",
              429: "rate_limited (with Retry-After)",
@@ -32,11 +32,11 @@ def _errors(*statuses: int) -> "Dict[str, Any]":
     return {str(status): _answer(names[status], _ERROR) for status in statuses}
 
 
-def _body(schema: "Dict[str, Any]", required: bool = True) -> "Dict[str, Any]":
+def _body(schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
     return {"required": required, "content": {"application/json": {"schema": schema}}}
 
 
-def document(base: str = "http://127.0.0.1:8000/echo") -> "Dict[str, Any]":
+def document(base: str = "http://127.0.0.1:8000/echo") -> dict[str, Any]:
     """The OpenAPI 3.0 document of the endpoints of the app at ``base`` (``B``)."""
     credentials = {"id": _ID, "token": _ID}
     message = {

@@ -16,7 +16,7 @@ from ...protocol.state import State
 from .auth import authorizer, hash_token, new_token
 
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, List, Optional, Set
+    from typing import Any, Callable
 
     from ...server import AltWebSocketServer
     from ...storage import ConnectionRecord
@@ -35,8 +35,8 @@ def _member_of(session_id: str) -> Callable[[ConnectionRecord], None]:
     return check
 
 
-def _failed(ref: str, exc: AltWebSocketError) -> Dict[str, Any]:
-    result: Dict[str, Any] = {"ref": ref, "ok": False, "status": exc.status}
+def _failed(ref: str, exc: AltWebSocketError) -> dict[str, Any]:
+    result: dict[str, Any] = {"ref": ref, "ok": False, "status": exc.status}
     result.update(exc.to_json())
     retry_after = getattr(exc, "retry_after", None)
     if retry_after is not None:
@@ -50,7 +50,7 @@ class SessionEndpoints:
     def __init__(self, server: AltWebSocketServer) -> None:
         self.server = server
 
-    def new(self, origin: Optional[str], client_addr: Optional[str]) -> Dict[str, Any]:
+    def new(self, origin: str | None, client_addr: str | None) -> dict[str, Any]:
         """``S/new``: a session and its secret."""
         settings = self.server.settings
         secret = new_token()
@@ -68,15 +68,15 @@ class SessionEndpoints:
             raise ConnectionClosed("the session is closed")
         return record
 
-    def send(self, body: Dict[str, Any], origin: Optional[str],
-             client_addr: Optional[str]) -> Dict[str, Any]:
+    def send(self, body: dict[str, Any], origin: str | None,
+             client_addr: str | None) -> dict[str, Any]:
         """``S/send``: run each operation; one result per operation, in order."""
         settings = self.server.settings
         request = v2.parse_session_request(body, settings.max_message, settings.max_batch)
         self._session(request.session, request.secret)
         member = _member_of(request.session)
-        failed: Set[str] = set()
-        results: List[Dict[str, Any]] = []
+        failed: set[str] = set()
+        results: list[dict[str, Any]] = []
         for op in request.ops:
             if op.ref in failed:
                 results.append({"ref": op.ref, **SKIPPED})
@@ -92,8 +92,8 @@ class SessionEndpoints:
         return {"ok": True, "results": results}
 
     def _run(self, op: v2.Op, session_id: str, secret: str,
-             member: Callable[[ConnectionRecord], None], origin: Optional[str],
-             client_addr: Optional[str]) -> Dict[str, Any]:
+             member: Callable[[ConnectionRecord], None], origin: str | None,
+             client_addr: str | None) -> dict[str, Any]:
         server = self.server
         if op.kind == v2.OPEN:
             opened = server.open(op.app, op.protocols, origin, client_addr=client_addr,
@@ -104,7 +104,7 @@ class SessionEndpoints:
             ack = server.receive(record.app, record.id, op.messages, member)
             return {"ref": op.ref, "ok": True, "ack": ack}
         closed = server.close(record.app, record.id, op.code, op.reason, member)
-        result: Dict[str, Any] = {"ref": op.ref, "ok": True}
+        result: dict[str, Any] = {"ref": op.ref, "ok": True}
         if not closed:
             result["already_closed"] = True
         return result
@@ -115,7 +115,7 @@ class SessionEndpoints:
             raise UnknownConnection(f"no connection {ref!r} in this session")
         return record
 
-    def close(self, body: Dict[str, Any]) -> Dict[str, Any]:
+    def close(self, body: dict[str, Any]) -> dict[str, Any]:
         """``S/close``: close the session's connections (1001) and the session."""
         session_id, secret = v2.parse_session(body)
         closed = self.server.close_session(session_id, authorize=authorizer(secret))

@@ -2,9 +2,10 @@
 ``GET S/`` (a session's events, version 2), as they are queued.
 
 :func:`open_stream` and :func:`open_session_stream` check the request (the secret, the resume
-point, the host's stream slots) and return an :class:`EventStream`; :class:`Streams` counts this process's streams so a
-server shutting down can end them. The loop's deadlines come from the pure
-:class:`~altwebsocket.protocol.schedule.StreamSchedule`, fed by an injected monotonic clock.
+point, the host's stream slots) and return an :class:`EventStream`; :class:`Streams` counts
+this process's streams so a server shutting down can end them. The loop's deadlines come
+from the pure :class:`~altwebsocket.protocol.schedule.StreamSchedule`, fed by an injected
+monotonic clock.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from ...storage.wake import WakeSocket, count_streams
 from .auth import token_matches
 
 if TYPE_CHECKING:
-    from typing import Callable, Iterator, Optional
+    from collections.abc import Iterator
+    from typing import Callable
 
     from ...protocol.sse import ServerSentEvent
     from ...server import AltWebSocketServer
@@ -74,7 +76,7 @@ class Streams:
 
 
 def open_stream(server: AltWebSocketServer, streams: Streams, app: str, conn_id: str,
-                token: str, last_event_id: int) -> Optional[EventStream]:
+                token: str, last_event_id: int) -> EventStream | None:
     """The event stream of a connection, or ``None`` when there is nothing more to send
     (closed, and the client saw the close event: answered 204)."""
     server.handler(app)
@@ -82,14 +84,14 @@ def open_stream(server: AltWebSocketServer, streams: Streams, app: str, conn_id:
 
 
 def open_session_stream(server: AltWebSocketServer, streams: Streams, session_id: str,
-                        secret: str, last_event_id: int) -> Optional[EventStream]:
+                        secret: str, last_event_id: int) -> EventStream | None:
     """The event stream of a session (version 2), or ``None`` when the session is over and
     the client saw its last event (answered 204)."""
     return _open(server, streams, SESSION_APP, session_id, secret, last_event_id, "session")
 
 
 def _open(server: AltWebSocketServer, streams: Streams, app: str, conn_id: str, token: str,
-          last_event_id: int, what: str) -> Optional[EventStream]:
+          last_event_id: int, what: str) -> EventStream | None:
     record = server.storage.connection(conn_id)
     if record is None or record.app != app:
         raise UnknownConnection(f"no such {what}")
@@ -129,7 +131,7 @@ class EventStream:
         self.record = record
         self.cursor = after
         self.closed = False
-        self._wake: Optional[WakeSocket] = None
+        self._wake: WakeSocket | None = None
         self._iterating = False
 
     def start(self) -> None:
@@ -138,10 +140,11 @@ class EventStream:
         if self._wake is not None:
             return
         storage = self.server.storage
+        storage.listen()  # hints from other hosts too (PostgreSQL)
         wake = WakeSocket(self.server.wake_dir)
         try:
             with storage.transaction() as tx:
-                tx.set_waker(self.record.id, wake.path, self.cursor)
+                tx.set_waker(self.record.id, wake.address, self.cursor)
             storage.discard_events(self.record.id, self.cursor)
         except BaseException:
             wake.close()
@@ -180,7 +183,7 @@ class EventStream:
                 self.cursor = events[-1][0]
                 if self.cursor // report_every != reported // report_every:
                     with storage.transaction() as tx:  # (a write stuck below holds one chunk)
-                        tx.set_waker(conn_id, wake.path, self.cursor)
+                        tx.set_waker(conn_id, wake.address, self.cursor)
                 yield b"".join(self.encode(event).encode() for event in events)
                 if any(self.final(event) for event in events):
                     self.closed = True
@@ -208,7 +211,7 @@ class EventStream:
             if action == BEAT:
                 yield encode_comment()
                 with storage.transaction() as tx:
-                    tx.set_waker(self.record.id, wake.path, self.cursor)
+                    tx.set_waker(self.record.id, wake.address, self.cursor)
                 server.maybe_sweep()
                 check = True
                 continue
@@ -222,7 +225,7 @@ class EventStream:
         try:
             with self.server.storage.transaction() as tx:
                 record = tx.connection(self.record.id)
-                if record is not None and record.waker == wake.path:
+                if record is not None and record.waker == wake.address:
                     tx.set_waker(self.record.id, None, self.cursor)
         except Exception as exc:  # the process may be going down; the sweep will notice
             logger("altwebsocket.stream").debug(

@@ -32,12 +32,13 @@ from .session import SessionEndpoints
 from .stream import EventStream, Streams, open_session_stream, open_stream
 
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
+    from collections.abc import Iterable, Iterator
+    from typing import Any, Callable
 
     from ...server import AltWebSocketServer
 
     StartResponse = Callable[..., Any]
-    Headers = List[Tuple[str, str]]
+    Headers = list[tuple[str, str]]
 __all__ = ["WSGIApp"]
 
 _STATUS = {
@@ -62,7 +63,7 @@ class MethodNotAllowed(AltWebSocketError):
     code = "method_not_allowed"
 
 
-def request_origin(environ: Dict[str, Any], trust_proxy: bool) -> str:
+def request_origin(environ: dict[str, Any], trust_proxy: bool) -> str:
     """This server's own origin as the client sees it (``scheme://host[:port]``)."""
     scheme = environ.get("wsgi.url_scheme", "http")
     host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
@@ -76,11 +77,11 @@ def request_origin(environ: Dict[str, Any], trust_proxy: bool) -> str:
     return f"{scheme}://{host}".lower()
 
 
-def client_address(environ: Dict[str, Any], trust_proxy: bool) -> Optional[str]:
+def client_address(environ: dict[str, Any], trust_proxy: bool) -> str | None:
     """The client's address: ``REMOTE_ADDR``, or with ``trust_proxy`` the last
     ``X-Forwarded-For`` entry (the one our proxy added; earlier ones the client can forge)."""
     if trust_proxy:
-        forwarded = environ.get("HTTP_X_FORWARDED_FOR", "")
+        forwarded: str = environ.get("HTTP_X_FORWARDED_FOR", "")
         last = forwarded.split(",")[-1].strip()
         if last:
             return last[:64]
@@ -109,7 +110,7 @@ class WSGIApp:
 
     # --- helpers -----------------------------------------------------------------------
 
-    def _origin(self, environ: Dict[str, Any]) -> Optional[str]:
+    def _origin(self, environ: dict[str, Any]) -> str | None:
         """The request's Origin if it is allowed (``None`` if it sent none); else 403."""
         origin = environ.get("HTTP_ORIGIN")
         settings = self.server.settings
@@ -119,12 +120,12 @@ class WSGIApp:
         return origin
 
     @staticmethod
-    def _cors(origin: Optional[str]) -> Headers:
+    def _cors(origin: str | None) -> Headers:
         if origin is None:
             return []
         return [("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]
 
-    def _body(self, environ: Dict[str, Any]) -> Dict[str, Any]:
+    def _body(self, environ: dict[str, Any]) -> dict[str, Any]:
         try:
             length = int(environ.get("CONTENT_LENGTH") or 0)
         except ValueError:
@@ -139,8 +140,8 @@ class WSGIApp:
         return wire.parse_json_body(body, self.max_body)
 
     @staticmethod
-    def _json(start_response: StartResponse, status: int, body: Dict[str, Any],
-              headers: "Iterable[Tuple[str, str]]" = ()) -> List[bytes]:
+    def _json(start_response: StartResponse, status: int, body: dict[str, Any],
+              headers: Iterable[tuple[str, str]] = ()) -> list[bytes]:
         data = json.dumps(body, ensure_ascii=False).encode("utf-8")
         start_response(_STATUS.get(status, f"{status} Error"), [
             ("Content-Type", "application/json; charset=utf-8"),
@@ -152,7 +153,7 @@ class WSGIApp:
 
     # --- the application ---------------------------------------------------------------
 
-    def __call__(self, environ: Dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET").upper()
         path = environ.get("PATH_INFO", "") or "/"
         parts = path.strip("/").split("/", 1) if path.strip("/") else []
@@ -196,7 +197,7 @@ class WSGIApp:
             return self._json(start_response, 500, {"error": "internal",
                                                     "message": "internal server error"}, cors)
 
-    def _preflight(self, start_response: StartResponse, cors: Headers) -> List[bytes]:
+    def _preflight(self, start_response: StartResponse, cors: Headers) -> list[bytes]:
         start_response("204 No Content", cors + [
             ("Access-Control-Allow-Methods", "GET, POST, OPTIONS"),
             ("Access-Control-Allow-Headers",
@@ -205,8 +206,8 @@ class WSGIApp:
         ])
         return []
 
-    def _dispatch(self, environ: Dict[str, Any], app: str, action: str,
-                  origin: Optional[str]) -> Dict[str, Any]:
+    def _dispatch(self, environ: dict[str, Any], app: str, action: str,
+                  origin: str | None) -> dict[str, Any]:
         server = self.server
         if action == "info":
             return self.info(app)
@@ -227,8 +228,8 @@ class WSGIApp:
                               authorizer(request_close.token))
         return {"ok": True} if closed else {"ok": True, "already_closed": True}
 
-    def _dispatch_session(self, environ: Dict[str, Any], action: str, origin: Optional[str]
-                          ) -> Dict[str, Any]:
+    def _dispatch_session(self, environ: dict[str, Any], action: str, origin: str | None
+                          ) -> dict[str, Any]:
         body = self._body(environ)
         address = client_address(environ, self.server.settings.trust_proxy)
         if action == "new":
@@ -237,7 +238,7 @@ class WSGIApp:
             return self.sessions.send(body, origin, address)
         return self.sessions.close(body)
 
-    def info(self, app: str) -> Dict[str, Any]:
+    def info(self, app: str) -> dict[str, Any]:
         """The ``/info`` body: protocol version, the daemon's URL, the limits."""
         settings = self.server.settings
         websocket = None
@@ -254,7 +255,7 @@ class WSGIApp:
             "stream_lifetime": settings.stream_lifetime,
         }
 
-    def _stream(self, environ: Dict[str, Any], start_response: StartResponse, app: str,
+    def _stream(self, environ: dict[str, Any], start_response: StartResponse, app: str,
                 cors: Headers, head: bool = False) -> Iterable[bytes]:
         from urllib.parse import parse_qs  # only streams need it
 
@@ -263,7 +264,7 @@ class WSGIApp:
         if last is None:
             last = (query.get("lastEventId") or [None])[0]
         resume = wire.parse_last_event_id(last)
-        stream: Optional[EventStream]
+        stream: EventStream | None
         if app == SESSION_APP:  # version 2: the secret comes in headers, never in the URL
             session_id = environ.get("HTTP_X_ALTWS_SESSION", "")
             secret = environ.get("HTTP_X_ALTWS_SECRET", "")
@@ -292,8 +293,8 @@ class WSGIApp:
             return []
         return _Body(stream)
 
-    def _openapi(self, environ: Dict[str, Any], start_response: StartResponse, app: str,
-                 cors: Headers) -> List[bytes]:
+    def _openapi(self, environ: dict[str, Any], start_response: StartResponse, app: str,
+                 cors: Headers) -> list[bytes]:
         from .openapi import document  # only this route needs it
 
         base = request_origin(environ, self.server.settings.trust_proxy)

@@ -7,7 +7,9 @@ handshake is the authentication (the daemon made the connection and holds its so
 daemon calls the server by connection id and keeps no secret:
 
 - a client's handshake → :meth:`~AltWebSocketServer.open` (a connection row,
-  ``transport='websocket'``, the handler's ``on_open``);
+  ``transport='websocket'``, the handler's ``on_open``), done *before* the handshake's answer
+  is sent, with the daemon recorded as the row's waker: once the client sees its socket
+  open, whatever any process queues for it reaches it;
 - each frame → :meth:`~AltWebSocketServer.receive` with the client's next seq (1, 2, 3…);
 - its close frame → :meth:`~AltWebSocketServer.close`; a vanished client →
   :meth:`~AltWebSocketServer.disconnect` with 1006; the daemon's own closes (1009 too big,
@@ -49,8 +51,9 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from http import HTTPStatus
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
+from typing import Any, Callable, TypeVar
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed as SocketClosed
@@ -69,9 +72,9 @@ from ...exceptions import (
 from ...protocol import messages as wire
 from ...protocol.close import CloseCode
 from ...protocol.origin import origin_allowed
-from ...server import AltWebSocketServer, LocalSink
+from ...server import AltWebSocketServer, LocalSink, Opened
 from ...storage import EVENT_PAGE
-from ...storage.wake import WakeSocket
+from ...storage.wake import WakeSocket, local_path
 from .peer import CloseFrame, Frame, NativeClient, sendable_close
 
 __all__ = ["AltWebSocketDaemon", "run_daemon", "app_from_path", "handshake_origin_allowed"]
@@ -84,7 +87,7 @@ T = TypeVar("T")
 # (the frame waits, and the socket is not read meanwhile: TCP backpressure) before the
 # daemon gives up and closes with 1013.
 STORAGE_PATIENCE = 30.0
-Pushes = List[Tuple[NativeClient, Frame]]
+Pushes = list[tuple[NativeClient, Frame]]
 
 
 def app_from_path(path: str) -> str:
@@ -92,7 +95,7 @@ def app_from_path(path: str) -> str:
     return path.split("?", 1)[0].strip("/")
 
 
-def handshake_origin_allowed(origin: Optional[str], host: Optional[str],
+def handshake_origin_allowed(origin: str | None, host: str | None,
                              allowed: Sequence[str]) -> bool:
     """The Origin rule of :mod:`~altwebsocket.protocol.origin` for a WebSocket handshake.
 
@@ -116,6 +119,13 @@ def _frame(kind: int, payload: bytes) -> Frame:
         return payload
     obj = json.loads(payload.decode("utf-8"))
     return sendable_close(int(obj.get("code", 1000)), str(obj.get("reason", "")))
+
+
+def _dead_here(address: str) -> bool:
+    """Whether a waker is a socket of this host that no process listens on any more (the
+    wakers of other hosts are theirs to judge: a daemon there may well be alive)."""
+    path = local_path(address)
+    return path is not None and not _socket_alive(path)
 
 
 def _socket_alive(path: str) -> bool:
@@ -149,17 +159,19 @@ class AltWebSocketDaemon(LocalSink):
         self.host = host
         self.port = port
         self.url = ""
-        self.clients: Dict[str, NativeClient] = {}
+        self.clients: dict[str, NativeClient] = {}
         self._threaded = threaded
-        self._pool: Optional[concurrent.futures.ThreadPoolExecutor] = None
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
-        self._wake: Optional[WakeSocket] = None
-        self._version: Optional[int] = None
+        self._wake: WakeSocket | None = None
+        self._version: int | None = None
         self._last_beat = 0.0
-        self._stop: Optional[asyncio.Event] = None
+        self._stop: asyncio.Event | None = None
         self._stopping = False
         self._orphans_done = False
+        # handshakes answered but not yet handled: id(connection) -> (when, app, opened)
+        self._opening: dict[int, tuple[float, str, Opened | AltWebSocketError]] = {}
         self._last_warning = ("", 0.0)
         limit = self.settings.max_message
         self._max_bytes = max(4 * limit + 65536, 1 << 20)
@@ -214,7 +226,7 @@ class AltWebSocketDaemon(LocalSink):
         """Whether this daemon holds ``conn_id`` (events to it then skip the storage)."""
         return conn_id in self.clients
 
-    def deliver(self, events: List[Tuple[str, int, bytes]]) -> None:
+    def deliver(self, events: list[tuple[str, int, bytes]]) -> None:
         """Queue events just committed for connections held here (database thread).
 
         Hints already received (a broadcast of the same transaction, say) are served first.
@@ -233,7 +245,7 @@ class AltWebSocketDaemon(LocalSink):
         self.clients[client.id] = client
         assert self._wake is not None
         with self.server.storage.transaction() as tx:
-            tx.set_waker(client.id, self._wake.path)
+            tx.set_waker(client.id, self._wake.address)
         self._dispatch(self._flush(client))  # what on_open queued, and anything since
 
     def _receive(self, client: NativeClient, data: wire.Message) -> int:
@@ -282,6 +294,7 @@ class AltWebSocketDaemon(LocalSink):
         if not self._orphans_done:
             self._close_orphans()
             self._orphans_done = True
+        self._forget_unhandled()
         version = storage.data_version()
         pushes = self._serve_hints()
         if version is None or version != self._version:
@@ -294,7 +307,7 @@ class AltWebSocketDaemon(LocalSink):
             self._last_beat = now
             assert self._wake is not None
             with storage.transaction() as tx:
-                tx.touch_waker(self._wake.path)
+                tx.touch_waker(self._wake.address)
             for client in list(self.clients.values()):
                 if client.cursor > client.discarded:
                     storage.discard_events(client.id, client.cursor)
@@ -304,14 +317,14 @@ class AltWebSocketDaemon(LocalSink):
     def _close_orphans(self) -> int:
         """Close (1006) the native connections whose daemon is gone (its wake socket dead)."""
         assert self._wake is not None
-        orphans: List[Tuple[str, str]] = []
+        orphans: list[tuple[str, str]] = []
         with self.server.storage.transaction() as tx:
             for app in self.server.handlers:
                 for conn_id in tx.open_connection_ids(app):
                     record = tx.connection(conn_id)
                     if (record is not None and record.transport == "websocket"
-                            and record.waker and record.waker != self._wake.path
-                            and not _socket_alive(record.waker)):
+                            and record.waker and record.waker != self._wake.address
+                            and _dead_here(record.waker)):
                         orphans.append((app, conn_id))
         closed = sum(1 for app, conn_id in orphans
                      if self.server.disconnect(app, conn_id, CloseCode.ABNORMAL))
@@ -349,7 +362,7 @@ class AltWebSocketDaemon(LocalSink):
     def _watch_wake(self) -> None:
         wake, loop = self._wake, self._loop
         if wake is not None and loop is not None and not loop.is_closed() and wake.fileno() >= 0:
-            loop.add_reader(self._wake.fileno(), self._on_wake)
+            loop.add_reader(wake.fileno(), self._on_wake)
 
     def _warn(self, text: str) -> None:
         """Log ``text``, but the same text at most every 30 s (a failing storage would
@@ -370,7 +383,7 @@ class AltWebSocketDaemon(LocalSink):
                 log.exception("housekeeping failed")
 
     def _process_request(self, connection: ServerConnection, request: Request
-                         ) -> Optional[Response]:
+                         ) -> Response | None:
         app = app_from_path(request.path)
         if app not in self.server.handlers:
             return connection.respond(HTTPStatus.NOT_FOUND, f"no app named {app!r}\n")
@@ -385,7 +398,7 @@ class AltWebSocketDaemon(LocalSink):
             return response
         return None
 
-    def _client_address(self, ws: ServerConnection) -> Optional[str]:
+    def _client_address(self, ws: ServerConnection) -> str | None:
         """The client's address (the last ``X-Forwarded-For`` entry with ``trust_proxy``)."""
         if self.settings.trust_proxy and ws.request is not None:
             forwarded = ws.request.headers.get("X-Forwarded-For", "")
@@ -395,8 +408,45 @@ class AltWebSocketDaemon(LocalSink):
         remote = ws.remote_address
         return str(remote[0])[:64] if remote else None
 
+    async def _process_response(self, connection: ServerConnection, request: Request,
+                                response: Response) -> Response | None:
+        """Open the connection while the handshake's answer is still unsent: once the client
+        sees its socket open, the connection exists and the daemon is its waker, so an event
+        any process queues for it from that moment on reaches it."""
+        if response.status_code != HTTPStatus.SWITCHING_PROTOCOLS:
+            return None
+        app = app_from_path(request.path)
+        offered = (connection.subprotocol,) if connection.subprotocol else ()
+        origin = request.headers.get("Origin")
+        try:
+            opened: Opened | AltWebSocketError = await self._db(
+                self._open, app, offered, origin, self._client_address(connection))
+        except AltWebSocketError as exc:  # the handler closes with the matching code
+            opened = exc
+        self._opening[id(connection)] = (time.monotonic(), app, opened)
+        return None
+
+    def _open(self, app: str, offered: tuple[str, ...], origin: str | None,
+              address: str | None) -> Opened:
+        """Create the connection (``on_open`` runs) and make this daemon its waker."""
+        opened = self.server.open(app, offered, origin, "websocket", address)
+        assert self._wake is not None
+        with self.server.storage.transaction() as tx:
+            tx.set_waker(opened.id, self._wake.address)
+        return opened
+
+    def _forget_unhandled(self) -> None:
+        """Close (1006) connections opened for handshakes that never reached the handler
+        (the client vanished between the answer and the first frame)."""
+        now = time.monotonic()
+        for key, (started, app, opened) in list(self._opening.items()):
+            if now - started > 10.0:
+                del self._opening[key]
+                if isinstance(opened, Opened):
+                    self.server.disconnect(app, opened.id, CloseCode.ABNORMAL)
+
     def _select_subprotocol(self, connection: ServerConnection,
-                            offered: Sequence[Subprotocol]) -> Optional[Subprotocol]:
+                            offered: Sequence[Subprotocol]) -> Subprotocol | None:
         assert connection.request is not None
         handler = self.server.handler(app_from_path(connection.request.path))
         chosen = handler.select_protocol(tuple(offered))
@@ -405,13 +455,9 @@ class AltWebSocketDaemon(LocalSink):
     async def _handle(self, ws: ServerConnection) -> None:
         assert ws.request is not None
         app = app_from_path(ws.request.path)
-        offered = (ws.subprotocol,) if ws.subprotocol else ()
-        origin = ws.request.headers.get("Origin")
-        address = self._client_address(ws)
-        try:
-            opened = await self._db(self.server.open, app, offered, origin, "websocket",
-                                    address)
-        except AltWebSocketError as exc:
+        _, _, opened = self._opening.pop(id(ws))  # made by _process_response
+        if isinstance(opened, AltWebSocketError):
+            exc = opened
             log.warning("could not open a connection to %s: %s", app, exc.message)
             code = (CloseCode.TRY_AGAIN_LATER if isinstance(exc, (Overloaded, RateLimited))
                     else CloseCode.INTERNAL_ERROR)
@@ -448,14 +494,15 @@ class AltWebSocketDaemon(LocalSink):
                 await ws.close(CloseCode.INTERNAL_ERROR, "internal error")
         finally:
             if ws.protocol.state is not SocketState.CLOSED:
-                await ws.close(CloseCode.INTERNAL_ERROR, "internal error")  # bounded by close_timeout
+                # bounded by close_timeout
+                await ws.close(CloseCode.INTERNAL_ERROR, "internal error")
             await self._db(self._finish, client)
             await client.stop()
 
     # --- running -----------------------------------------------------------------------
 
-    async def serve(self, ready: Optional[Callable[[str], None]] = None,
-                    stop: Optional[asyncio.Event] = None) -> None:
+    async def serve(self, ready: Callable[[str], None] | None = None,
+                    stop: asyncio.Event | None = None) -> None:
         """Serve until ``stop`` is set (or :meth:`request_stop`, SIGTERM, SIGINT), then close
         every client with 1001 and record it."""
         self._loop = asyncio.get_running_loop()
@@ -463,9 +510,10 @@ class AltWebSocketDaemon(LocalSink):
         self._stop = stop or asyncio.Event()
         if self._threaded:
             self._pool = concurrent.futures.ThreadPoolExecutor(1, "altws-db")
+        self.server.storage.listen()  # hints from other hosts too (PostgreSQL)
         self._wake = WakeSocket(self.server.wake_dir)
         self.server.local_sink = self
-        ticker: Optional["asyncio.Task[None]"] = None
+        ticker: asyncio.Task[None] | None = None
         try:
             try:
                 await self._db(self.server.storage.ensure_schema)
@@ -481,6 +529,7 @@ class AltWebSocketDaemon(LocalSink):
             async with serve(
                 self._handle, self.host, self.port,
                 process_request=self._process_request,
+                process_response=self._process_response,
                 select_subprotocol=self._select_subprotocol,
                 max_size=settings.max_message,
                 ping_interval=settings.heartbeat,
@@ -530,8 +579,8 @@ class AltWebSocketDaemon(LocalSink):
 
 
 def run_daemon(settings: Settings, host: str = "127.0.0.1", port: int = 8001,
-               ready: Optional[Callable[[str], None]] = None,
-               stop: Optional[threading.Event] = None,
+               ready: Callable[[str], None] | None = None,
+               stop: threading.Event | None = None,
                threaded: bool = False) -> int:
     """Run the daemon until SIGTERM/SIGINT (main thread) or until ``stop`` is set.
 

@@ -21,7 +21,7 @@ import asyncio
 import collections
 import logging
 from dataclasses import dataclass
-from typing import Deque, Optional, Union
+from typing import Union
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
@@ -47,7 +47,8 @@ Frame = Union[str, bytes, CloseFrame]
 
 
 def sendable_close(code: int, reason: str) -> CloseFrame:
-    """The close frame for a stored close (see :func:`~altwebsocket.protocol.close.sendable_close`)."""
+    """The close frame for a stored close
+    (see :func:`~altwebsocket.protocol.close.sendable_close`)."""
     return CloseFrame(*_sendable(code, reason))
 
 
@@ -75,13 +76,13 @@ class NativeClient:
         self.discarded = 0
         self.max_frames = max_frames
         self.max_bytes = max_bytes
-        self._queue: Deque[Frame] = collections.deque()
+        self._queue: collections.deque[Frame] = collections.deque()
         self._bytes = 0
         self._ready = asyncio.Event()
         self._closing = False
         self._held = False
         self._busy = False
-        self._writer: Optional["asyncio.Task[None]"] = None
+        self._writer: asyncio.Task[None] | None = None
 
     @property
     def closing(self) -> bool:

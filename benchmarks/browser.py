@@ -8,7 +8,7 @@ machine, a bare ``fetch`` from the page took 5.6 ms (median) under Playwright ag
 without it — an overhead that would be charged to every emulated message.
 
 A page on the server's own origin (its ``/echo/info``, or the CGI site's index) loads
-``/static/altwebsocket.js`` and ``browser.js`` of this package, then runs the round trips
+``/static/altwebsocket.js`` and ``browser.js`` beside this module, then runs the round trips
 inside the page (``performance.now()``, whose resolution in Chromium is 0.1 ms without
 cross-origin isolation: fine for totals and medians of emulated round trips, coarse for
 native ones).
@@ -23,9 +23,10 @@ import signal
 import subprocess
 import tempfile
 import time
-from typing import Any, Dict, Iterable, Optional
+from collections.abc import Iterable
+from typing import Any
 
-from .procedure import WARMUP, Progress, Series
+from altwebsocket.bench.procedure import WARMUP, Progress, Series
 
 __all__ = ["CHROMIUM", "CHROMIUM_ARGS", "BrowserUnavailable", "BrowserBench"]
 
@@ -60,12 +61,12 @@ class _DevTools:
         self._next = 0
         self.timeout = timeout
 
-    def call(self, method: str, params: Optional[Dict[str, Any]] = None,
-             session: Optional[str] = None, timeout: Optional[float] = None
-             ) -> Dict[str, Any]:
+    def call(self, method: str, params: dict[str, Any] | None = None,
+             session: str | None = None, timeout: float | None = None
+             ) -> dict[str, Any]:
         """Send a command and wait for its answer (``PageError`` for an error answer)."""
         self._next += 1
-        message: Dict[str, Any] = {"id": self._next, "method": method, "params": params or {}}
+        message: dict[str, Any] = {"id": self._next, "method": method, "params": params or {}}
         if session:
             message["sessionId"] = session
         self._ws.send(json.dumps(message))
@@ -121,7 +122,7 @@ class BrowserBench:
         with open(_SCRIPT, encoding="utf-8") as script:
             self._js = script.read()
 
-    def _evaluate(self, session: str, expression: str, timeout: Optional[float] = None
+    def _evaluate(self, session: str, expression: str, timeout: float | None = None
                   ) -> Any:
         result = self._devtools.call("Runtime.evaluate", {
             "expression": expression, "awaitPromise": True, "returnByValue": True,
@@ -132,7 +133,7 @@ class BrowserBench:
             raise PageError(str(text).splitlines()[0])
         return result.get("result", {}).get("value")
 
-    def _open_page(self, url: str) -> "tuple[str, str]":
+    def _open_page(self, url: str) -> tuple[str, str]:
         target = self._devtools.call("Target.createTarget", {"url": url})["targetId"]
         session = self._devtools.call("Target.attachToTarget",
                                       {"targetId": target, "flatten": True})["sessionId"]
@@ -164,7 +165,7 @@ class BrowserBench:
                     (document.head || document.documentElement).appendChild(s); })""")
             self._evaluate(session, self._js)
             for count in rounds:
-                progress: Optional[Progress] = None if quiet else \
+                progress: Progress | None = None if quiet else \
                     Progress(f"{label[:36]} x{count}", count)
                 args = json.dumps([target, mode, self.timeout_ms])
                 got = self._evaluate(session, f"altwsBench.open(...{args})", 2 * seconds)
@@ -172,7 +173,8 @@ class BrowserBench:
                     raise RuntimeError(f"AltWebSocket opened {got}, not {mode}")
                 self._evaluate(session, f"altwsBench.run({WARMUP}, {size}, {self.timeout_ms})",
                                2 * seconds)
-                total, samples = 0.0, []
+                total = 0.0
+                samples: list[float] = []
                 left = count
                 while left > 0:
                     step = min(CHUNK, left)
@@ -207,7 +209,8 @@ class BrowserBench:
             except Exception:  # it may close the connection before answering
                 pass
             devtools.close()
-            self._devtools = None
+            # no method but close() runs after close(), and close() reads it with getattr
+            self._devtools = None  # type: ignore[assignment]
         if self._proc.poll() is None:
             try:
                 self._proc.wait(timeout=5)

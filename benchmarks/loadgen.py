@@ -17,15 +17,16 @@ import contextlib
 import json
 import os
 import time
-from typing import Any, AsyncIterator, Callable, Dict, List, Optional, Tuple
+from collections.abc import AsyncIterator
+from typing import Any, Callable
 from urllib.parse import quote, urlsplit
 
-from ..protocol.sse import SSEDecoder
-from .procedure import summary
+from altwebsocket.bench.procedure import summary
+from altwebsocket.protocol.sse import SSEDecoder
 
 __all__ = ["HttpConnection", "HttpPool", "fanout_emulated", "hold_emulated", "fanout_native"]
 
-Headers = Dict[str, str]
+Headers = dict[str, str]
 HELD_P99_MS = 1000.0
 """A load is *held* when nothing is lost or refused and the echo p99 stays under this."""
 
@@ -35,10 +36,10 @@ class HttpConnection:
 
     def __init__(self, host: str, port: int) -> None:
         self.host, self.port = host, port
-        self._reader: Optional[asyncio.StreamReader] = None
-        self._writer: Optional[asyncio.StreamWriter] = None
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
 
-    async def _ensure(self) -> Tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def _ensure(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         if self._reader is None or self._writer is None or self._writer.is_closing():
             self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
         return self._reader, self._writer
@@ -50,7 +51,7 @@ class HttpConnection:
         self._reader = self._writer = None
 
     async def _send_head(self, method: str, path: str, body: bytes, headers: Headers
-                         ) -> Tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+                         ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         reader, writer = await self._ensure()
         lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}",
                  "User-Agent: altws-bench"]
@@ -62,7 +63,7 @@ class HttpConnection:
         return reader, writer
 
     @staticmethod
-    async def _read_head(reader: asyncio.StreamReader) -> Tuple[int, Headers]:
+    async def _read_head(reader: asyncio.StreamReader) -> tuple[int, Headers]:
         status_line = await reader.readline()
         if not status_line:
             raise ConnectionError("the server closed the connection")
@@ -77,7 +78,7 @@ class HttpConnection:
         return status, headers
 
     async def request(self, method: str, path: str, body: bytes = b"",
-                      headers: Optional[Headers] = None) -> Tuple[int, Headers, bytes]:
+                      headers: Headers | None = None) -> tuple[int, Headers, bytes]:
         """Send one request and read the whole answer; reconnects once if the kept-alive
         connection was closed by the server."""
         for attempt in (1, 2):
@@ -94,8 +95,8 @@ class HttpConnection:
                     raise
         raise AssertionError("unreachable")
 
-    async def stream(self, path: str, headers: Optional[Headers] = None
-                     ) -> Tuple[int, AsyncIterator[bytes]]:
+    async def stream(self, path: str, headers: Headers | None = None
+                     ) -> tuple[int, AsyncIterator[bytes]]:
         """Open a streamed GET; return its status and an iterator over the body's pieces."""
         reader, _ = await self._send_head("GET", path, b"", headers or {})
         status, answer_headers = await self._read_head(reader)
@@ -131,12 +132,12 @@ class HttpPool:
     """Up to ``size`` keep-alive connections shared by many tasks."""
 
     def __init__(self, host: str, port: int, size: int) -> None:
-        self._free: "asyncio.Queue[HttpConnection]" = asyncio.Queue()
+        self._free: asyncio.Queue[HttpConnection] = asyncio.Queue()
         self._all = [HttpConnection(host, port) for _ in range(size)]
         for conn in self._all:
             self._free.put_nowait(conn)
 
-    async def post(self, path: str, body: Dict[str, Any]) -> Tuple[int, Dict[str, Any]]:
+    async def post(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         """POST ``body`` as JSON; return the status and the JSON answer."""
         conn = await self._free.get()
         try:
@@ -167,7 +168,7 @@ class EmulatedPeer:
         self.opened = asyncio.Event()
         self.ended = asyncio.Event()
         self.stream_status = 0
-        self.task: Optional["asyncio.Task[None]"] = None
+        self.task: asyncio.Task[None] | None = None
 
     async def open(self, pool: HttpPool, path: str) -> None:
         """``POST B/new``."""
@@ -177,12 +178,12 @@ class EmulatedPeer:
         self.id, self.token = str(answer["id"]), str(answer["token"])
 
     def start_stream(self, host: str, port: int, path: str,
-                     on_text: Callable[["EmulatedPeer", str], None]) -> None:
+                     on_text: Callable[[EmulatedPeer, str], None]) -> None:
         """Read ``GET B/?id&token`` in a task, calling ``on_text`` for each text message."""
         self.task = asyncio.ensure_future(self._stream(host, port, path, on_text))
 
     async def _stream(self, host: str, port: int, path: str,
-                      on_text: Callable[["EmulatedPeer", str], None]) -> None:
+                      on_text: Callable[[EmulatedPeer, str], None]) -> None:
         conn = HttpConnection(host, port)
         try:
             status, body = await conn.stream(
@@ -222,14 +223,14 @@ class EmulatedPeer:
             self.task.cancel()
 
 
-def _split(base: str) -> Tuple[str, int, str]:
+def _split(base: str) -> tuple[str, int, str]:
     parts = urlsplit(base)
     return parts.hostname or "127.0.0.1", parts.port or 80, parts.path.rstrip("/")
 
 
 async def _open_peers(base: str, count: int, pool: HttpPool,
                       on_text: Callable[[EmulatedPeer, str], None], timeout: float
-                      ) -> Tuple[List[EmulatedPeer], int]:
+                      ) -> tuple[list[EmulatedPeer], int]:
     """``count`` connections with their streams open; return them and the failures."""
     host, port, path = _split(base)
     peers = [EmulatedPeer(index) for index in range(count)]
@@ -245,24 +246,24 @@ async def _open_peers(base: str, count: int, pool: HttpPool,
     return good, count - len(good)
 
 
-async def _close_peers(peers: List[EmulatedPeer], pool: HttpPool, path: str) -> None:
+async def _close_peers(peers: list[EmulatedPeer], pool: HttpPool, path: str) -> None:
     await asyncio.gather(*(peer.close(pool, path) for peer in peers),
                          return_exceptions=True)
 
 
 async def fanout_emulated(base: str, clients: int, messages: int, timeout: float = 10.0,
-                          after_open: Optional[Callable[[], Dict[str, Any]]] = None
-                          ) -> Dict[str, Any]:
+                          after_open: Callable[[], dict[str, Any]] | None = None
+                          ) -> dict[str, Any]:
     """Chat fan-out: ``clients`` emulated connections to a chat app at ``base``; one of them
     posts ``messages`` messages, one at a time; each is timed from the POST to its arrival
     on every stream. ``after_open`` is called once all streams are open (to read memory)."""
     host, port, path = _split(base)
     run = os.urandom(4).hex()
     pool = HttpPool(host, port, min(16, clients))
-    arrived: Dict[int, float] = {}
+    arrived: dict[int, float] = {}
     expected = {"text": ""}
     complete = asyncio.Event()
-    peers: List[EmulatedPeer] = []
+    peers: list[EmulatedPeer] = []
 
     def on_text(peer: EmulatedPeer, text: str) -> None:
         if text == expected["text"] and peer.index not in arrived:
@@ -271,7 +272,7 @@ async def fanout_emulated(base: str, clients: int, messages: int, timeout: float
                 complete.set()
 
     peers, result = await _open_measured(base, clients, pool, on_text, timeout, after_open)
-    samples: List[float] = []
+    samples: list[float] = []
     lost = 0
     try:
         if not peers:
@@ -297,15 +298,15 @@ async def fanout_emulated(base: str, clients: int, messages: int, timeout: float
     return result
 
 
-async def _open_measured(base: str, clients: int, pool: "HttpPool",
-                         on_text: Callable[["EmulatedPeer", str], None], timeout: float,
-                         after_open: Optional[Callable[[], Dict[str, Any]]]
-                         ) -> Tuple[List["EmulatedPeer"], Dict[str, Any]]:
+async def _open_measured(base: str, clients: int, pool: HttpPool,
+                         on_text: Callable[[EmulatedPeer, str], None], timeout: float,
+                         after_open: Callable[[], dict[str, Any]] | None
+                         ) -> tuple[list[EmulatedPeer], dict[str, Any]]:
     """Open ``clients`` emulated peers; the start of a result: how many connected, how long
     it took, and what ``after_open`` measures once they are open (memory, say)."""
     started = time.perf_counter()
     peers, failed = await _open_peers(base, clients, pool, on_text, timeout)
-    result: Dict[str, Any] = {"clients": clients, "connected": len(peers),
+    result: dict[str, Any] = {"clients": clients, "connected": len(peers),
                               "connect_failed": failed,
                               "open_s": round(time.perf_counter() - started, 3)}
     if after_open is not None:
@@ -314,14 +315,14 @@ async def _open_measured(base: str, clients: int, pool: "HttpPool",
 
 
 async def hold_emulated(base: str, clients: int, seconds: float, timeout: float = 10.0,
-                        after_open: Optional[Callable[[], Dict[str, Any]]] = None
-                        ) -> Dict[str, Any]:
+                        after_open: Callable[[], dict[str, Any]] | None = None
+                        ) -> dict[str, Any]:
     """``clients`` emulated connections to an echo app, each sending one message a second
     (spread evenly over the second) for ``seconds``; echo latency, lost messages, errors."""
     host, port, path = _split(base)
     pool = HttpPool(host, port, min(32, clients))
-    sent_at: Dict[Tuple[int, int], float] = {}
-    samples: List[float] = []
+    sent_at: dict[tuple[int, int], float] = {}
+    samples: list[float] = []
     errors = {"http": 0}
 
     def on_text(peer: EmulatedPeer, text: str) -> None:
@@ -369,19 +370,19 @@ async def hold_emulated(base: str, clients: int, seconds: float, timeout: float 
 
 
 async def fanout_native(url: str, clients: int, messages: int, timeout: float = 10.0,
-                        after_open: Optional[Callable[[], Dict[str, Any]]] = None
-                        ) -> Dict[str, Any]:
+                        after_open: Callable[[], dict[str, Any]] | None = None
+                        ) -> dict[str, Any]:
     """Chat fan-out over native WebSocket: ``clients`` connections to the daemon's chat app
     at ``url`` (``ws://…/chat``); one sends ``messages`` messages, one at a time."""
     from websockets.asyncio.client import connect
     from websockets.exceptions import ConnectionClosed
 
     run = os.urandom(4).hex()
-    arrived: Dict[int, float] = {}
+    arrived: dict[int, float] = {}
     expected = {"text": ""}
     complete = asyncio.Event()
     limit = asyncio.Semaphore(50)
-    sockets: List[Any] = []
+    sockets: list[Any] = []
 
     async def open_one() -> Any:
         async with limit:
@@ -403,13 +404,13 @@ async def fanout_native(url: str, clients: int, messages: int, timeout: float = 
                                    return_exceptions=True)
     sockets = [ws for ws in results if not isinstance(ws, BaseException)]
     readers = [asyncio.ensure_future(read(index, ws)) for index, ws in enumerate(sockets)]
-    result: Dict[str, Any] = {"clients": clients, "connected": len(sockets),
+    result: dict[str, Any] = {"clients": clients, "connected": len(sockets),
                               "connect_failed": clients - len(sockets),
                               "open_s": round(time.perf_counter() - started, 3)}
     await asyncio.sleep(0.2)
     if after_open is not None:
         result.update(after_open())
-    samples: List[float] = []
+    samples: list[float] = []
     lost = 0
     try:
         for number in range(messages if sockets else 0):
@@ -431,6 +432,6 @@ async def fanout_native(url: str, clients: int, messages: int, timeout: float = 
     return result
 
 
-def _stats(samples: List[float]) -> Dict[str, float]:
+def _stats(samples: list[float]) -> dict[str, float]:
     return {name: (value if name == "count" else round(value, 3))
             for name, value in summary(samples).items()}

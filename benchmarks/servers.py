@@ -1,13 +1,18 @@
-"""The servers ``altws bench --local`` starts, each in its own process, and how it reads
-their memory.
+"""The servers the lab (``python -m benchmarks``) starts, each in its own process, the
+process runner, and how it reads their memory.
 
-- :func:`main` (``python -m altwebsocket.bench.servers``) is the bare ``websockets`` echo
-  server: the floor for native WebSocket in Python (no storage, no handler);
-  ``python -m altwebsocket.bench.servers http-echo`` answers every POST with its body
+- :func:`main` (``python -m benchmarks.servers``) is the bare ``websockets`` echo
+  server (:func:`websockets_echo`): the floor for native WebSocket in Python (no storage, no
+  handler); ``python -m benchmarks.servers http-echo`` answers every POST with its body
   (:func:`http_echo`): one bare POST per echo, the floor of any SSE + POST design;
 - :class:`ServerProcess` starts a command and waits for the URL on its first lines
   (``altws serve``, ``altws daemon``, the bare echo server);
 - :func:`rss_kb` / :func:`peak_rss_kb` read ``/proc/PID/status`` (Linux).
+
+The test suite uses :class:`ServerProcess` and :func:`websockets_echo` too (``tests/support.py``):
+one process runner and one bare echo server for the repository. This module therefore needs
+nothing but the standard library (and ``websockets`` inside :func:`websockets_echo`), and
+nothing of the lab or of the tests.
 """
 
 from __future__ import annotations
@@ -21,10 +26,14 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Dict, List, Optional
+from collections.abc import Awaitable
+from typing import Any, Callable
 
-__all__ = ["ServerProcess", "free_port", "rss_kb", "peak_rss_kb", "processes_running",
-           "http_echo", "main"]
+__all__ = ["ServerProcess", "URL_PATTERN", "free_port", "rss_kb", "peak_rss_kb",
+           "processes_running", "websockets_echo", "http_echo", "main"]
+
+URL_PATTERN = r"(https?|wss?)://[\d.]+:\d+/?"
+"""The first line matching this tells where a started server listens."""
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -55,7 +64,7 @@ def peak_rss_kb(pid: int) -> int:
     return _status_field(pid, "VmHWM")
 
 
-def processes_running(fragment: str) -> List[int]:
+def processes_running(fragment: str) -> list[int]:
     """PIDs whose command line contains ``fragment`` (read from ``/proc``)."""
     found = []
     for name in os.listdir("/proc"):
@@ -73,18 +82,23 @@ def processes_running(fragment: str) -> List[int]:
 class ServerProcess:
     """A server command in its own process group; ``url`` is the first URL it prints.
 
+    ``output`` holds what it printed (stdout and stderr), every line, or the last ``keep``
+    lines when given (a long benchmark run bounds it).
+
     Raises:
         RuntimeError: no URL within ``timeout`` seconds (the output is in the message).
     """
 
-    def __init__(self, args: List[str], pattern: str = r"(https?|wss?)://[\d.]+:\d+/?",
-                 timeout: float = 30.0, env: Optional[Dict[str, str]] = None) -> None:
+    def __init__(self, args: list[str], pattern: str = URL_PATTERN, timeout: float = 30.0,
+                 env: dict[str, str] | None = None, cwd: str | None = None,
+                 keep: int | None = None) -> None:
         self.args = args
-        self.output: List[str] = []
-        self._lines: "queue.Queue[str]" = queue.Queue()
+        self.output: list[str] = []
+        self._keep = keep
+        self._lines: queue.Queue[str] = queue.Queue()
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, text=True,
-                                     env={**os.environ, **(env or {})},
+                                     env={**os.environ, **(env or {})}, cwd=cwd,
                                      start_new_session=True)
         threading.Thread(target=self._pump, daemon=True).start()
         deadline = time.monotonic() + timeout
@@ -109,10 +123,11 @@ class ServerProcess:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
             self.output.append(line)
-            del self.output[:-200]  # the last 200 lines
+            if self._keep is not None:
+                del self.output[:-self._keep]
             self._lines.put(line)
 
-    def exited(self) -> Optional[str]:
+    def exited(self) -> str | None:
         """``None`` while running; else how it ended, with its last output lines."""
         code = self.proc.poll()
         if code is None:
@@ -120,12 +135,12 @@ class ServerProcess:
         how = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
         return f"{how}; last output: {''.join(self.output[-8:]).strip()}"
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM to its process group, SIGKILL after ``timeout`` seconds."""
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
+        """``sig`` (SIGTERM) to its process group, SIGKILL after ``timeout`` seconds."""
         if self.proc.poll() is not None:
             return
         try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
+            os.killpg(self.proc.pid, sig)
             self.proc.wait(timeout=timeout)
         except ProcessLookupError:
             pass
@@ -135,6 +150,26 @@ class ServerProcess:
             except ProcessLookupError:
                 pass
             self.proc.wait(timeout=timeout)
+
+
+async def websockets_echo(host: str, port: int, ready: Callable[[int], Any],
+                          stop: Awaitable[Any]) -> None:
+    """The bare ``websockets`` echo server: every message back to its sender, nothing else.
+    ``ready(port)`` once listening; it closes when ``stop`` is done. Compression off, as the
+    Python client asks: the same frames as with the daemon."""
+    from websockets.asyncio.server import ServerConnection, serve
+    from websockets.exceptions import ConnectionClosed
+
+    async def echo(ws: ServerConnection) -> None:
+        try:
+            async for message in ws:
+                await ws.send(message)
+        except ConnectionClosed:
+            pass
+
+    async with serve(echo, host, port, max_size=2 ** 22, compression=None) as server:
+        ready(server.sockets[0].getsockname()[1])
+        await stop
 
 
 def http_echo(host: str = "127.0.0.1", port: int = 0) -> int:
@@ -182,39 +217,26 @@ def http_echo(host: str = "127.0.0.1", port: int = 0) -> int:
     return 0
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    """The bare ``websockets`` echo server on 127.0.0.1 (``--port 0``: a free port)."""
+def main(argv: list[str] | None = None) -> int:
+    """The bare ``websockets`` echo server on 127.0.0.1 (``--port 0``: a free port) until
+    SIGTERM; ``http-echo``: the bare HTTP echo."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["http-echo"]:
         return http_echo()
     import argparse
     import asyncio
 
-    from websockets.asyncio.server import ServerConnection, serve
-    from websockets.exceptions import ConnectionClosed
-
     parser = argparse.ArgumentParser(description="a bare websockets echo server")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)
 
-    async def echo(ws: ServerConnection) -> None:
-        try:
-            async for message in ws:
-                await ws.send(message)
-        except ConnectionClosed:
-            pass
-
     async def run() -> None:
         stop = asyncio.get_running_loop().create_future()
         for sig in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_running_loop().add_signal_handler(sig, stop.set_result, None)
-        # compression off, as the Python client asks: the same frames as with the daemon
-        async with serve(echo, args.host, args.port, max_size=2 ** 22,
-                         compression=None) as server:
-            port = server.sockets[0].getsockname()[1]
-            print(f"bare websockets echo on ws://{args.host}:{port}/", flush=True)
-            await stop
+        await websockets_echo(args.host, args.port, lambda port: print(
+            f"bare websockets echo on ws://{args.host}:{port}/", flush=True), stop)
 
     asyncio.run(run())
     return 0

@@ -1,4 +1,5 @@
-"""``altws bench --local``: every transport set up on this machine and measured in one run.
+"""``python -m benchmarks`` (``altws bench --local``): every transport set up on this machine
+and measured in one run.
 
 What runs, each server in its own process, all on 127.0.0.1:
 
@@ -27,14 +28,28 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable
 
-from .procedure import (PAPER, WARMUP, Progress, Series, bench_url, echo_rounds, format_ms,
-                        format_series_table)
+from altwebsocket.bench.cli import finish
+from altwebsocket.bench.procedure import (
+    PAPER,
+    WARMUP,
+    Progress,
+    Series,
+    bench_url,
+    echo_rounds,
+    format_ms,
+    format_series_table,
+)
+
 from .servers import ServerProcess, free_port, peak_rss_kb, processes_running, rss_kb
 
-__all__ = ["Plan", "LocalReport", "run_local", "format_report", "PEERS", "TARGETS",
+__all__ = ["Plan", "LocalReport", "run_local", "format_report", "command", "PEERS", "TARGETS",
            "BENCH_SETTINGS"]
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+"""The repository: the lab's own servers run from here as ``python -m benchmarks.servers``."""
 
 NOOP_CGI = """#!/usr/bin/python3
 # A bare python3 CGI request: read the body, answer a small JSON object. Nothing else.
@@ -47,10 +62,10 @@ sys.stdout.write("Content-Type: application/json\\r\\n\\r\\n{}")
 # messages/s, burst 200) and the per-address connection cap (200) protect a public server,
 # but would measure themselves here (one client sending 10,000 echoes; 500 clients on
 # 127.0.0.1). Nothing else differs from the defaults.
-BENCH_SETTINGS: Dict[str, str] = {"max_rate": "0", "max_connections_per_ip": "0"}
+BENCH_SETTINGS: dict[str, str] = {"max_rate": "0", "max_connections_per_ip": "0"}
 
 # Issue 8: sequential echo in headless Chromium on this machine, median ms per round trip.
-PEERS: Dict[str, float] = {
+PEERS: dict[str, float] = {
     "native WebSocket to Node ws": 0.48,
     "Socket.IO (JS) websocket": 0.52,
     "Socket.IO (JS) polling": 3.83,
@@ -63,7 +78,7 @@ PEERS: Dict[str, float] = {
 }
 
 # The targets of issues 4, 5 and 8 (ratios of medians, or absolute figures).
-TARGETS: Dict[str, float] = {
+TARGETS: dict[str, float] = {
     "daemon_vs_bare": 2.0,
     "emulation_vs_native_chromium": 5.0,
     "cgi_vs_bare_cgi": 2.0,
@@ -76,22 +91,22 @@ TARGETS: Dict[str, float] = {
 class Plan:
     """The sizes of one ``--local`` run (``quick()`` for tests)."""
 
-    rounds: List[int] = field(default_factory=lambda: [100, 1000, 10000])
-    cgi_rounds: List[int] = field(default_factory=lambda: [100, 1000])
+    rounds: list[int] = field(default_factory=lambda: [100, 1000, 10000])
+    cgi_rounds: list[int] = field(default_factory=lambda: [100, 1000])
     size: int = 4
     throughput_messages: int = 10000
     cgi_throughput_messages: int = 1000
-    fanout_clients: List[int] = field(default_factory=lambda: [10, 100, 500])
+    fanout_clients: list[int] = field(default_factory=lambda: [10, 100, 500])
     fanout_messages: int = 20
-    native_fanout_clients: List[int] = field(default_factory=lambda: [100, 1000])
-    hold_clients: List[int] = field(default_factory=lambda: [100, 250, 500])
+    native_fanout_clients: list[int] = field(default_factory=lambda: [100, 1000])
+    hold_clients: list[int] = field(default_factory=lambda: [100, 250, 500])
     hold_seconds: float = 10.0
     browser: bool = True
     cgi: bool = True
     extras: bool = True
 
     @classmethod
-    def quick(cls) -> "Plan":
+    def quick(cls) -> Plan:
         """Tiny sizes: every part runs, in well under a minute."""
         return cls(rounds=[5, 10], cgi_rounds=[3], throughput_messages=50,
                    cgi_throughput_messages=10, fanout_clients=[3], fanout_messages=2,
@@ -103,25 +118,25 @@ class LocalReport:
     """Everything one run measured (``to_json()`` is what ``--json`` writes)."""
 
     plan: Plan
-    machine: Dict[str, Any] = field(default_factory=dict)
-    echo: List[Series] = field(default_factory=list)
-    throughput: List[Dict[str, Any]] = field(default_factory=list)
-    fanout: List[Dict[str, Any]] = field(default_factory=list)
-    fanout_native: List[Dict[str, Any]] = field(default_factory=list)
-    hold: List[Dict[str, Any]] = field(default_factory=list)
-    memory: Dict[str, Any] = field(default_factory=dict)
-    errors: List[str] = field(default_factory=list)
-    skipped: List[str] = field(default_factory=list)
+    machine: dict[str, Any] = field(default_factory=dict)
+    echo: list[Series] = field(default_factory=list)
+    throughput: list[dict[str, Any]] = field(default_factory=list)
+    fanout: list[dict[str, Any]] = field(default_factory=list)
+    fanout_native: list[dict[str, Any]] = field(default_factory=list)
+    hold: list[dict[str, Any]] = field(default_factory=list)
+    memory: dict[str, Any] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
-    def series(self, key: str) -> Optional[Series]:
+    def series(self, key: str) -> Series | None:
         """The echo series named ``key``, if measured."""
         for one in self.echo:
             if one.key == key and one.all_samples():
                 return one
         return None
 
-    def ratios(self) -> List[Dict[str, Any]]:
+    def ratios(self) -> list[dict[str, Any]]:
         """Ratios of medians (ms per round trip) with their targets and the paper's."""
         paper = PAPER["emulation"][10000] / PAPER["websocket"][10000]
         rows = [
@@ -140,7 +155,7 @@ class LocalReport:
              "chromium", 1.2, None),
         ]
         out = []
-        for name, top, bottom, client, target, paper_ratio in rows:  # type: ignore[assignment]
+        for name, top, bottom, client, target, paper_ratio in rows:
             upper, lower = self.series(top), self.series(bottom)
             if upper is None or lower is None:
                 continue
@@ -154,7 +169,7 @@ class LocalReport:
                         "meets_target": None if target is None else bool(value <= target)})
         return out
 
-    def to_json(self) -> Dict[str, Any]:
+    def to_json(self) -> dict[str, Any]:
         """A JSON-ready document."""
         return {
             "version": 1, "kind": "local", "machine": self.machine, "plan": asdict(self.plan),
@@ -169,22 +184,28 @@ class LocalReport:
         }
 
 
-def machine_info() -> Dict[str, Any]:
-    """Where and when: CPUs, load average, Python, platform."""
+def machine_info() -> dict[str, Any]:
+    """Where and when: CPUs, load average, Python, platform, the command line."""
     try:
         load = [round(value, 2) for value in os.getloadavg()]
     except OSError:
         load = []
+    program = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    if program == os.path.join(HERE, "__main__.py"):
+        line = " ".join(["python -m benchmarks"] + sys.argv[1:])
+    elif os.path.basename(program) in ("altws", "__main__.py"):
+        line = " ".join(["altws"] + sys.argv[1:])
+    else:
+        line = ""
     return {"when": time.strftime("%Y-%m-%d %H:%M:%S %z"), "cpus": os.cpu_count(),
             "load_average": load, "python": platform.python_version(),
-            "platform": platform.platform(), "command": " ".join(["altws"] + sys.argv[1:])
-            if os.path.basename(sys.argv[0]) in ("altws", "__main__.py") else ""}
+            "platform": platform.platform(), "command": line}
 
 
 # -- the pieces ---------------------------------------------------------------------------------
 
 
-def _bare_cgi(url: str, rounds: List[int], size: int, quiet: bool) -> Series:
+def _bare_cgi(url: str, rounds: list[int], size: int, quiet: bool) -> Series:
     """POST a few random bytes to the no-op python3 CGI, one request at a time."""
     series = Series("cgi-bare", "bare python3 no-op CGI (Apache)", "python", "http")
     host = url.split("//", 1)[1].split("/", 1)[0]
@@ -198,13 +219,15 @@ def _bare_cgi(url: str, rounds: List[int], size: int, quiet: bool) -> Series:
         response.read()
         if response.status != 200:
             raise RuntimeError(f"the no-op CGI answered {response.status}")
-        post.answer = payload  # type: ignore[attr-defined]
+        post.answer = payload  # type: ignore[attr-defined]  # post() keeps the last answer
 
     try:
         for count in rounds:
             progress = None if quiet else Progress(f"{series.label[:36]} x{count}", count)
-            echo_rounds(post, lambda timeout: post.answer, WARMUP, size)  # type: ignore
-            total, samples = echo_rounds(post, lambda timeout: post.answer,  # type: ignore
+            echo_rounds(post, lambda timeout: post.answer,  # type: ignore[attr-defined]
+                        WARMUP, size)
+            total, samples = echo_rounds(post,
+                                         lambda timeout: post.answer,  # type: ignore[attr-defined]
                                          count, size, progress)
             series.add(count, total, samples)
             if progress is not None:
@@ -217,9 +240,9 @@ def _bare_cgi(url: str, rounds: List[int], size: int, quiet: bool) -> Series:
 
 
 def _throughput(url: str, transport: str, messages: int, size: int, label: str
-                ) -> Dict[str, Any]:
+                ) -> dict[str, Any]:
     """One client sends ``messages`` as fast as it can, then reads every echo."""
-    from ..client import connect
+    from altwebsocket.client import connect
 
     posts = [0]
 
@@ -228,7 +251,7 @@ def _throughput(url: str, transport: str, messages: int, size: int, label: str
             posts[0] += 1
 
     emulate = transport == "emulation"
-    result: Dict[str, Any] = {"label": label, "transport": transport, "messages": messages,
+    result: dict[str, Any] = {"label": label, "transport": transport, "messages": messages,
                               "size": size}
     client = connect(url, emulate=emulate, debug=count if emulate else None, timeout=10)
     try:
@@ -251,9 +274,9 @@ def _throughput(url: str, transport: str, messages: int, size: int, label: str
     return result
 
 
-def _cgi_stream_peak(url: str, fragment: str, size: int) -> Dict[str, Any]:
+def _cgi_stream_peak(url: str, fragment: str, size: int) -> dict[str, Any]:
     """Peak RSS (VmHWM) of the CGI process serving one emulated stream, after some echoes."""
-    from ..client import connect
+    from altwebsocket.client import connect
 
     before = set(processes_running(fragment))
     client = connect(url, emulate=True, timeout=10)
@@ -270,10 +293,10 @@ def _cgi_stream_peak(url: str, fragment: str, size: int) -> Dict[str, Any]:
             "processes_seen": len(peaks)}
 
 
-def _rss_reader(pid: int, clients: int, key: str) -> Callable[[], Dict[str, Any]]:
+def _rss_reader(pid: int, clients: int, key: str) -> Callable[[], dict[str, Any]]:
     base = rss_kb(pid)
 
-    def read() -> Dict[str, Any]:
+    def read() -> dict[str, Any]:
         now = rss_kb(pid)
         return {f"{key}_rss_before_mb": round(base / 1024, 1),
                 f"{key}_rss_mb": round(now / 1024, 1),
@@ -293,13 +316,13 @@ def run_local(plan: Plan, quiet: bool = False, log: Callable[[str], None] = prin
     started = time.monotonic()
     altws = [sys.executable, "-m", "altwebsocket"]
     data = tempfile.mkdtemp(prefix="altws-bench-")
-    procs: List[ServerProcess] = []
+    procs: list[ServerProcess] = []
     cgi: Any = None
     cgi_data = ""
     browser: Any = None
 
-    names: Dict[int, str] = {}
-    dead: Dict[int, str] = {}
+    names: dict[int, str] = {}
+    dead: dict[int, str] = {}
 
     def check_alive(phase: str) -> None:
         """Record a server that stopped (crashed, or killed from outside) during ``phase``."""
@@ -326,19 +349,18 @@ def run_local(plan: Plan, quiet: bool = False, log: Callable[[str], None] = prin
         with open(config, "w", encoding="utf-8") as out:
             out.write("[altws]\n" + "".join(f"{name} = {value}\n"
                                              for name, value in BENCH_SETTINGS.items()))
-        bare = ServerProcess([sys.executable, "-m", "altwebsocket.bench.servers"])
+        bare = _start([sys.executable, "-m", "benchmarks.servers"])
         procs.append(bare)
-        http_echo = ServerProcess([sys.executable, "-m", "altwebsocket.bench.servers",
-                                   "http-echo"])
+        http_echo = _start([sys.executable, "-m", "benchmarks.servers", "http-echo"])
         procs.append(http_echo)
         serve_port, daemon_port = free_port(), free_port()
-        daemon = ServerProcess(altws + ["daemon", "--port", str(daemon_port), "--data", data,
-                                        "--config", config,
-                                        "--allow-origin", f"http://127.0.0.1:{serve_port}"])
+        daemon = _start(altws + ["daemon", "--port", str(daemon_port), "--data", data,
+                                 "--config", config,
+                                 "--allow-origin", f"http://127.0.0.1:{serve_port}"])
         procs.append(daemon)
-        serve = ServerProcess(altws + ["serve", "--port", str(serve_port), "--no-daemon",
-                                       "--streams", "600", "--data", data, "--config", config,
-                                       "--websocket-url", daemon.url])
+        serve = _start(altws + ["serve", "--port", str(serve_port), "--no-daemon",
+                                "--streams", "600", "--data", data, "--config", config,
+                                "--websocket-url", daemon.url])
         procs.append(serve)
         names.update({bare.pid: "the bare websockets server", daemon.pid: "altws daemon",
                       http_echo.pid: "the bare HTTP echo server",
@@ -442,14 +464,19 @@ def run_local(plan: Plan, quiet: bool = False, log: Callable[[str], None] = prin
     return report
 
 
+def _start(args: list[str]) -> ServerProcess:
+    """A server of the run, started from the repository, its last 200 output lines kept."""
+    return ServerProcess(args, cwd=ROOT, keep=200)
+
+
 def _relabel(series: Series, key: str) -> Series:
     series.key = key
     return series
 
 
-def _start_cgi() -> Tuple[Any, str]:
+def _start_cgi() -> tuple[Any, str]:
     """The CGI deployment under Apache, with ``noop.cgi`` beside ``altws.cgi``."""
-    from ..cgiserver import CGIServer
+    from altwebsocket.cgiserver import CGIServer
 
     os.makedirs("/var/tmp/altws", mode=0o755, exist_ok=True)
     cgi_data = tempfile.mkdtemp(prefix="bench-data-", dir="/var/tmp/altws")
@@ -476,6 +503,8 @@ def _extras(plan: Plan, report: LocalReport, serve: ServerProcess, daemon: Serve
     from .loadgen import fanout_emulated, fanout_native, hold_emulated
 
     log("throughput: one client sending as fast as it can ...")
+    # attempt() calls each lambda at once, inside its loop iteration: the loop variables it
+    # reads are the current ones (ruff B023 warns of lambdas called later).
     for url, transport, messages, label in (
             (daemon.url + "/echo", "native", plan.throughput_messages, "altws daemon (native)"),
             (serve.url + "/echo", "emulation", plan.throughput_messages,
@@ -485,28 +514,28 @@ def _extras(plan: Plan, report: LocalReport, serve: ServerProcess, daemon: Serve
         if not url:
             continue
         got = attempt(f"throughput {label}",
-                      lambda: _throughput(url, transport, messages, plan.size, label))
+                      lambda: _throughput(url, transport, messages, plan.size, label))  # noqa: B023
         if got:
             report.throughput.append(got)
     for clients in plan.fanout_clients:
         log(f"chat fan-out: {clients} emulated clients ...")
         got = attempt(f"fan-out to {clients} emulated clients", lambda: asyncio.run(
-            fanout_emulated(serve.url + "/chat", clients, plan.fanout_messages,
-                            after_open=_rss_reader(serve.pid, clients, "serve"))))
+            fanout_emulated(serve.url + "/chat", clients, plan.fanout_messages,  # noqa: B023
+                            after_open=_rss_reader(serve.pid, clients, "serve"))))  # noqa: B023
         if got:
             report.fanout.append(got)
     for clients in plan.native_fanout_clients:
         log(f"chat fan-out: {clients} native clients ...")
         got = attempt(f"fan-out to {clients} native clients", lambda: asyncio.run(
-            fanout_native(daemon.url + "/chat", clients, plan.fanout_messages,
-                          after_open=_rss_reader(daemon.pid, clients, "daemon"))))
+            fanout_native(daemon.url + "/chat", clients, plan.fanout_messages,  # noqa: B023
+                          after_open=_rss_reader(daemon.pid, clients, "daemon"))))  # noqa: B023
         if got:
             report.fanout_native.append(got)
     for clients in plan.hold_clients:
         log(f"held connections: {clients} emulated clients, one message a second each ...")
         got = attempt(f"holding {clients} emulated connections", lambda: asyncio.run(
-            hold_emulated(serve.url + "/echo", clients, plan.hold_seconds,
-                          after_open=_rss_reader(serve.pid, clients, "serve"))))
+            hold_emulated(serve.url + "/echo", clients, plan.hold_seconds,  # noqa: B023
+                          after_open=_rss_reader(serve.pid, clients, "serve"))))  # noqa: B023
         if got:
             report.hold.append(got)
     if report.fanout:
@@ -517,6 +546,33 @@ def _extras(plan: Plan, report: LocalReport, serve: ServerProcess, daemon: Serve
         last = report.fanout_native[-1]
         report.memory["daemon_kb_per_native_connection"] = last.get("daemon_kb_per_connection")
         report.memory["daemon_connections_measured"] = last["clients"]
+
+
+# -- the command -------------------------------------------------------------------------------
+
+
+def command(args: Any, rounds: list[int] | None) -> int:
+    """``altws bench --local`` / ``python -m benchmarks``, with arguments that
+    :mod:`altwebsocket.bench.cli` parsed and checked; the exit status."""
+    plan = Plan.quick() if args.quick else Plan()
+    if rounds:
+        plan.rounds = rounds
+        plan.cgi_rounds = [count for count in rounds if count <= 1000] or [min(rounds)]
+    plan.size = args.size
+    plan.browser = not args.no_browser
+    plan.cgi = not args.no_cgi
+    plan.extras = not args.no_extras
+
+    def log(line: str) -> None:
+        if not args.quiet:
+            print(line, file=sys.stderr, flush=True)
+
+    report = run_local(plan, quiet=args.quiet, log=log)
+    print(format_report(report))
+    status = finish(args, report.echo, report.to_json(),
+                    f"AltWebSocket echo round trips on this machine "
+                    f"(load {' '.join(map(str, report.machine.get('load_average', [])))})")
+    return 1 if report.errors or status else 0
 
 
 # -- the printed report -------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-/* The paper's echo procedure inside the page (injected by altwebsocket/bench/browser.py).
+/* The paper's echo procedure inside the page (injected by benchmarks/browser.py).
  *
  * altwsBench.open(url, mode): mode "emulation" / "native" (AltWebSocket with emulate
  *   true / false), "websocket" (the browser's own WebSocket at a ws:// URL) or "fetch"
