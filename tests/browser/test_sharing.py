@@ -18,8 +18,8 @@ import pytest
 
 from altwebsocket.storage.wake import count_streams, wake_folder
 
-from ..support import TIMEOUT, Process, start_deployment
-from .conftest import HELPERS, MS, start_altws
+from ..support import TIMEOUT, Process, start_altws, start_deployment
+from .conftest import HELPERS, MS
 
 # Page-side helpers of these tests (window.TT): named sockets with their event logs.
 TAB = r"""
@@ -31,9 +31,12 @@ window.TT = {
     TT.logs[name] = H.record(ws);
     return ws;
   },
-  opened(names) {
-    return Promise.all(names.map((n) => H.opened(TT.sockets[n]))).then(
-      () => names.map((n) => TT.sockets[n].transport), (e) => "failed: " + e.message);
+  async opened(names, ms = H.MS) {
+    const sockets = names.map((n) => TT.sockets[n]);
+    await H.until(() => sockets.every((ws) => ws.readyState !== 0), ms);
+    const states = sockets.map((ws) => ws.readyState);
+    return states.every((s) => s === 1) ? sockets.map((ws) => ws.transport)
+      : "not open: " + states + " " + names.map((n) => TT.types(n)).join(" / ");
   },
   messages(name) {
     return TT.logs[name].filter((e) => e.type === "message").map((e) => e.data);
@@ -91,66 +94,68 @@ def wait_for(predicate: Any, seconds: float = 3 * TIMEOUT) -> bool:
 
 
 def eight_tabs(context: Any, info_url: str, chat: str, echo: str, options: Dict[str, Any],
-               streams: Any, data: str) -> None:
-    """The issue's scenario: 8 tabs x (chat, echo) on one profile, over the emulation."""
+               streams: Any, data: str, ms: int = MS) -> None:
+    """The issue's scenario: 8 tabs x (chat, echo) on one profile, over the emulation.
+    ``ms`` bounds each wait in the pages (a CGI process per request is slow on a busy box)."""
+    patience = 3 * ms / 1000
     tabs = [open_tab(context, info_url) for _ in range(8)]
     for tab in tabs:  # all of them connect at once
         tab.evaluate("([chat, echo, o]) => { TT.start('chat', chat, o); TT.start('echo', echo, o); }",
                      [chat, echo, options])
     for i, tab in enumerate(tabs):
-        assert tab.evaluate("() => TT.opened(['chat', 'echo'])") == ["emulation", "emulation"], i
+        assert tab.evaluate("(ms) => TT.opened(['chat', 'echo'], ms)", ms) == ["emulation", "emulation"], i
     # Each echo socket echoes, in every tab.
     for i, tab in enumerate(tabs):
         tab.evaluate("(i) => { TT.sockets.echo.send('echo ' + i); TT.sockets.echo.send(new Uint8Array([i, 255])); }", i)
     for i, tab in enumerate(tabs):
-        got = tab.evaluate("""async (i) => {
-          await TT.wait('echo', (m) => m.length >= 2);
+        got = tab.evaluate("""async ([i, ms]) => {
+          await TT.wait('echo', (m) => m.length >= 2, ms);
           const m = TT.messages('echo');
-          return [m[0], Array.from(new Uint8Array(await m[1].arrayBuffer()))];
-        }""", i)
+          return [m[0], m[1] && Array.from(new Uint8Array(await m[1].arrayBuffer()))];
+        }""", [i, ms])
         assert got == [f"echo {i}", [i, 255]]
     # A chat message from the first tab reaches all eight chat sockets.
     tabs[0].evaluate("() => TT.sockets.chat.send('hello from tab 0')")
     for i, tab in enumerate(tabs):
-        assert tab.evaluate("() => TT.wait('chat', (m) => m.includes('hello from tab 0'))"), i
+        assert tab.evaluate("(ms) => TT.wait('chat', (m) => m.includes('hello from tab 0'), ms)", ms), i
     # The browser's connections to the origin are not used up: a plain fetch answers at once.
     for tab in tabs:
         assert tab.evaluate("(url) => TT.status(url)", info_url) == 200
     # One session, one stream: not sixteen.
-    assert wait_for(lambda: streams() == 1), streams()
+    assert wait_for(lambda: streams() == 1, patience), streams()
     assert open_count(data, "_session") == 1
     assert open_count(data, "chat") == 8 and open_count(data, "echo") == 8
     # The first tab closes; the seven others go on.
     tabs[0].close()
-    assert wait_for(lambda: open_count(data, "chat") == 7 and open_count(data, "echo") == 7), \
+    assert wait_for(lambda: open_count(data, "chat") == 7 and open_count(data, "echo") == 7,
+                    patience), \
         sessions_in(data)
     rest = tabs[1:]
     rest[0].evaluate("() => TT.sockets.chat.send('tab 1 after tab 0 left')")
     for i, tab in enumerate(rest, 1):
         tab.evaluate("(i) => TT.sockets.echo.send('again ' + i)", i)
     for i, tab in enumerate(rest, 1):
-        assert tab.evaluate("() => TT.wait('chat', (m) => m.includes('tab 1 after tab 0 left'))"), i
-        assert tab.evaluate("(i) => TT.wait('echo', (m) => m.includes('again ' + i))", i), i
+        assert tab.evaluate("(ms) => TT.wait('chat', (m) => m.includes('tab 1 after tab 0 left'), ms)", ms), i
+        assert tab.evaluate("([i, ms]) => TT.wait('echo', (m) => m.includes('again ' + i), ms)", [i, ms]), i
         assert tab.evaluate("() => TT.types('chat').concat(TT.types('echo'))").count("open") == 2
         chat_log = tab.evaluate("() => TT.messages('chat')")
         assert chat_log.count("hello from tab 0") == 1 and chat_log.count("tab 1 after tab 0 left") == 1
     # (After a handoff the dead tab's stream lasts on the server until its next heartbeat.)
-    assert wait_for(lambda: streams() == 1), streams()
+    assert wait_for(lambda: streams() == 1, patience), streams()
     for k, tab in enumerate(rest):  # one after the other, as a person closes tabs
         tab.close()
-        assert wait_for(lambda: open_count(data, "chat") == 6 - k), sessions_in(data)
+        assert wait_for(lambda: open_count(data, "chat") == 6 - k, patience), sessions_in(data)
         time.sleep(0.2)
     # The last tab going away closes the session.
-    assert wait_for(lambda: open_count(data, "_session") == 0), sessions_in(data)
+    assert wait_for(lambda: open_count(data, "_session") == 0, patience), sessions_in(data)
 
 
 @pytest.fixture
 def fresh_altws(tmp_path) -> Iterator[Process]:
-    """An ``altws serve`` of its own, so the database and wake folder count this test alone;
-    its one-second heartbeat lets it notice a stream whose tab is gone at once."""
-    config = tmp_path / "altws.ini"
-    config.write_text("[altws]\nheartbeat = 1\n")
-    proc = start_altws(str(tmp_path / "data"), config=str(config))
+    """A real ``altws serve`` (the emulation alone) of its own, so the database and the wake
+    folder count this test alone; its one-second heartbeat lets it notice at once a stream
+    whose tab is gone."""
+    proc = start_altws("serve", str(tmp_path / "data"), "--no-daemon", heartbeat=1)
     proc.data = str(tmp_path / "data")  # type: ignore[attr-defined]
     try:
         yield proc
@@ -240,7 +245,7 @@ def test_handoff_when_the_holding_tab_crashes_loses_and_repeats_nothing(context,
         # the handoff took a second or two at most (the longest silence of the echo)
         gaps = [b - a for a, b in zip(log["times"], log["times"][1:]) if b > crashed_at - 100]
         print(f"{name}: longest echo silence after the crash {max(gaps, default=0):.0f} ms")
-        assert max(gaps, default=0) < 2500, max(gaps)
+        assert max(gaps, default=0) < 3000, max(gaps)
     # every tab saw the same chat, in the server's order
     assert logs["t1"]["chat"] == logs["t2"]["chat"] == logs["t3"]["chat"]
     # the dead tab's sockets are closed on the server; one session, one stream again
@@ -301,4 +306,4 @@ def cgi(tmp_path) -> Iterator[Any]:
 @pytest.mark.parametrize("share", [True, "tabs"], ids=["worker", "tabs"])
 def test_eight_tabs_cost_one_stream_process_on_apache_cgi(context, cgi, share):
     eight_tabs(context, cgi.base("echo") + "/info", cgi.base("chat"), cgi.base("echo"),
-               {"share": share}, lambda: len(session_stream_processes()), cgi.data)
+               {"share": share}, lambda: len(session_stream_processes()), cgi.data, ms=6 * MS)

@@ -13,8 +13,8 @@ from typing import Any, Dict, Iterator, List
 import pytest
 from playwright.sync_api import Error as PlaywrightError
 
-from ..support import Process
-from .conftest import open_page, start_altws
+from ..support import Site, serving
+from .conftest import open_page
 
 PAGE = '{ share: "page" }'
 
@@ -166,19 +166,6 @@ def test_a_204_ends_every_socket_of_the_session_with_1006(context, short_streams
     assert closed == [["open", "error", [1006, False]]] * 2
 
 
-@pytest.fixture(scope="module")
-def short_streams(tmp_path_factory) -> Iterator[Process]:
-    """``altws serve`` whose streams end after one second: the client must resume them."""
-    folder = tmp_path_factory.mktemp("short-streams-v2")
-    config = folder / "altws.ini"
-    config.write_text("[altws]\nstream_lifetime = 1\nheartbeat = 0.5\npoll_interval = 0.1\n")
-    proc = start_altws(str(folder / "data"), config=str(config))
-    try:
-        yield proc
-    finally:
-        proc.stop()
-
-
 def conversation(page: Any, sockets: int = 2, count: int = 60) -> List[List[str]]:
     return page.evaluate("""async ([n, count]) => {
       const sockets = Array.from({ length: n }, () => new AltWebSocket(location.origin + "/echo", true, [], %s));
@@ -269,15 +256,8 @@ def test_a_failing_op_fails_its_socket_only(page, altws):
 
 
 @pytest.fixture(scope="module")
-def small_messages(tmp_path_factory) -> Iterator[Process]:
-    folder = tmp_path_factory.mktemp("small-messages")
-    config = folder / "altws.ini"
-    config.write_text("[altws]\nmax_message = 1000\n")
-    proc = start_altws(str(folder / "data"), config=str(config))
-    try:
-        yield proc
-    finally:
-        proc.stop()
+def small_messages(tmp_path_factory) -> Iterator[Site]:
+    yield from serving(Site(str(tmp_path_factory.mktemp("small-messages")), max_message=1000))
 
 
 @pytest.mark.parametrize("share", ["page", "worker"])
