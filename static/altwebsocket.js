@@ -1,4 +1,4 @@
-/*! AltWebSocket browser client, wire protocol v1 (docs/protocol.md, docs/client.md). MIT.
+/*! AltWebSocket browser client, wire protocol v1 and v2 (docs/protocol.md, docs/client.md). MIT.
  *
  * `new AltWebSocket(url, emulate, protocols, options)` behaves like the browser's
  * `WebSocket` (WHATWG WebSockets standard), whichever transport it ends up using:
@@ -10,9 +10,14 @@
  *                      `options.nativeTimeout`, otherwise the emulation; the app never
  *                      sees the failed first attempt.
  *
+ * Emulated sockets of one browser on one server share one session (protocol v2: one event
+ * stream, one uplink), held by a SharedWorker (this same file), else by one tab elected with
+ * Web Locks, else by the page; `options.share = false` gives each its own stream (v1).
+ *
  * One file, no build step. As a classic <script> it defines the globals `AltWebSocket` and
  * `EventSocket`; as a module, `import "./altwebsocket.js"` does the same, and
- * `altwebsocket.mjs` re-exports them as named and default exports.
+ * `altwebsocket.mjs` re-exports them as named and default exports. Loaded in a
+ * SharedWorkerGlobalScope it runs the sessions' hubs.
  */
 (function (root, factory) {
   "use strict";

@@ -307,3 +307,48 @@ def cgi(tmp_path) -> Iterator[Any]:
 def test_eight_tabs_cost_one_stream_process_on_apache_cgi(context, cgi, share):
     eight_tabs(context, cgi.base("echo") + "/info", cgi.base("chat"), cgi.base("echo"),
                {"share": share}, lambda: len(session_stream_processes()), cgi.data, ms=6 * MS)
+
+
+# --- the module build and the declarations ------------------------------------------------------
+
+def test_the_es_module_finds_its_worker_and_shares(context, fresh_altws):
+    """``altwebsocket.mjs`` (no document.currentScript in a module) tells the client where
+    the SharedWorker script is; two module pages share one session."""
+    data = fresh_altws.data  # type: ignore[attr-defined]
+    pages = []
+    for _ in range(2):
+        page = context.new_page()
+        page.goto(fresh_altws.url + "/echo/info")
+        page.add_script_tag(content=HELPERS)
+        pages.append(page)
+    for page in pages:
+        result = page.evaluate("""async () => {
+          const { AltWebSocket } = await import("/static/altwebsocket.mjs");
+          const ws = new AltWebSocket(location.origin + "/echo", true);
+          const got = [];
+          ws.onmessage = (e) => got.push(e.data);
+          await H.opened(ws);
+          ws.send("from a module");
+          await H.until(() => got.length >= 1);
+          return [AltWebSocket.defaults.workerURL, got];
+        }""")
+        assert result == [fresh_altws.url + "/static/altwebsocket.js", ["from a module"]]
+    assert open_count(data, "_session") == 1 and open_count(data, "echo") == 2
+
+
+def test_the_share_option_type_checks(tmp_path):
+    from .test_typescript import DECLARATIONS, tsc
+
+    good = tsc(tmp_path, f"""/// <reference path="{DECLARATIONS}" />
+const a = new AltWebSocket("/chat", true, [], {{ share: false }});
+const b = new AltWebSocket("/chat", "auto", "v1", {{ share: "tabs", workerURL: "/js/altwebsocket.js" }});
+const c = new EventSocket("/chat", [], {{ share: true, reconnectTimeout: 5000 }});
+const mode: boolean | string = AltWebSocket.defaults.share;
+AltWebSocket.defaults.workerURL = "/static/altwebsocket.js";
+""")
+    assert good.returncode == 0, good.stdout + good.stderr
+    bad = tsc(tmp_path, f"""/// <reference path="{DECLARATIONS}" />
+const a = new AltWebSocket("/chat", true, [], {{ share: "everything" }});
+const b = new AltWebSocket("/chat", true, [], {{ workerURL: 42 }});
+""")
+    assert bad.stdout.count("error TS") >= 2, bad.stdout
