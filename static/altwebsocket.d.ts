@@ -9,6 +9,14 @@
 /** How the socket is carried: `true` / "emulation", `false` / "native", or "auto". */
 export type AltWebSocketMode = boolean | "auto" | "emulation" | "native";
 
+/**
+ * How emulated sockets share the browser's one session (protocol version 2): `true` or
+ * "auto" picks the best the browser has (a SharedWorker, else a tab elected with Web Locks,
+ * else the page); "worker", "tabs" or "page" asks for one (falling back as "auto" does when
+ * the browser lacks it); `false` gives each socket its own stream (protocol version 1).
+ */
+export type AltWebSocketShare = boolean | "auto" | "worker" | "tabs" | "page";
+
 /** The transport in use once decided ("" while an auto-mode socket is still choosing). */
 export type AltWebSocketTransport = "native" | "emulation" | "";
 
@@ -26,6 +34,16 @@ export interface AltWebSocketOptions {
   maxBatch?: number;
   /** Emulation: about how many bytes one POST carries at most. */
   batchBytes?: number;
+  /**
+   * Emulation: share one session and one stream with every other emulated socket of the
+   * browser on the same server (default `true`; used when `B/info` lists version 2).
+   */
+  share?: AltWebSocketShare;
+  /**
+   * The URL of `altwebsocket.js` for the SharedWorker (same origin as the page); "" (the
+   * default) means the URL the script was loaded from.
+   */
+  workerURL?: string;
 }
 
 export interface AltWebSocketEventMap {

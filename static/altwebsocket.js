@@ -1,4 +1,4 @@
-/*! AltWebSocket browser client, wire protocol v1 (docs/protocol.md, docs/client.md). MIT.
+/*! AltWebSocket browser client, wire protocol v1 and v2 (docs/protocol.md, docs/client.md). MIT.
  *
  * `new AltWebSocket(url, emulate, protocols, options)` behaves like the browser's
  * `WebSocket` (WHATWG WebSockets standard), whichever transport it ends up using:
@@ -10,9 +10,14 @@
  *                      `options.nativeTimeout`, otherwise the emulation; the app never
  *                      sees the failed first attempt.
  *
+ * Emulated sockets of one browser on one server share one session (protocol v2: one event
+ * stream, one uplink), held by a SharedWorker (this same file), else by one tab elected with
+ * Web Locks, else by the page; `options.share = false` gives each its own stream (v1).
+ *
  * One file, no build step. As a classic <script> it defines the globals `AltWebSocket` and
  * `EventSocket`; as a module, `import "./altwebsocket.js"` does the same, and
- * `altwebsocket.mjs` re-exports them as named and default exports.
+ * `altwebsocket.mjs` re-exports them as named and default exports. Loaded in a
+ * SharedWorkerGlobalScope it runs the sessions' hubs.
  */
 (function (root, factory) {
   "use strict";
@@ -38,7 +43,10 @@
     reconnectTimeout: 30000, // emulation: ms without a stream or an upstream before giving up
     closeTimeout: 10000,     // emulation: ms to wait for the close event after close()
     maxBatch: 1000,          // emulation: most messages in one POST (B/info may lower it)
-    batchBytes: 1 << 20      // emulation: a POST holds about this many bytes at most
+    batchBytes: 1 << 20,     // emulation: a POST holds about this many bytes at most
+    share: true,             // emulation: one session for the browser (true = "auto", or
+                             // "worker", "tabs", "page"); false: one stream per socket (v1)
+    workerURL: ""            // the SharedWorker script (this file); "": its own URL
   };
 
   // --- small helpers ----------------------------------------------------------------------
@@ -591,6 +599,1338 @@
     this.release();
   };
 
+  // --- version 2: one session per browser (docs/protocol.md, "Version 2") -------------------
+  //
+  // Every shared socket of a page talks to a Link (one per session base S and mode). The
+  // Link talks to the Hub that holds the session: in a SharedWorker (this same file, loaded
+  // as a worker), in the tab that holds a Web Lock (relayed over a BroadcastChannel), or in
+  // the page itself. The hub carries the ops of every socket in POSTs to S/send and reads the
+  // session's one stream. The sockets keep their own state (unacknowledged messages and their
+  // seqs, the last event delivered), so a new hub is handed everything again and no message
+  // is lost or delivered twice.
+
+  var SCRIPT_URL = (function () {
+    try {
+      var script = root.document && root.document.currentScript;
+      return script && script.src ? script.src : "";
+    } catch (e) { return ""; }
+  }());
+  var LOCKS = root.navigator && root.navigator.locks &&
+    typeof root.navigator.locks.request === "function" ? root.navigator.locks : null;
+
+  function noop() {}
+
+  function soon(fn) { Promise.resolve().then(fn); }
+
+  function randomId(length) {
+    var alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    var bytes = new Uint8Array(length), out = "";
+    root.crypto.getRandomValues(bytes);
+    for (var i = 0; i < length; i++) { out += alphabet.charAt(bytes[i] % 62); }
+    return out;
+  }
+
+  var TAB = randomId(12); // this page among the peers of a session (a ref prefix, a lock name)
+  var REFS = 0;
+
+  function tabLockName(id) { return "altwebsocket tab " + id; }
+
+  /** The session base S and the app name for an app base B, or null if B has no app name. */
+  function sessionTarget(base) {
+    var url = new URL(base), path = url.pathname, cut = path.lastIndexOf("/");
+    var app = path.slice(cut + 1);
+    try { app = decodeURIComponent(app); } catch (e) { return null; }
+    if (!app || app.charAt(0) === "_") { return null; }
+    url.pathname = path.slice(0, cut) + "/_session";
+    url.search = "";
+    url.hash = "";
+    return { base: url.href, app: app };
+  }
+
+  /** The `share` option as a mode: "worker", "tabs", "page", or null (version 1). */
+  function shareMode(options) {
+    var want = options.share;
+    if (want === false || want === "off" || want === "none") { return null; }
+    var worker = typeof root.SharedWorker === "function" && !!(options.workerURL || SCRIPT_URL);
+    var tabs = !!LOCKS && typeof root.BroadcastChannel === "function";
+    if (want === "page") { return "page"; }
+    if (want === "tabs") { return tabs ? "tabs" : "page"; }
+    return worker ? "worker" : tabs ? "tabs" : "page";
+  }
+
+  function supportsSessions(info) {
+    return !!info && Array.isArray(info.versions) && info.versions.indexOf(2) >= 0;
+  }
+
+  /** B/info, shared by the sockets of a page for a while (one request for a dozen sockets). */
+  var INFO = {};
+  function fetchInfo(base, timeout) {
+    var cached = INFO[base];
+    if (cached && now() - cached.at < 30000) { return cached.promise; }
+    var control = new AbortController();
+    var timer = setTimeout(function () { control.abort(); }, timeout);
+    var entry = { at: now() };
+    entry.promise = fetch(base + "/info", { cache: "no-store", signal: control.signal })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .catch(function () { return null; })
+      .then(function (info) {
+        clearTimeout(timer);
+        if (!info && INFO[base] === entry) { delete INFO[base]; }
+        return info;
+      });
+    INFO[base] = entry;
+    return entry.promise;
+  }
+
+  function beacon(url, body) {
+    var text = JSON.stringify(body);
+    try {
+      if (root.navigator && root.navigator.sendBeacon &&
+          root.navigator.sendBeacon(url, new Blob([text], { type: "text/plain;charset=UTF-8" }))) {
+        return;
+      }
+    } catch (e) { /* fall back to fetch */ }
+    try {
+      fetch(url, { method: "POST", body: text, keepalive: true,
+        headers: { "Content-Type": "text/plain;charset=UTF-8" } }).catch(noop);
+    } catch (e) { /* best effort */ }
+  }
+
+  /** The page holds a Web Lock named after itself until it dies: hubs wait on it. */
+  var tabLocked = null;
+  function whenTabLocked(fn) {
+    if (!LOCKS) { return soon(fn); }
+    if (!tabLocked) {
+      tabLocked = new Promise(function (resolve) {
+        LOCKS.request(tabLockName(TAB), function () {
+          resolve();
+          return new Promise(noop); // held until the page goes away
+        }).catch(function () { resolve(); });
+      });
+    }
+    tabLocked.then(fn);
+  }
+
+  // The Server-Sent Events parser of the HTML standard, for a stream read with fetch().
+  function SSEParser(onEvent, onRetry) {
+    this.onEvent = onEvent;
+    this.onRetry = onRetry;
+    this.rest = "";
+    this.skipLF = false;
+    this.data = null;
+    this.type = "";
+    this.lastId = "";
+  }
+
+  SSEParser.prototype.feed = function (text) {
+    if (this.skipLF && text) {
+      if (text.charAt(0) === "\n") { text = text.slice(1); }
+      this.skipLF = false;
+    }
+    var buffer = this.rest + text, start = 0, lines = /\r\n|\r|\n/g, match;
+    while ((match = lines.exec(buffer))) {
+      this.line(buffer.slice(start, match.index));
+      start = lines.lastIndex;
+      if (match[0] === "\r" && start === buffer.length) { this.skipLF = true; } // maybe CR|LF
+    }
+    this.rest = buffer.slice(start);
+  };
+
+  SSEParser.prototype.line = function (line) {
+    if (line === "") {
+      if (this.data !== null) {
+        var event = { id: this.lastId, type: this.type || "message", data: this.data };
+        this.data = null;
+        this.type = "";
+        this.onEvent(event);
+      }
+      this.type = "";
+      return;
+    }
+    if (line.charAt(0) === ":") { return; } // a comment: the heartbeat
+    var colon = line.indexOf(":"), field = line, value = "";
+    if (colon >= 0) {
+      field = line.slice(0, colon);
+      value = line.slice(colon + 1);
+      if (value.charAt(0) === " ") { value = value.slice(1); }
+    }
+    if (field === "data") { this.data = this.data === null ? value : this.data + "\n" + value; }
+    else if (field === "event") { this.type = value; }
+    else if (field === "id") { if (value.indexOf("\u0000") < 0) { this.lastId = value; } }
+    else if (field === "retry") { if (/^\d+$/.test(value)) { this.onRetry(parseInt(value, 10)); } }
+  };
+
+  // --- the hub: holds one session (S/new, the stream, S/send, S/close) -------------------------
+
+  /**
+   * Hub(S, env): the session of every shared socket of a browser for the session base S.
+   * Peers (pages) say `hello` with an outlet (how to reach them: `post(msg)`, and `all` when
+   * one post reaches every peer, as a BroadcastChannel does); then they send ops tagged with
+   * the hub's epoch. `env.watch(peerId)` tells the hub when a peer dies (a Web Lock).
+   */
+  function Hub(base, env) {
+    this.base = base;
+    this.env = env || {};
+    this.epoch = randomId(12);
+    this.peers = {};           // id -> {id, outlet}
+    this.refs = {};            // ref -> the connection's state, below
+    this.order = [];           // refs, for round-robin batching
+    this.turn = 0;
+    this.session = null;       // {id, secret, maxBatch, heartbeat}
+    this.creating = false;
+    this.cursor = 0;           // the last session event id read
+    this.retryDelay = 1000;    // the stream's `retry:`
+    this.failures = 0;
+    this.stream = null;        // the AbortController of the stream request
+    this.connected = false;    // the stream answered 200 and is being read
+    this.live = false;         // the stream was up once in this session: ops may go
+    this.isDown = false;
+    this.sending = false;
+    this.sendFailures = 0;
+    this.small = false;        // the last POST was too big: one message at a time
+    this.holding = null;       // handoff: waiting for the peers' positions
+    this.former = {};          // handoff: peer id -> refs, as the last hub announced them
+    this.limits = { maxBatch: DEFAULTS.maxBatch, batchBytes: DEFAULTS.batchBytes };
+    this.timers = {};
+    this.stopped = false;
+  }
+
+  Hub.prototype.timer = function (name, fn, ms) {
+    var self = this;
+    clearTimeout(this.timers[name]);
+    this.timers[name] = setTimeout(function () {
+      delete self.timers[name];
+      if (!self.stopped) { fn(); }
+    }, ms);
+  };
+
+  Hub.prototype.untimer = function (name) {
+    clearTimeout(this.timers[name]);
+    delete this.timers[name];
+  };
+
+  Hub.prototype.post = function (peerId, msg) {
+    var peer = this.peers[peerId];
+    if (!peer || this.stopped) { return; }
+    msg.to = peerId;
+    msg.s = this.base;
+    peer.outlet.post(msg);
+  };
+
+  Hub.prototype.outlets = function () {
+    var list = [];
+    for (var id in this.peers) {
+      if (list.indexOf(this.peers[id].outlet) < 0) { list.push(this.peers[id].outlet); }
+    }
+    return list;
+  };
+
+  /** One message to every peer. */
+  Hub.prototype.all = function (msg) {
+    if (this.stopped) { return; }
+    var base = this.base;
+    this.outlets().forEach(function (outlet) {
+      outlet.post(Object.assign({}, msg, { to: "*", s: base }));
+    });
+  };
+
+  Hub.prototype.liveCount = function () {
+    var n = 0;
+    for (var ref in this.refs) { if (!this.refs[ref].orphan) { n++; } }
+    return n;
+  };
+
+  /** The peers and their live refs changed: tell everyone (a new leader needs it), soon. */
+  Hub.prototype.changed = function () {
+    var self = this;
+    if (!this.changeQueued) {
+      this.changeQueued = true;
+      soon(function () {
+        self.changeQueued = false;
+        var peers = {};
+        for (var id in self.peers) { peers[id] = []; }
+        for (var ref in self.refs) {
+          var r = self.refs[ref];
+          if (!r.orphan && peers[r.peer]) { peers[r.peer].push(ref); }
+        }
+        self.all({ t: "peers", peers: peers });
+      });
+    }
+    // The last socket of the browser went away: close the session (a moment later, so that
+    // a page closing one socket and opening another keeps it).
+    if (this.liveCount() === 0 && (this.session || this.creating)) {
+      this.timer("idle", function () {
+        if (!self.holding && !self.creating && self.session && self.liveCount() === 0) {
+          self.closeSession();
+        }
+      }, 1000);
+    } else {
+      this.untimer("idle");
+    }
+  };
+
+  Hub.prototype.hello = function (peerId, outlet, info) {
+    if (this.stopped) { return; }
+    info = info || {};
+    var peer = this.peers[peerId];
+    if (!peer) {
+      peer = this.peers[peerId] = { id: peerId };
+      if (this.env.watch) { this.env.watch(peerId); }
+    }
+    peer.outlet = outlet;
+    if (info.limits) {
+      this.limits.maxBatch = Math.max(1, Math.min(this.limits.maxBatch, info.limits.maxBatch || Infinity));
+      this.limits.batchBytes = Math.max(1, Math.min(this.limits.batchBytes, info.limits.batchBytes || Infinity));
+    }
+    if (this.holding) {
+      if (!this.session && info.session && info.secret) {
+        this.session = { id: info.session, secret: info.secret };
+      }
+      this.heard(peerId, info.position);
+    } else if (typeof info.position === "number" && this.session && info.position < this.cursor &&
+               info.session === this.session.id) {
+      // A page that was slow to answer the handoff: read again what it may have missed.
+      this.rewind(info.position);
+    }
+    var s = this.session;
+    this.post(peerId, { t: "welcome", epoch: this.epoch, session: s ? s.id : null,
+      secret: s ? s.secret : null, upTo: this.holding ? null : this.cursor, down: this.isDown });
+    this.changed();
+  };
+
+  /** Handoff: wait (bounded) for the known peers to say where they are in the stream. */
+  Hub.prototype.hold = function (expected, former, session, ms) {
+    var self = this;
+    this.holding = { waiting: {}, positions: [] };
+    this.former = former || {};
+    if (session) { this.session = { id: session.id, secret: session.secret }; }
+    expected.forEach(function (id) {
+      self.holding.waiting[id] = true;
+      if (self.env.watch) { self.env.watch(id); }
+    });
+    this.timer("hold", function () { self.unhold(); }, ms);
+  };
+
+  Hub.prototype.heard = function (peerId, position) {
+    var h = this.holding;
+    if (!h) { return; }
+    if (typeof position === "number") { h.positions.push(position); }
+    delete h.waiting[peerId];
+    var self = this;
+    if (!Object.keys(h.waiting).length) { soon(function () { self.unhold(); }); }
+  };
+
+  Hub.prototype.unhold = function () {
+    var h = this.holding;
+    if (!h || this.stopped) { return; }
+    this.holding = null;
+    this.untimer("hold");
+    // Resume after the lowest position any page reported: the pages drop what they have.
+    // (A page that did not answer in time is not taken for dead: only its Web Lock says so.)
+    this.cursor = h.positions.length ? Math.min.apply(Math, h.positions) : 0;
+    if (this.session) {
+      this.all({ t: "session", session: this.session.id, secret: this.session.secret });
+      this.connect();
+    } else if (this.liveCount()) {
+      this.ensureSession();
+    }
+    this.changed();
+    this.kick();
+  };
+
+  /** A peer said bye or died: close its connections on the server. */
+  Hub.prototype.gone = function (peerId) {
+    if (this.stopped) { return; }
+    var self = this;
+    delete this.peers[peerId];
+    for (var ref in this.refs) {
+      if (this.refs[ref].peer === peerId) { this.orphan(this.refs[ref]); }
+    }
+    (this.former[peerId] || []).forEach(function (ref) {
+      if (!self.refs[ref]) { self.add({ ref: ref, peer: peerId, opened: true, orphan: true }); }
+    });
+    delete this.former[peerId];
+    if (this.holding) { this.heard(peerId, null); }
+    this.changed();
+    this.kick();
+  };
+
+  Hub.prototype.add = function (fields) {
+    var r = Object.assign({ ref: "", peer: "", app: "", protocols: [], opened: false,
+      posted: false, msgs: [], maxSeq: 0, acked: 0, close: null, closeDone: false,
+      retryAt: 0, attempts: 0, orphan: false }, fields);
+    if (r.orphan) { r.posted = true; r.close = r.close || {}; }
+    this.refs[r.ref] = r;
+    this.order.push(r.ref);
+    return r;
+  };
+
+  Hub.prototype.remove = function (ref) {
+    if (!this.refs[ref]) { return; }
+    delete this.refs[ref];
+    this.order.splice(this.order.indexOf(ref), 1);
+    this.changed();
+  };
+
+  /** Nobody wants this connection anymore: close it on the server if it may exist there. */
+  Hub.prototype.orphan = function (r) {
+    if (!r.posted) { return this.remove(r.ref); }
+    r.orphan = true;
+    r.msgs = [];
+    if (!r.close) { r.close = {}; }
+    if (r.closeDone) { this.remove(r.ref); }
+  };
+
+  /** An op from a peer: open, send, close or drop of one of its sockets. */
+  Hub.prototype.op = function (peerId, msg) {
+    if (this.stopped || !msg || msg.epoch !== this.epoch || !this.peers[peerId]) { return; }
+    var r = this.refs[msg.ref];
+    if (msg.t === "open") {
+      if (r) { return; }
+      if (msg.opened && (!this.session || msg.sid !== this.session.id)) {
+        // It was open in a session this hub does not hold (it ended meanwhile).
+        return this.post(peerId, { t: "failed", ref: msg.ref, code: ABNORMAL });
+      }
+      this.add({ ref: msg.ref, peer: peerId, app: msg.app, protocols: msg.protocols || [],
+        opened: !!msg.opened, posted: !!msg.opened, maxSeq: msg.acked || 0, acked: msg.acked || 0 });
+      this.changed();
+      this.ensureSession();
+    } else if (msg.t === "drop") {
+      if (r && r.peer === peerId) { this.orphan(r); }
+      else if (!r && this.session) { this.add({ ref: msg.ref, peer: peerId, orphan: true }); }
+    } else if (!r || r.peer !== peerId || r.orphan) {
+      return;
+    } else if (msg.t === "send") {
+      (msg.messages || []).forEach(function (m) {
+        if (m.seq > r.maxSeq) { r.msgs.push(m); r.maxSeq = m.seq; }
+      });
+    } else if (msg.t === "close") {
+      if (!r.close) { r.close = { code: msg.code, reason: msg.reason }; }
+    }
+    this.kick();
+  };
+
+  Hub.prototype.down = function () {
+    if (!this.isDown) { this.isDown = true; this.all({ t: "down" }); }
+  };
+
+  Hub.prototype.up = function () {
+    if (this.isDown) { this.isDown = false; this.all({ t: "up" }); }
+  };
+
+  Hub.prototype.ensureSession = function () {
+    if (this.session || this.creating || this.stopped || this.holding) { return; }
+    this.creating = true;
+    var self = this, attempt = 0;
+    function attemptNew() {
+      if (!self.liveCount()) { self.creating = false; return; } // nobody waits anymore
+      postJSON(self.base + "/new", {}).then(function (response) {
+        if (self.stopped) { return; }
+        if (response.status === 429 || response.status >= 500) { // busy: the sockets' own
+          self.down();                                            // timers bound the wait
+          return self.timer("new", attemptNew, retryAfter(response, attempt++));
+        }
+        if (!response.ok) { throw new Error("S/new: " + response.status); }
+        return response.json().then(function (answer) {
+          if (self.stopped) { return; }
+          self.creating = false;
+          var session = { id: answer.session, secret: answer.secret,
+            maxBatch: answer.max_batch, heartbeat: answer.heartbeat };
+          if (!self.liveCount()) { return self.closeRemote(session); } // nobody waits anymore
+          self.session = session;
+          self.cursor = 0;
+          self.live = false;
+          self.all({ t: "session", session: session.id, secret: session.secret });
+          self.connect();
+        });
+      }, function () { // the network: try again a little later
+        if (self.stopped) { return; }
+        self.down();
+        self.timer("new", attemptNew, backoff(attempt++));
+      }).catch(function () {
+        if (self.stopped) { return; }
+        self.creating = false;
+        self.over(null); // refused (4xx): the sockets waiting for it fail
+      });
+    }
+    attemptNew();
+  };
+
+  // The stream: fetch() with the secret in headers, Last-Event-ID, `retry:`, backoff.
+
+  Hub.prototype.connect = function () {
+    if (this.stopped || !this.session || this.holding || this.stream) { return; }
+    var self = this, session = this.session, control = new AbortController();
+    this.stream = control;
+    this.untimer("stream");
+    var headers = { "X-AltWS-Session": session.id, "X-AltWS-Secret": session.secret };
+    if (this.cursor) { headers["Last-Event-ID"] = String(this.cursor); }
+    fetch(this.base + "/", { headers: headers, cache: "no-store", signal: control.signal })
+      .then(function (response) {
+        if (control !== self.stream) {
+          if (response.body) { response.body.cancel().catch(noop); }
+          return;
+        }
+        var status = response.status;
+        var type = response.headers.get("Content-Type") || "";
+        if (status === 200 && response.body && /^text\/event-stream/i.test(type)) {
+          return self.read(response, control);
+        }
+        if (response.body) { response.body.cancel().catch(noop); }
+        if (status === 204 || status === 400 || status === 403 || status === 404 || status === 410) {
+          return self.over(session); // 204: the session is over; the others: lost
+        }
+        self.dropped(control, retryAfter(response, self.failures++));
+      })
+      .catch(function () {
+        if (control === self.stream) { self.dropped(control, backoff(self.failures++)); }
+      });
+  };
+
+  Hub.prototype.read = function (response, control) {
+    var self = this, batch = [];
+    var reader = response.body.getReader(), decoder = new TextDecoder();
+    var parser = new SSEParser(function (event) { batch.push(event); },
+      function (ms) { self.retryDelay = ms; });
+    this.connected = true;
+    this.failures = 0;
+    this.up();
+    this.watchdog(control);
+    if (!this.live) { this.live = true; this.kick(); }
+    function pump() {
+      return reader.read().then(function (chunk) {
+        if (control !== self.stream) { reader.cancel().catch(noop); return; }
+        if (chunk.done) { return self.dropped(control, self.retryDelay); }
+        self.watchdog(control);
+        parser.feed(decoder.decode(chunk.value, { stream: true }));
+        if (batch.length) {
+          var events = batch;
+          batch = [];
+          self.dispatch(events);
+        }
+        return pump();
+      });
+    }
+    return pump();
+  };
+
+  /** No byte, not even a heartbeat, for too long: the connection is dead; reconnect. */
+  Hub.prototype.watchdog = function (control) {
+    var self = this, beat = this.session && this.session.heartbeat;
+    if (!(beat > 0)) { return; }
+    this.timer("watchdog", function () {
+      if (control !== self.stream) { return; }
+      control.abort();
+      self.dropped(control, 0);
+    }, beat * 2500 + 5000);
+  };
+
+  Hub.prototype.dropped = function (control, delay) {
+    if (control !== this.stream) { return; }
+    this.stream = null;
+    this.connected = false;
+    this.untimer("watchdog");
+    this.down();
+    var self = this;
+    this.timer("stream", function () { self.connect(); }, delay);
+  };
+
+  /** Read again from `position` (a page may have missed events there). */
+  Hub.prototype.rewind = function (position) {
+    this.cursor = Math.min(this.cursor, position);
+    if (this.stream) {
+      var control = this.stream;
+      control.abort();
+      this.stream = null;
+      this.connected = false;
+      this.connect();
+    }
+  };
+
+  Hub.prototype.dispatch = function (events) {
+    var out = [], closed = [], ended = false;
+    for (var i = 0; i < events.length; i++) {
+      var e = events[i], id = parseInt(e.id, 10);
+      if (!(id > this.cursor)) { continue; } // read already
+      this.cursor = id;
+      if (e.type === "end") { ended = true; continue; } // the session's own last event
+      var payload;
+      try { payload = JSON.parse(e.data); } catch (err) { continue; }
+      if (!payload || typeof payload.ref !== "string") { continue; }
+      var kind = e.type === "message" ? "text" : e.type;
+      if (kind !== "text" && kind !== "binary" && kind !== "close") { continue; }
+      var item = { id: id, ref: payload.ref, kind: kind, data: payload.data };
+      if (kind === "close") {
+        item.code = payload.code;
+        item.reason = payload.reason;
+        if (this.refs[payload.ref]) { closed.push(payload.ref); }
+      }
+      out.push(item);
+    }
+    var self = this;
+    this.outlets().forEach(function (outlet) {
+      var list = outlet.all ? out : out.filter(function (item) {
+        var r = self.refs[item.ref];
+        return r && !r.orphan && self.peers[r.peer] && self.peers[r.peer].outlet === outlet;
+      });
+      if (list.length || outlet.all) {
+        outlet.post({ t: "events", to: "*", s: self.base, events: list, upTo: self.cursor });
+      }
+    });
+    closed.forEach(function (ref) { self.remove(ref); });
+    if (ended) { this.over(this.session); } // what is still open there is lost: 1006
+  };
+
+  /** The session is over (204, 410) or lost (403, 404…): each of its sockets fails (1006). */
+  Hub.prototype.over = function (session) {
+    if (session && session !== this.session) { return; }
+    var refs = this.refs;
+    this.reset();
+    for (var ref in refs) {
+      if (!refs[ref].orphan) { this.post(refs[ref].peer, { t: "failed", ref: ref, code: ABNORMAL }); }
+    }
+    this.all({ t: "session", session: null, secret: null });
+    this.changed();
+  };
+
+  Hub.prototype.reset = function () {
+    if (this.stream) { this.stream.abort(); this.stream = null; }
+    ["stream", "watchdog", "send", "wake", "new", "idle"].forEach(this.untimer, this);
+    this.session = null;
+    this.creating = false;
+    this.connected = false;
+    this.live = false;
+    this.cursor = 0;
+    this.sending = false;
+    this.refs = {};
+    this.order = [];
+    this.former = {};
+  };
+
+  Hub.prototype.closeRemote = function (session) {
+    try {
+      fetch(this.base + "/close", { method: "POST", keepalive: true, cache: "no-store",
+        headers: { "Content-Type": "text/plain;charset=UTF-8" },
+        body: JSON.stringify({ session: session.id, secret: session.secret }) }).catch(noop);
+    } catch (e) { /* best effort */ }
+  };
+
+  /** No socket left: POST S/close, stop the stream; the next socket starts a new session. */
+  Hub.prototype.closeSession = function () {
+    var session = this.session;
+    this.reset();
+    if (session) { this.closeRemote(session); }
+    this.all({ t: "session", session: null, secret: null });
+  };
+
+  /** Stop for good (the page holding this hub goes away); the server is not told. */
+  Hub.prototype.stop = function () {
+    if (this.stream) { this.stream.abort(); this.stream = null; }
+    for (var name in this.timers) { clearTimeout(this.timers[name]); }
+    this.timers = {};
+    this.stopped = true;
+  };
+
+  // The uplink: one POST S/send in flight at a time, carrying the ops of every socket.
+
+  Hub.prototype.kick = function () {
+    var self = this;
+    if (this.kickQueued) { return; }
+    this.kickQueued = true;
+    soon(function () { self.kickQueued = false; self.flush(); });
+  };
+
+  Hub.prototype.flush = function () {
+    if (this.sending || this.stopped || !this.session || !this.live || this.holding) { return; }
+    var now_ = now(), ops = [], wake = Infinity, bytes = 0, messages = 0;
+    var budget = this.small ? 1 : Math.max(1, Math.min(this.limits.maxBatch,
+      this.session.maxBatch || Infinity));
+    var maxBytes = this.limits.batchBytes, n = this.order.length, first = this.turn++ % (n || 1);
+    for (var k = 0; k < n && messages < budget && !(bytes >= maxBytes); k++) {
+      var r = this.refs[this.order[(first + k) % n]];
+      if (!r) { continue; }
+      if (r.retryAt > now_) { wake = Math.min(wake, r.retryAt); continue; }
+      if (!r.opened && !r.orphan) {
+        ops.push({ op: "open", ref: r.ref, app: r.app, protocols: r.protocols });
+        r.posted = true;
+      }
+      var take = [];
+      for (var i = 0; i < r.msgs.length && messages < budget; i++) {
+        var m = r.msgs[i];
+        if (messages && bytes + m.size > maxBytes) { break; }
+        take.push(m.binary !== undefined ? { seq: m.seq, binary: m.binary } : { seq: m.seq, data: m.data });
+        bytes += m.size;
+        messages++;
+      }
+      if (take.length) { ops.push({ op: "send", ref: r.ref, messages: take }); }
+      if (r.close && !r.closeDone && take.length === r.msgs.length) {
+        var close = { op: "close", ref: r.ref };
+        if (r.close.code !== undefined) { close.code = r.close.code; close.reason = r.close.reason || ""; }
+        ops.push(close);
+      }
+    }
+    if (!ops.length) {
+      var self = this;
+      if (wake < Infinity) { this.timer("wake", function () { self.flush(); }, wake - now_); }
+      return;
+    }
+    this.post_(ops);
+  };
+
+  Hub.prototype.post_ = function (ops) {
+    var self = this, session = this.session;
+    this.sending = true;
+    postJSON(this.base + "/send", { session: session.id, secret: session.secret, ops: ops })
+      .then(function (response) {
+        return readJSON(response).then(function (body) { self.answered(session, ops, response, body); });
+      }, function () {
+        if (session !== self.session || self.stopped) { return; }
+        self.down();
+        self.retrySend(backoff(self.sendFailures++)); // the same seqs again: no duplicates
+      });
+  };
+
+  Hub.prototype.retrySend = function (delay) {
+    var self = this;
+    this.sending = true;
+    this.timer("send", function () { self.sending = false; self.flush(); }, delay);
+  };
+
+  Hub.prototype.answered = function (session, ops, response, body) {
+    if (session !== this.session || this.stopped) { return; }
+    var status = response.status, self = this;
+    if (response.ok && body && Array.isArray(body.results)) {
+      this.sendFailures = 0;
+      this.small = false;
+      if (this.connected) { this.up(); }
+      ops.forEach(function (op, i) { self.result(op, body.results[i] || {}); });
+      this.sending = false;
+      return this.kick();
+    }
+    if (status === 429 || status >= 500) {
+      this.down();
+      return this.retrySend(retryAfter(response, this.sendFailures++));
+    }
+    if (status === 413) {
+      var count = 0, last = null;
+      ops.forEach(function (op) { if (op.op === "send") { count += op.messages.length; last = op; } });
+      if (count > 1) { this.small = true; }
+      else if (last && this.refs[last.ref]) { this.fail(this.refs[last.ref], TOO_BIG); }
+      this.sending = false;
+      return this.kick();
+    }
+    this.over(session); // 400, 403 wrong secret, 404 unknown session, 410 closed session
+  };
+
+  Hub.prototype.result = function (op, res) {
+    var r = this.refs[op.ref];
+    if (!r) { return; }
+    if (res.ok) {
+      r.attempts = 0;
+      if (op.op === "open") {
+        r.opened = true;
+        if (!r.orphan) {
+          this.post(r.peer, { t: "opened", ref: r.ref, protocol: res.protocol || "",
+            extensions: res.extensions || "", session: this.session.id });
+        }
+      } else if (op.op === "send") {
+        this.acked(r, res.ack);
+      } else if (op.op === "close") {
+        r.closeDone = true;
+        if (r.orphan) { this.remove(r.ref); }
+      }
+      return;
+    }
+    var status = res.status;
+    if (status === 424) { return; } // skipped after an earlier op of the same ref: next POST
+    if (status === 429 || status >= 500) {
+      r.retryAt = now() + (typeof res.retry_after === "number"
+        ? Math.min(res.retry_after * 1000, 30000) : backoff(r.attempts++));
+      return;
+    }
+    if (r.orphan) { return this.remove(r.ref); }
+    if (op.op === "send" && status === 409 && typeof res.expected === "number") {
+      this.acked(r, res.expected - 1);
+      if (r.msgs.length && r.msgs[0].seq !== res.expected) { this.fail(r, ABNORMAL); }
+      return;
+    }
+    if (op.op === "send" && status === 410) {
+      r.msgs = []; // closed on the server: its close event is on the stream
+      return this.post(r.peer, { t: "gone", ref: r.ref });
+    }
+    if (op.op === "close" && status === 410) { r.closeDone = true; return; }
+    if (op.op === "open") { r.posted = false; } // it was not created: nothing to close
+    this.fail(r, op.op === "send" && status === 413 ? TOO_BIG : ABNORMAL);
+  };
+
+  Hub.prototype.acked = function (r, ack) {
+    if (typeof ack !== "number") { return; }
+    r.msgs = r.msgs.filter(function (m) { return m.seq > ack; });
+    if (ack > r.acked) {
+      r.acked = ack;
+      this.post(r.peer, { t: "ack", ref: r.ref, ack: ack });
+    }
+  };
+
+  Hub.prototype.fail = function (r, code) {
+    this.post(r.peer, { t: "failed", ref: r.ref, code: code });
+    this.orphan(r);
+  };
+
+  // --- where the hub runs: a SharedWorker, the tab holding a Web Lock, or the page ----------
+
+  /** In-page delivery, asynchronous like a port's. */
+  function localOutlet(link) {
+    return { all: true, post: function (msg) { soon(function () { link.receive(msg); }); } };
+  }
+
+  /** The page holds the hub itself (no SharedWorker, no Web Locks, or share: "page"). */
+  function PageBackend(link) {
+    this.link = link;
+    this.hub = new Hub(link.base, {});
+    this.outlet = localOutlet(link);
+  }
+  PageBackend.prototype.hello = function () {
+    var self = this;
+    soon(function () { self.hub.hello(TAB, self.outlet, self.link.helloInfo()); });
+  };
+  PageBackend.prototype.send = function (msg) {
+    var hub = this.hub;
+    soon(function () { hub.op(TAB, msg); });
+  };
+  PageBackend.prototype.leave = function () { this.hub.stop(); };
+
+  /**
+   * One tab per browser holds the hub: the one holding the Web Lock "altwebsocket leader S".
+   * The others reach it over the BroadcastChannel "altwebsocket S". When it dies, the next
+   * tab waiting for the lock takes over (Hub.hold: it asks everyone where they are).
+   */
+  function TabsBackend(link) {
+    var self = this;
+    this.link = link;
+    this.hub = null;
+    this.left = false;
+    this.outlet = localOutlet(link);
+    this.channel = new root.BroadcastChannel("altwebsocket " + link.base);
+    this.channelOutlet = { all: true, post: function (msg) { self.channel.postMessage(msg); } };
+    this.channel.onmessage = function (e) { self.heard(e.data); };
+    this.watched = {};
+    whenTabLocked(function () {
+      if (self.left) { return; }
+      LOCKS.request("altwebsocket leader " + link.base, function () {
+        if (self.left) { return; }
+        return new Promise(function (resolve) {
+          self.release = resolve;
+          self.lead();
+        });
+      }).catch(function () { link.fallBack("page"); });
+    });
+  }
+
+  TabsBackend.prototype.heard = function (msg) {
+    if (!msg || this.left) { return; }
+    if (msg.hub) {
+      var hub = this.hub;
+      if (!hub) {
+        if (msg.t === "bye") { delete this.link.registry[msg.from]; } // not to wait for it
+        return;
+      }
+      if (msg.t === "hello") { hub.hello(msg.from, this.channelOutlet, msg); }
+      else if (msg.t === "bye") { hub.gone(msg.from); }
+      else { hub.op(msg.from, msg); }
+      return;
+    }
+    if (msg.t === "leader") {
+      if (msg.epoch !== this.link.epoch) { this.link.epoch = null; this.hello(); }
+      return;
+    }
+    this.link.receive(msg);
+  };
+
+  TabsBackend.prototype.lead = function () {
+    var self = this, link = this.link;
+    var hub = this.hub = new Hub(link.base, { watch: function (peerId) { self.watch(peerId); } });
+    var former = {};
+    for (var id in link.registry) { if (id !== TAB) { former[id] = link.registry[id]; } }
+    hub.hold(Object.keys(former), former,
+      link.session ? { id: link.session, secret: link.secret } : null, 2000);
+    link.epoch = null;
+    hub.hello(TAB, this.outlet, link.helloInfo());
+    this.channel.postMessage({ t: "leader", epoch: hub.epoch });
+  };
+
+  /** Learn when a peer tab dies: its Web Lock becomes free. */
+  TabsBackend.prototype.watch = function (peerId) {
+    var self = this;
+    if (peerId === TAB || this.watched[peerId]) { return; }
+    this.watched[peerId] = true;
+    LOCKS.request(tabLockName(peerId), function () {
+      delete self.watched[peerId];
+      if (self.hub && !self.left) { self.hub.gone(peerId); }
+    }).catch(noop);
+  };
+
+  TabsBackend.prototype.hello = function () {
+    var self = this;
+    // Only once this page holds its own lock: the hub waits on it to learn of its death.
+    whenTabLocked(function () {
+      if (self.left) { return; }
+      if (self.hub) { return self.hub.hello(TAB, self.outlet, self.link.helloInfo()); }
+      self.channel.postMessage(Object.assign({ hub: true, t: "hello", from: TAB }, self.link.helloInfo()));
+    });
+  };
+
+  TabsBackend.prototype.send = function (msg) {
+    var hub = this.hub;
+    if (hub) { soon(function () { hub.op(TAB, msg); }); }
+    else { this.channel.postMessage(Object.assign({ hub: true, from: TAB }, msg)); }
+  };
+
+  TabsBackend.prototype.leave = function () {
+    if (this.left) { return; }
+    if (this.hub) { this.hub.stop(); } // the next tab takes over from the sockets' own state
+    this.channel.postMessage({ hub: true, t: "bye", from: TAB });
+    this.left = true;
+    if (this.release) { this.release(); }
+    this.channel.close();
+  };
+
+  /** The page's port to the SharedWorker (one per page, shared by every session base). */
+  var WORKER = null;
+  function sharedWorker(url) {
+    if (WORKER && WORKER.url === url && !WORKER.broken) { return WORKER; }
+    var worker = new root.SharedWorker(url, { name: "altwebsocket" });
+    var w = { url: url, port: worker.port, links: {}, broken: false };
+    worker.onerror = function () {
+      w.broken = true;
+      for (var base in w.links) { if (!w.links[base].epoch) { w.links[base].fallBack("tabs"); } }
+    };
+    w.port.onmessage = function (e) {
+      var msg = e.data, link = msg && w.links[msg.s];
+      if (link) { link.receive(msg); }
+    };
+    w.port.start();
+    WORKER = w;
+    return w;
+  }
+
+  function WorkerBackend(link, url) {
+    this.link = link;
+    this.w = sharedWorker(url);
+    this.w.links[link.base] = link;
+    var self = this;
+    // A worker that does not answer (blocked by a CSP, a broken script): use the tabs.
+    this.timer = setTimeout(function () {
+      if (!link.epoch && link.backend === self) { link.fallBack("tabs"); }
+    }, 5000);
+  }
+  WorkerBackend.prototype.hello = function () {
+    var w = this.w, link = this.link;
+    whenTabLocked(function () {
+      if (link.backend.w === w) {
+        w.port.postMessage(Object.assign({ t: "hello", s: link.base, from: TAB }, link.helloInfo()));
+      }
+    });
+  };
+  WorkerBackend.prototype.send = function (msg) {
+    msg.s = this.link.base;
+    msg.from = TAB;
+    this.w.port.postMessage(msg);
+  };
+  WorkerBackend.prototype.leave = function () {
+    clearTimeout(this.timer);
+    if (this.w.links[this.link.base] === this.link) {
+      this.w.port.postMessage({ t: "bye", s: this.link.base, from: TAB });
+      delete this.w.links[this.link.base];
+    }
+  };
+  WorkerBackend.prototype.detach = function () {
+    clearTimeout(this.timer);
+    if (this.w.links[this.link.base] === this.link) { delete this.w.links[this.link.base]; }
+  };
+
+  /** The SharedWorker side: this file loaded in a SharedWorkerGlobalScope runs the hubs. */
+  function runWorker(scope) {
+    var hubs = {}, watched = {};
+    function hubFor(base) { return hubs[base] || (hubs[base] = new Hub(base, { watch: watch })); }
+    function watch(peerId) {
+      if (!LOCKS || watched[peerId]) { return; }
+      watched[peerId] = true;
+      LOCKS.request(tabLockName(peerId), function () {
+        delete watched[peerId];
+        for (var base in hubs) { hubs[base].gone(peerId); }
+      }).catch(noop);
+    }
+    scope.onconnect = function (event) {
+      var port = event.ports[0];
+      var outlet = { all: false, post: function (msg) { port.postMessage(msg); } };
+      port.onmessage = function (e) {
+        var msg = e.data;
+        if (!msg || typeof msg.s !== "string" || typeof msg.from !== "string") { return; }
+        var hub = hubFor(msg.s);
+        if (msg.t === "hello") { hub.hello(msg.from, outlet, msg); }
+        else if (msg.t === "bye") { hub.gone(msg.from); }
+        else { hub.op(msg.from, msg); }
+      };
+      port.start();
+    };
+  }
+
+  // --- the page side: one Link per session base and mode, shared by the page's sockets --------
+
+  var LINKS = {};
+  function linkFor(base, mode, options) {
+    var key = mode + " " + base, link = LINKS[key];
+    if (!link || link.gone) { link = LINKS[key] = new Link(base, mode, options); }
+    return link;
+  }
+
+  function Link(base, mode, options) {
+    var self = this;
+    this.base = base;
+    this.mode = mode;
+    this.options = options;
+    this.sockets = {};
+    this.epoch = null;        // the epoch of the hub that welcomed this page
+    this.position = null;     // the last session event id this page has processed
+    this.session = null;
+    this.secret = null;
+    this.registry = {};       // peer id -> its live refs, as the hub last said
+    this.drops = [];          // refs dropped while no hub was there
+    this.gone = false;
+    this.backend = null;
+    try {
+      if (mode === "worker") { this.backend = new WorkerBackend(this, options.workerURL || SCRIPT_URL); }
+    } catch (e) { mode = "tabs"; }
+    try {
+      if (mode === "tabs") { this.backend = new TabsBackend(this); }
+    } catch (e) { mode = "page"; }
+    if (!this.backend) { this.backend = new PageBackend(this); }
+    this.backend.hello();
+    if (root.addEventListener) {
+      this.onPageHide = function () { self.leave(); };
+      this.onPageShow = function (e) { if (e.persisted && self.gone) { self.lost(); } };
+      root.addEventListener("pagehide", this.onPageHide);
+      root.addEventListener("pageshow", this.onPageShow);
+    }
+  }
+
+  /** The worker or the tabs failed us before any hub answered: use the next way. */
+  Link.prototype.fallBack = function (mode) {
+    if (this.gone || this.epoch) { return; }
+    if (this.backend.detach) { this.backend.detach(); }
+    this.backend = null;
+    if (mode === "tabs") {
+      try { this.backend = new TabsBackend(this); } catch (e) { this.backend = null; }
+    }
+    if (!this.backend) { this.backend = new PageBackend(this); }
+    this.backend.hello();
+  };
+
+  Link.prototype.helloInfo = function () {
+    return { position: this.position, session: this.session, secret: this.secret,
+      limits: { maxBatch: this.options.maxBatch, batchBytes: this.options.batchBytes } };
+  };
+
+  Link.prototype.add = function (socket) {
+    this.sockets[socket.ref] = socket;
+    socket.hand();
+  };
+
+  Link.prototype.remove = function (socket) {
+    if (this.sockets[socket.ref] === socket) { delete this.sockets[socket.ref]; }
+  };
+
+  Link.prototype.post = function (msg) {
+    if (this.gone) { return; }
+    if (!this.epoch) {
+      if (msg.t === "drop") { this.drops.push(msg.ref); }
+      return; // handed again once a hub welcomes this page
+    }
+    msg.epoch = this.epoch;
+    this.backend.send(msg);
+  };
+
+  Link.prototype.each = function (fn) {
+    for (var ref in this.sockets) { fn(this.sockets[ref]); }
+  };
+
+  Link.prototype.receive = function (msg) {
+    if (this.gone || !msg || (msg.to && msg.to !== "*" && msg.to !== TAB)) { return; }
+    var self = this;
+    switch (msg.t) {
+      case "welcome":
+        this.epoch = msg.epoch;
+        this.session = msg.session || null;
+        this.secret = msg.secret || null;
+        if (this.position === null && typeof msg.upTo === "number") { this.position = msg.upTo; }
+        this.drops.splice(0).forEach(function (ref) { self.post({ t: "drop", ref: ref }); });
+        this.each(function (socket) { socket.hand(); });
+        this.each(function (socket) { if (msg.down) { socket.down(); } else { socket.up(); } });
+        return;
+      case "session":
+        this.session = msg.session || null;
+        this.secret = msg.secret || null;
+        return;
+      case "peers":
+        this.registry = msg.peers || {};
+        return;
+      case "events":
+        msg.events.forEach(function (event) {
+          var socket = self.sockets[event.ref];
+          if (socket) { socket.event(event); }
+        });
+        if (typeof msg.upTo === "number") { this.position = Math.max(this.position || 0, msg.upTo); }
+        return;
+      case "down":
+        return this.each(function (socket) { socket.down(); });
+      case "up":
+        return this.each(function (socket) { socket.up(); });
+      default:
+        var socket = this.sockets[msg.ref];
+        if (socket) { socket.fromHub(msg); }
+    }
+  };
+
+  /**
+   * pagehide: this page's sockets close on the server at once (sendBeacon: their messages not
+   * yet acknowledged, then a close op each); the last page of the session closes the session.
+   */
+  Link.prototype.leave = function () {
+    if (this.gone) { return; }
+    var ops = [], budget = { bytes: 48 * 1024 };
+    this.each(function (socket) { socket.release(ops, budget); });
+    if (this.session && this.secret) {
+      var body = { session: this.session, secret: this.secret };
+      if (ops.length) { beacon(this.base + "/send", Object.assign({ ops: ops }, body)); }
+      var others = false;
+      for (var id in this.registry) {
+        if (id !== TAB && this.registry[id].length) { others = true; }
+      }
+      if (!others) { beacon(this.base + "/close", body); }
+    }
+    this.gone = true;
+    this.backend.leave();
+  };
+
+  /** Back from the back/forward cache after leave(): those sockets are closed on the server. */
+  Link.prototype.lost = function () {
+    this.each(function (socket) { socket.fail(ABNORMAL, true); });
+    root.removeEventListener("pagehide", this.onPageHide);
+    root.removeEventListener("pageshow", this.onPageShow);
+  };
+
+  // --- transport: a socket of a shared session --------------------------------------------------
+
+  /**
+   * A socket on the browser's session (version 2): it keeps its messages until the server
+   * acknowledges them, and the id of the last event it delivered; the hub only carries them.
+   */
+  function SharedEmulation(owner, base, app, protocols, options, link) {
+    this.name = "emulation";
+    this.owner = owner;
+    this.base = base;
+    this.app = app;
+    this.protocols = protocols;
+    this.options = options;
+    this.link = link;
+    this.ref = TAB + "." + (++REFS);
+    this.protocol = "";
+    this.extensions = "";
+    this.nextSeq = 1;
+    this.acked = 0;
+    this.queue = [];          // {seq, size, data | bytes | blob | binary} not yet acknowledged
+    this.handed = 0;          // the last seq handed to the current hub
+    this.converting = false;
+    this.closeHanded = false;
+    this.lastEventId = 0;     // session event id of the last event delivered
+    this.opened = false;
+    this.sid = null;          // the session it was opened in
+    this.early = [];          // events that came before the answer to "open"
+    this.done = false;
+    this.closeRequest = null;
+    this.downTimer = null;
+    this.timers = [];
+  }
+
+  SharedEmulation.prototype.later = Emulation.prototype.later;
+
+  SharedEmulation.prototype.attach = function (callbacks) {
+    var self = this;
+    this.callbacks = callbacks;
+    this.later(function () { if (!self.opened) { self.fail(); } }, this.options.reconnectTimeout);
+    this.link.add(this);
+  };
+
+  /** Give the current hub everything it needs: open, the unacknowledged messages, close. */
+  SharedEmulation.prototype.hand = function () {
+    if (this.done || !this.link.epoch) { return; }
+    this.handed = this.acked;
+    this.closeHanded = false;
+    this.link.post({ t: "open", ref: this.ref, app: this.app, protocols: this.protocols,
+      opened: this.opened, sid: this.sid, acked: this.acked });
+    this.more();
+  };
+
+  SharedEmulation.prototype.more = function () {
+    if (this.done || !this.link.epoch || this.converting) { return; }
+    var batch = [], self = this;
+    for (var i = 0; i < this.queue.length; i++) {
+      var item = this.queue[i];
+      if (item.seq <= this.handed) { continue; }
+      if (item.bytes) { item.binary = toBase64(item.bytes); item.bytes = null; }
+      if (item.blob) {
+        this.converting = true;
+        item.blob.arrayBuffer().then(function (buffer) {
+          item.binary = toBase64(new Uint8Array(buffer));
+          item.blob = null;
+          self.converting = false;
+          self.more();
+        }, function () { self.converting = false; self.fail(); });
+        break;
+      }
+      batch.push(item.binary !== undefined
+        ? { seq: item.seq, binary: item.binary, size: item.size }
+        : { seq: item.seq, data: item.data, size: item.size });
+      this.handed = item.seq;
+    }
+    if (batch.length) { this.link.post({ t: "send", ref: this.ref, messages: batch }); }
+    if (this.closeRequest && !this.closeHanded && !this.converting &&
+        this.handed >= this.nextSeq - 1) {
+      this.closeHanded = true;
+      this.link.post({ t: "close", ref: this.ref, code: this.closeRequest.code,
+        reason: this.closeRequest.reason });
+    }
+  };
+
+  SharedEmulation.prototype.send = function (item) {
+    if (this.done || this.closeRequest) { return; }
+    item.seq = this.nextSeq++;
+    this.queue.push(item);
+    this.more();
+  };
+
+  SharedEmulation.prototype.fromHub = function (msg) {
+    if (this.done) { return; }
+    if (msg.t === "opened") { return this.openAnswered(msg); }
+    if (msg.t === "failed") { return this.fail(msg.code, true); }
+    if (msg.t === "ack") { return this.acknowledge(msg.ack); }
+    if (msg.t === "gone") { // closed on the server: its close event is on the stream
+      this.queue = [];
+      this.handed = this.nextSeq - 1;
+      this.more();
+    }
+  };
+
+  SharedEmulation.prototype.openAnswered = function (msg) {
+    if (this.opened) { return; }
+    this.opened = true;
+    this.sid = msg.session || this.link.session;
+    this.protocol = msg.protocol || "";
+    this.extensions = msg.extensions || "";
+    if (this.protocols.length && this.protocols.indexOf(this.protocol) < 0) {
+      return this.fail(); // like native: offered subprotocols and the server chose none
+    }
+    this.callbacks.open(this.protocol, this.extensions);
+    var early = this.early;
+    this.early = [];
+    for (var i = 0; i < early.length && !this.done; i++) { this.deliver(early[i]); }
+  };
+
+  SharedEmulation.prototype.event = function (event) {
+    if (this.done || !(event.id > this.lastEventId)) { return; } // delivered already
+    this.lastEventId = event.id;
+    if (!this.opened) { this.early.push(event); return; }
+    this.deliver(event);
+  };
+
+  SharedEmulation.prototype.deliver = function (event) {
+    if (event.kind === "close") {
+      var code = typeof event.code === "number" ? event.code : NO_STATUS;
+      return this.finish(code, typeof event.reason === "string" ? event.reason : "", code !== ABNORMAL);
+    }
+    var payload = event.data;
+    if (event.kind === "binary") {
+      try { payload = fromBase64(payload); } catch (err) { return this.fail(); }
+    } else if (typeof payload !== "string") {
+      return this.fail();
+    }
+    this.callbacks.message(payload, null);
+  };
+
+  SharedEmulation.prototype.acknowledge = function (ack) {
+    var bytes = 0;
+    while (this.queue.length && this.queue[0].seq <= ack) { bytes += this.queue.shift().size; }
+    if (ack > this.acked) { this.acked = ack; }
+    if (this.handed < this.acked) { this.handed = this.acked; }
+    if (bytes) { this.callbacks.acked(bytes); }
+  };
+
+  SharedEmulation.prototype.close = function (code, reason) {
+    if (this.done || this.closeRequest) { return; }
+    var self = this;
+    this.closeRequest = { code: code, reason: reason };
+    this.later(function () { self.fail(); }, this.options.closeTimeout);
+    this.more();
+  };
+
+  SharedEmulation.prototype.down = function () {
+    var self = this;
+    if (this.done || this.downTimer) { return; }
+    this.downTimer = this.later(function () { self.fail(); }, this.options.reconnectTimeout);
+  };
+
+  SharedEmulation.prototype.up = function () {
+    if (!this.downTimer) { return; }
+    clearTimeout(this.downTimer);
+    this.timers.splice(this.timers.indexOf(this.downTimer), 1);
+    this.downTimer = null;
+  };
+
+  /** pagehide: add this socket's last messages and its close to the page's beacon. */
+  SharedEmulation.prototype.release = function (ops, budget) {
+    if (this.done) { return; }
+    var messages = [];
+    for (var i = 0; i < this.queue.length; i++) {
+      var item = this.queue[i];
+      var wire = item.binary !== undefined ? { seq: item.seq, binary: item.binary }
+        : item.data !== undefined ? { seq: item.seq, data: item.data } : null;
+      if (!wire || item.size * 1.4 + 32 > budget.bytes) { break; }
+      budget.bytes -= item.size * 1.4 + 32;
+      messages.push(wire);
+    }
+    if (messages.length) { ops.push({ op: "send", ref: this.ref, messages: messages }); }
+    ops.push({ op: "close", ref: this.ref });
+  };
+
+  SharedEmulation.prototype.teardown = function () {
+    this.done = true;
+    this.timers.forEach(clearTimeout);
+    this.timers = [];
+    this.link.remove(this);
+  };
+
+  SharedEmulation.prototype.finish = function (code, reason, wasClean) {
+    if (this.done) { return; }
+    this.teardown();
+    this.callbacks.close(code, reason, wasClean);
+  };
+
+  SharedEmulation.prototype.fail = function (code, fromHub) {
+    if (this.done) { return; }
+    this.teardown();
+    if (!fromHub) { this.link.post({ t: "drop", ref: this.ref }); }
+    this.callbacks.error();
+    this.callbacks.close(code || ABNORMAL, "", false);
+  };
+
+  /** Stop at once, silently (close() while CONNECTING); the hub closes it on the server. */
+  SharedEmulation.prototype.detach = function () {
+    if (this.done) { return; }
+    this.teardown();
+    this.link.post({ t: "drop", ref: this.ref });
+  };
+
   // --- the public class --------------------------------------------------------------------
 
   var HANDLERS = ["open", "message", "error", "close"];
@@ -628,7 +1968,13 @@
       };
       var self = this;
       if (mode === "emulation") {
-        this._use(new Emulation(this, p.base, list, p.options, null));
+        if (shareMode(p.options)) { // version 2 if B/info offers it
+          this._info().then(function (info) {
+            if (p.state === CONNECTING && !p.transport) { self._emulate(info); }
+          });
+        } else {
+          this._use(new Emulation(this, p.base, list, p.options, null));
+        }
       } else if (mode === "native" && /^wss?:/i.test(p.given.trim())) {
         this._native(p.url, false);
       } else {
@@ -641,21 +1987,31 @@
           } else if (target) {
             self._native(target, true, info);
           } else {
-            self._use(new Emulation(self, p.base, list, p.options, info));
+            self._emulate(info);
           }
         });
       }
     }
 
+    /** B/info (shared by the page's sockets for a while); null when it fails or close(). */
     _info() {
       var p = this._p, signal = p.abort.signal;
-      var timer = setTimeout(function () { p.abort.abort(); }, p.options.infoTimeout);
-      return fetch(p.base + "/info", { cache: "no-store", signal: signal }).then(function (r) {
-        return r.ok ? r.json() : null;
-      }).catch(function () { return null; }).then(function (info) {
-        clearTimeout(timer);
-        return info;
+      var shared = fetchInfo(p.base, p.options.infoTimeout);
+      return new Promise(function (resolve) {
+        if (signal.aborted) { return resolve(null); }
+        signal.addEventListener("abort", function () { resolve(null); });
+        shared.then(resolve);
       });
+    }
+
+    /** The emulation: on the browser's shared session (version 2) if the server has it. */
+    _emulate(info) {
+      var p = this._p, mode = shareMode(p.options), target = sessionTarget(p.base);
+      if (mode && target && supportsSessions(info)) {
+        var link = linkFor(target.base, mode, p.options);
+        return this._use(new SharedEmulation(this, p.base, target.app, p.protocols, p.options, link));
+      }
+      this._use(new Emulation(this, p.base, p.protocols, p.options, info));
     }
 
     _native(target, probe, info) {
@@ -663,7 +2019,7 @@
       try {
         transport = new NativeTransport(this, target, p.protocols);
       } catch (e) {
-        if (probe) { return this._use(new Emulation(this, p.base, p.protocols, p.options, info)); }
+        if (probe) { return this._emulate(info); }
         return this._failLater();
       }
       if (!probe) { return this._use(transport); }
@@ -675,9 +2031,7 @@
         settled = true;
         clearTimeout(timer);
         transport.detach();
-        if (p.state === CONNECTING) {
-          self._use(new Emulation(self, p.base, p.protocols, p.options, info));
-        }
+        if (p.state === CONNECTING) { self._emulate(info); }
       }
       var timer = setTimeout(fallBack, p.options.nativeTimeout);
       p.probe = transport;
@@ -892,6 +2246,10 @@
     constructor(url, protocols, options) {
       super(url, true, protocols, options);
     }
+  }
+
+  if (typeof root.SharedWorkerGlobalScope === "function" && root instanceof root.SharedWorkerGlobalScope) {
+    runWorker(root); // loaded as the SharedWorker: run the hubs
   }
 
   return { AltWebSocket: AltWebSocket, EventSocket: EventSocket };

@@ -2,11 +2,14 @@
 
 * ``native``: the browser's own ``WebSocket`` against a bare ``websockets`` echo server — the
   reference the other two must match;
-* ``emulation``: ``AltWebSocket(url, true)`` against ``altws serve`` (SSE + POST);
+* ``emulation``: ``AltWebSocket(url, true)`` against ``altws serve`` (SSE + POST), on the
+  browser's shared session (protocol version 2);
+* ``emulation-v1``: the same with ``{share: false}`` (one stream per socket, version 1);
 * ``alt-native``: ``AltWebSocket(wsurl, false)`` against the same bare echo server.
 
 Each runs in every engine (``engine``: Chromium, Firefox ESR, WebKit), through the one
 interface of ``engines.py``: the native reference is that engine's own ``WebSocket``.
+test_conformance_crowded.py runs the same tests with a dozen other sockets open at once.
 
 Each test runs page-side JavaScript that returns what it observed; Python compares.
 """
@@ -18,6 +21,8 @@ import pytest
 VARIANTS = {
     "native": ("WebSocket", "(url, p) => new WebSocket(url, p)", "ws"),
     "emulation": ("AltWebSocket", "(url, p) => new AltWebSocket(url, true, p)", "http"),
+    "emulation-v1": ("AltWebSocket", "(url, p) => new AltWebSocket(url, true, p, { share: false })",
+                     "http"),
     "alt-native": ("AltWebSocket", "(url, p) => new AltWebSocket(url, false, p)", "ws"),
 }
 

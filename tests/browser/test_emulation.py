@@ -1,6 +1,10 @@
 """Reliability of the emulation (EventSource + POST) in a real browser: batching, retries
 with the same seq, stream re-creation after a 503, duplicate event ids, a server that keeps
-ending the stream — the app sees one continuous socket and no message is lost or doubled."""
+ending the stream — the app sees one continuous socket and no message is lost or doubled.
+
+These are version 1 (``share: false``: one stream per socket, the routes they intercept are
+``B/send`` and ``B/?id=…``); the same properties of the shared session (version 2) are in
+test_sharing.py."""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ def test_sends_queued_during_a_post_go_in_one_batch(page, altws):
     page.on("request", lambda r: posts.append(json.loads(r.post_data or "{}"))
             if r.url.endswith("/echo/send") else None)
     result = page.evaluate("""async () => {
-      const ws = new AltWebSocket(location.origin + "/echo", true);
+      const ws = new AltWebSocket(location.origin + "/echo", true, [], { share: false });
       const got = [];
       ws.onmessage = (e) => got.push(e.data);
       await H.opened(ws);
@@ -49,7 +53,7 @@ def test_lost_post_responses_are_retried_and_delivered_once(page, altws):
 
     page.route("**/echo/send", lose_every_other_answer)
     result = page.evaluate("""async () => {
-      const ws = new AltWebSocket(location.origin + "/echo", true);
+      const ws = new AltWebSocket(location.origin + "/echo", true, [], { share: false });
       const log = H.record(ws);
       await H.opened(ws);
       for (let i = 0; i < 20; i++) {
@@ -82,7 +86,7 @@ def test_stream_503_is_retried_without_the_app_noticing(page, altws):
 
     page.route("**/echo/?id=*", busy_twice)
     result = page.evaluate("""async () => {
-      const ws = new AltWebSocket(location.origin + "/echo", true);
+      const ws = new AltWebSocket(location.origin + "/echo", true, [], { share: false });
       const log = H.record(ws);
       await H.opened(ws);
       ws.send("after 503");
@@ -99,7 +103,7 @@ def test_gives_up_with_error_and_1006_when_the_stream_stays_down(page, altws):
     page.route("**/echo/?id=*", lambda route: route.fulfill(
         status=503, headers={"Retry-After": "0"}, body="{}"))
     result = page.evaluate("""async () => {
-      const ws = new AltWebSocket(location.origin + "/echo", true, [], { reconnectTimeout: 1500 });
+      const ws = new AltWebSocket(location.origin + "/echo", true, [], { reconnectTimeout: 1500, share: false });
       const log = H.record(ws);
       await H.closed(ws);
       return log.map((e) => [e.type, e.code ?? null, e.wasClean ?? null]);
@@ -124,7 +128,7 @@ def test_duplicate_event_ids_are_dropped_and_close_event_ends_it(page, altws):
 
     page.route("**/echo/?id=*", scripted)
     result = page.evaluate("""async () => {
-      const ws = new AltWebSocket(location.origin + "/echo", true);
+      const ws = new AltWebSocket(location.origin + "/echo", true, [], { share: false });
       ws.binaryType = "arraybuffer";
       const log = H.record(ws);
       await H.closed(ws);
@@ -146,7 +150,7 @@ def test_streams_cut_by_the_server_lose_and_double_nothing(context, short_stream
     streams: list[str] = []
     page.on("request", lambda r: streams.append(r.url) if "/echo/?id=" in r.url else None)
     result = page.evaluate("""async () => {
-      const ws = new AltWebSocket(location.origin + "/echo", true);
+      const ws = new AltWebSocket(location.origin + "/echo", true, [], { share: false });
       const log = H.record(ws);
       await H.opened(ws);
       for (let i = 0; i < 60; i++) {          // about 3 s: the stream is cut at least twice
