@@ -60,21 +60,21 @@ def cgi_deployment(tmp_path_factory) -> Iterator[Deployment]:
     yield from _deployment("cgi", tmp_path_factory)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def wsgi_postgresql_deployment(tmp_path_factory, postgresql_server) -> Iterator[Deployment]:
     """``altws serve --storage postgresql://…`` on a real PostgreSQL."""
     with postgresql_server.fresh_database() as url:
         yield from _deployment("wsgi", tmp_path_factory, storage=url)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def wsgi_mariadb_deployment(tmp_path_factory, mariadb_server) -> Iterator[Deployment]:
     """``altws serve --storage mysql://…`` on a real MariaDB."""
     with mariadb_server.fresh_database() as url:
         yield from _deployment("wsgi", tmp_path_factory, storage=url)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def cgi_mariadb_deployment(tmp_path_factory, mariadb_server) -> Iterator[Deployment]:
     """Apache CGI on MariaDB: what a shared host with "MySQL Databases" offers."""
     with mariadb_server.fresh_database() as url:
