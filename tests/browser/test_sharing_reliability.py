@@ -8,15 +8,14 @@ failure does to the others (nothing). ``share: "page"`` keeps the hub in the pag
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, Iterator, List
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from playwright.sync_api import Error as PlaywrightError
 
 from ..support import Site, serving
 from .conftest import open_page
-
-PAGE = '{ share: "page" }'
 
 
 def quiet(handler):  # type: ignore[no-untyped-def]
@@ -30,16 +29,17 @@ def quiet(handler):  # type: ignore[no-untyped-def]
     return run
 
 
-def ops_of(body: str) -> List[Dict[str, Any]]:
+def ops_of(body: str) -> list[dict[str, Any]]:
     return json.loads(body or "{}").get("ops", [])
 
 
 def test_ops_of_many_sockets_go_in_one_post(page, altws):
-    posts: List[List[Dict[str, Any]]] = []
+    posts: list[list[dict[str, Any]]] = []
     page.on("request", lambda r: posts.append(ops_of(r.post_data))
             if r.url.endswith("/_session/send") else None)
     result = page.evaluate("""async () => {
-      const sockets = [0, 1, 2].map(() => new AltWebSocket(location.origin + "/echo", true, [], %s));
+      const sockets = [0, 1, 2].map(() =>
+        new AltWebSocket(location.origin + "/echo", true, [], { share: "page" }));
       const got = sockets.map(() => []);
       sockets.forEach((ws, i) => ws.onmessage = (e) => got[i].push(e.data));
       await Promise.all(sockets.map((ws) => H.opened(ws)));
@@ -48,7 +48,7 @@ def test_ops_of_many_sockets_go_in_one_post(page, altws):
       for (let k = 0; k < 20; k++) sockets.forEach((ws, i) => ws.send(i + ":" + k));  // …these wait
       await H.until(() => got[0].length >= 21 && got[1].length >= 20 && got[2].length >= 20);
       return got;
-    }""" % PAGE)
+    }""")
     assert result[0] == ["first"] + [f"0:{k}" for k in range(20)]
     assert result[1] == [f"1:{k}" for k in range(20)] and result[2] == [f"2:{k}" for k in range(20)]
     sends = [[op for op in ops if op["op"] == "send"] for ops in posts]
@@ -62,7 +62,7 @@ def test_ops_of_many_sockets_go_in_one_post(page, altws):
 
 
 def test_lost_post_answers_are_retried_and_delivered_once(page, altws):
-    seen: List[List[int]] = []
+    seen: list[list[int]] = []
 
     def lose_every_other_answer(route):  # type: ignore[no-untyped-def]
         seqs = [m["seq"] for op in ops_of(route.request.post_data) if op["op"] == "send"
@@ -76,22 +76,23 @@ def test_lost_post_answers_are_retried_and_delivered_once(page, altws):
 
     page.route("**/_session/send", quiet(lose_every_other_answer))
     result = page.evaluate("""async () => {
-      const a = new AltWebSocket(location.origin + "/echo", true, [], %s);
-      const b = new AltWebSocket(location.origin + "/echo", true, [], %s);
+      const a = new AltWebSocket(location.origin + "/echo", true, [], { share: "page" });
+      const b = new AltWebSocket(location.origin + "/echo", true, [], { share: "page" });
       const la = H.record(a), lb = H.record(b);
       await Promise.all([H.opened(a), H.opened(b)]);
       for (let i = 0; i < 20; i++) {
         a.send("a" + i); b.send("b" + i);
-        if (i %% 5 === 0) await new Promise((r) => setTimeout(r, 30));
+        if (i % 5 === 0) await new Promise((r) => setTimeout(r, 30));
       }
       const count = (l) => l.filter((e) => e.type === "message").length;
-      await H.until(() => count(la) >= 20 && count(lb) >= 20 && a.bufferedAmount === 0 && b.bufferedAmount === 0);
+      await H.until(() => count(la) >= 20 && count(lb) >= 20 &&
+                          a.bufferedAmount === 0 && b.bufferedAmount === 0);
       await new Promise((r) => setTimeout(r, 300));  // would a duplicate show up?
       a.close(); b.close();
       await Promise.all([H.closed(a), H.closed(b)]);
       const show = (l) => l.map((e) => e.type === "message" ? e.data : e.type);
       return [show(la), show(lb)];
-    }""" % (PAGE, PAGE))
+    }""")
     assert result[0] == ["open"] + [f"a{i}" for i in range(20)] + ["close"]
     assert result[1] == ["open"] + [f"b{i}" for i in range(20)] + ["close"]
     assert any(s and t and s[0] == t[0] for s, t in zip(seen, seen[1:]))  # the same seqs again
@@ -114,14 +115,14 @@ def test_stream_503_is_retried_without_the_sockets_noticing(page, altws):
     def busy_three_times(route):  # type: ignore[no-untyped-def]
         hits["stream"] += 1
         if hits["stream"] <= 3:
-            route.fulfill(status=503, headers={"Retry-After": "0", "Content-Type": "application/json"},
-                          body='{"error": "overloaded", "message": "busy"}')
+            route.fulfill(status=503, body='{"error": "overloaded", "message": "busy"}',
+                          headers={"Retry-After": "0", "Content-Type": "application/json"})
         else:
             route.continue_()
 
     stream_route(page, busy_three_times)
     result = page.evaluate("""async () => {
-      const ws = new AltWebSocket(location.origin + "/echo", true, [], %s);
+      const ws = new AltWebSocket(location.origin + "/echo", true, [], { share: "page" });
       const log = H.record(ws);
       await H.opened(ws);
       ws.send("after 503");
@@ -129,13 +130,14 @@ def test_stream_503_is_retried_without_the_sockets_noticing(page, altws):
       ws.close(1000);
       await H.closed(ws);
       return log.map((e) => e.type === "message" ? e.data : e.type === "close" ? e.code : e.type);
-    }""" % PAGE)
+    }""")
     assert result == ["open", "after 503", 1000]
     assert hits["stream"] >= 4
 
 
 def test_every_socket_gives_up_with_1006_when_the_stream_stays_down(page, altws):
-    stream_route(page, lambda route: route.fulfill(status=503, headers={"Retry-After": "0"}, body="{}"))
+    stream_route(page, lambda route: route.fulfill(status=503, headers={"Retry-After": "0"},
+                                                   body="{}"))
     result = page.evaluate("""async () => {
       const sockets = [0, 1].map(() => new AltWebSocket(location.origin + "/echo", true, [],
                                                         { share: "page", reconnectTimeout: 1500 }));
@@ -154,10 +156,11 @@ def test_a_204_ends_every_socket_of_the_session_with_1006(context, short_streams
     stream_route(page, lambda route: route.fulfill(status=204, body="") if state["over"]
                  else route.continue_())
     page.evaluate("""async () => {
-      window.sockets = [0, 1].map(() => new AltWebSocket(location.origin + "/echo", true, [], %s));
+      window.sockets = [0, 1].map(() =>
+        new AltWebSocket(location.origin + "/echo", true, [], { share: "page" }));
       window.logs = sockets.map((ws) => H.record(ws));
       await Promise.all(sockets.map((ws) => H.opened(ws)));
-    }""" % PAGE)
+    }""")
     state["over"] = True  # the stream ends within a second; its resumption is answered 204
     closed = page.evaluate("""async () => {
       await Promise.all(sockets.map((ws) => H.closed(ws)));
@@ -166,9 +169,10 @@ def test_a_204_ends_every_socket_of_the_session_with_1006(context, short_streams
     assert closed == [["open", "error", [1006, False]]] * 2
 
 
-def conversation(page: Any, sockets: int = 2, count: int = 60) -> List[List[str]]:
+def conversation(page: Any, sockets: int = 2, count: int = 60) -> list[list[str]]:
     return page.evaluate("""async ([n, count]) => {
-      const sockets = Array.from({ length: n }, () => new AltWebSocket(location.origin + "/echo", true, [], %s));
+      const sockets = Array.from({ length: n }, () =>
+        new AltWebSocket(location.origin + "/echo", true, [], { share: "page" }));
       const logs = sockets.map((ws) => H.record(ws));
       await Promise.all(sockets.map((ws) => H.opened(ws)));
       for (let i = 0; i < count; i++) {          // about 3 s: the stream is cut at least twice
@@ -181,12 +185,12 @@ def conversation(page: Any, sockets: int = 2, count: int = 60) -> List[List[str]
       sockets.forEach((ws) => ws.close());
       await Promise.all(sockets.map((ws) => H.closed(ws)));
       return logs.map((l) => l.map((e) => e.type === "message" ? e.data : e.type));
-    }""" % PAGE, [sockets, count])
+    }""", [sockets, count])
 
 
 def test_streams_cut_by_the_server_lose_and_double_nothing(context, short_streams):
     page = open_page(context, short_streams.url)
-    resumes: List[str] = []
+    resumes: list[str] = []
     page.on("request", lambda r: resumes.append(r.headers.get("last-event-id", ""))
             if r.url.endswith("/_session/") and r.method == "GET" else None)
     logs = conversation(page)
@@ -217,7 +221,7 @@ def test_replayed_events_are_dropped(context, short_streams):
 def test_a_failing_op_fails_its_socket_only(page, altws):
     """An op of one socket refused (403, 404, 413 or 400 in its result): that socket fails
     (1009 for 413, as a too-big message; else 1006); the other goes on."""
-    victim: Dict[str, Any] = {"ref": None, "status": 403}
+    victim: dict[str, Any] = {"ref": None, "status": 403}
 
     def refuse_the_victims_sends(route):  # type: ignore[no-untyped-def]
         ops = ops_of(route.request.post_data)
@@ -235,8 +239,8 @@ def test_a_failing_op_fails_its_socket_only(page, altws):
     for status, code in [(403, 1006), (404, 1006), (413, 1009), (400, 1006)]:
         victim["status"] = status
         result = page.evaluate("""async () => {
-          const victim = new AltWebSocket(location.origin + "/echo", true, [], %s);
-          const other = new AltWebSocket(location.origin + "/chat", true, [], %s);
+          const victim = new AltWebSocket(location.origin + "/echo", true, [], { share: "page" });
+          const other = new AltWebSocket(location.origin + "/chat", true, [], { share: "page" });
           const lv = H.record(victim), lo = H.record(other);
           await Promise.all([H.opened(victim), H.opened(other)]);
           victim.send("doomed");
@@ -250,7 +254,7 @@ def test_a_failing_op_fails_its_socket_only(page, altws):
           other.close();
           await H.closed(other);
           return out;
-        }""" % (PAGE, PAGE))
+        }""")
         assert result["victim"] == ["open", "error", [code, False]], status
         assert result["other"] == 1 and "close" not in result["otherLog"][:-1]
 
@@ -289,9 +293,9 @@ def test_an_unknown_app_fails_that_socket_only(page, altws):
     page.route("**/nope/info", lambda route: route.fulfill(
         status=200, body=info, headers={"Content-Type": "application/json"}))
     result = page.evaluate("""async () => {
-      const other = new AltWebSocket(location.origin + "/echo", true, [], %s);
+      const other = new AltWebSocket(location.origin + "/echo", true, [], { share: "page" });
       await H.opened(other);
-      const nope = new AltWebSocket(location.origin + "/nope", true, [], %s);
+      const nope = new AltWebSocket(location.origin + "/nope", true, [], { share: "page" });
       const log = H.record(nope);
       await H.closed(nope);
       other.send("fine");
@@ -300,12 +304,12 @@ def test_an_unknown_app_fails_that_socket_only(page, altws):
       await H.until(() => got.length >= 1);
       return { nope: log.map((e) => e.type === "close" ? [e.code, e.wasClean] : e.type),
                other: [other.readyState, got] };
-    }""" % (PAGE, PAGE))
+    }""")
     assert result == {"nope": ["error", [1006, False]], "other": [1, ["fine"]]}
 
 
 def test_share_false_is_version_1(page, altws):
-    urls: List[str] = []
+    urls: list[str] = []
     page.on("request", lambda r: urls.append(r.method + " " + r.url.split("?")[0]))
     result = page.evaluate("""async () => {
       const ws = new AltWebSocket(location.origin + "/echo", true, [], { share: false });
@@ -315,7 +319,8 @@ def test_share_false_is_version_1(page, altws):
       await H.until(() => log.length >= 2);
       ws.close(1000, "bye");
       await H.closed(ws);
-      return log.map((e) => e.type === "message" ? e.data : e.type === "close" ? [e.code, e.reason] : e.type);
+      return log.map((e) => e.type === "message" ? e.data
+                            : e.type === "close" ? [e.code, e.reason] : e.type);
     }""")
     assert result == ["open", "v1", [1000, "bye"]]
     origin = altws.url
@@ -333,7 +338,7 @@ def test_a_server_without_version_2_gets_version_1(page, altws):
         route.fulfill(response=response, body=json.dumps(body))
 
     page.route("**/echo/info", quiet(old_info))
-    urls: List[str] = []
+    urls: list[str] = []
     page.on("request", lambda r: urls.append(r.url))
     result = page.evaluate("""async () => {
       const ws = new AltWebSocket(location.origin + "/echo", true);
