@@ -34,9 +34,11 @@ def live_server(data_dir) -> Iterator[Site]:
     yield from serving(Site(data_dir))
 
 
-# The HTTP deployments, each started once and shared by every test that runs on it: the
-# scenarios leave nothing a later one could see but chat history (read past, see
-# test_http_deployments.read_until) and a few connections.
+# The HTTP deployments, each started once per test module and shared by the tests of that
+# module: they leave nothing a later one could see but chat history (read past, see
+# test_http_deployments.read_until) and a few connections. Once per module, not per session:
+# stopping it at the end of the module also ends whatever streams a failed test left open,
+# so that a failure cannot slow or starve the modules after it.
 DEPLOYMENT_SETTINGS = {"heartbeat": 1, "max_streams": 100}
 
 
@@ -46,33 +48,33 @@ def _deployment(kind: str, tmp_path_factory: pytest.TempPathFactory, **settings:
     yield from serving(start_deployment(kind, data, **DEPLOYMENT_SETTINGS, **settings))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def wsgi_deployment(tmp_path_factory) -> Iterator[Deployment]:
     """``altws serve`` (waitress), a real process."""
     yield from _deployment("wsgi", tmp_path_factory)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def cgi_deployment(tmp_path_factory) -> Iterator[Deployment]:
     """``altws cgi-server``: Apache running the CGI made from deploy/."""
     yield from _deployment("cgi", tmp_path_factory)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def wsgi_postgresql_deployment(tmp_path_factory, postgresql_server) -> Iterator[Deployment]:
     """``altws serve --storage postgresql://…`` on a real PostgreSQL."""
     with postgresql_server.fresh_database() as url:
         yield from _deployment("wsgi", tmp_path_factory, storage=url)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def wsgi_mariadb_deployment(tmp_path_factory, mariadb_server) -> Iterator[Deployment]:
     """``altws serve --storage mysql://…`` on a real MariaDB."""
     with mariadb_server.fresh_database() as url:
         yield from _deployment("wsgi", tmp_path_factory, storage=url)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def cgi_mariadb_deployment(tmp_path_factory, mariadb_server) -> Iterator[Deployment]:
     """Apache CGI on MariaDB: what a shared host with "MySQL Databases" offers."""
     with mariadb_server.fresh_database() as url:

@@ -8,10 +8,11 @@ cd "$(dirname "$0")/.."
 
 say() { printf '\n== %s\n' "$*"; }
 
-# Debian packages: Apache (CGI tests), Chromium (browser tests), tmux (terminal client tests),
-# python3-venv (the CGI's own venv is built from Debian's /usr/bin/python3), PostgreSQL and
-# MariaDB servers and clients (tests/databases.py starts private servers of its own on free
-# ports: any system instance the packages start is left alone and not used).
+# Debian packages: Apache (CGI tests), the browser engines (browser tests: Chromium, Firefox
+# ESR, and WebKit's MiniBrowser driven by WebKitWebDriver on an Xvfb screen), tmux (terminal
+# client tests), python3-venv (the CGI's own venv is built from Debian's /usr/bin/python3),
+# PostgreSQL and MariaDB servers and clients (tests/databases.py starts private servers of its
+# own on free ports: any system instance the packages start is left alone and not used).
 missing=()
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
@@ -19,6 +20,10 @@ command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
 command -v mariadb >/dev/null 2>&1 || missing+=(mariadb-client)
 [ -x /usr/sbin/apache2 ] || missing+=(apache2)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x /usr/bin/firefox-esr ] || missing+=(firefox-esr)
+[ -x /usr/bin/WebKitWebDriver ] || missing+=(webkit2gtk-driver)
+compgen -G '/usr/lib/*/webkit2gtk-4.*/MiniBrowser' >/dev/null || missing+=(libwebkit2gtk-4.1-0)
+[ -x /usr/bin/Xvfb ] || missing+=(xvfb)
 command -v tmux >/dev/null 2>&1 || missing+=(tmux)
 /usr/bin/python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 if [ "${#missing[@]}" -gt 0 ]; then

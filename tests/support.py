@@ -16,9 +16,10 @@ tests make to them.
   ``/send`` body for either.
 
 The process runner and the bare echo server are the benchmark lab's
-(``benchmarks/servers.py``): one of each in the repository. The lab depends on neither the
-tests nor anything but the package, and the package on neither, so the imports go one way:
-tests → benchmarks → altwebsocket.
+(``benchmarks/servers.py``, which needs nothing but the standard library and ``websockets``):
+one of each in the repository. The imports go one way, tests → benchmarks → altwebsocket:
+the lab imports nothing of the tests, and the package never the tests (it runs the lab only
+for ``altws bench --local`` from a checkout, found at run time).
 
 One timeout unit for all tests: ``TIMEOUT`` seconds (longer under CI).
 """
@@ -56,8 +57,8 @@ from benchmarks.servers import ServerProcess, free_port, websockets_echo
 
 __all__ = [
     "TIMEOUT", "ROOT", "ALTWS", "Process", "free_port", "write_config", "start_altws",
-    "Deployment", "start_deployment", "cgi_processes", "serving", "WSGIThread", "Daemon", "Site",
-    "NativeEcho", "HTTP", "new_connection", "stream_url", "send_body", "send", "sse_stream",
+    "Deployment", "start_deployment", "cgi_processes", "serving", "WSGIThread", "Daemon",
+    "Site", "NativeEcho", "HTTP", "new_connection", "stream_url", "send_body", "send", "sse_stream",
     "sse_chunks", "Stream", "open_stream", "resume_after_a_cut", "make_server", "web_app",
     "new", "post", "stored_events", "state_of", "FakeClock",
 ]

@@ -2,24 +2,32 @@
 ``altws serve`` serves (in threads of this process, on 127.0.0.1), and the bare
 ``websockets`` echo server as the native reference.
 
-No browser is downloaded: Playwright drives ``/usr/bin/chromium``. Every wait is bounded.
+``engine`` runs a test in each engine of ``engines.py`` (Chromium, Firefox ESR, WebKit),
+through one interface; ``browser``, ``context`` and ``page`` are Playwright's Chromium.
+
+No browser is downloaded: the browsers are Debian's. Every wait is bounded.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 
 import pytest
 
 from ..support import TIMEOUT, NativeEcho, Site, serving
+from .engines import (  # noqa: F401 - where they always were
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    ENGINES,
+    Engine,
+    EngineError,
+    Tab,
+    _close_all,
+    _Playwright,
+    missing,
+)
 
-CHROMIUM = os.environ.get("ALTWS_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-]
 MS = int(TIMEOUT * 1000)
 
 # Helpers injected into every test page (window.H), used by the page-side test code.
@@ -94,19 +102,37 @@ window.H = {
 """ % {"ms": MS}  # noqa: UP031 - JavaScript: with str.format every brace would be doubled
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[object]:
-    if not os.path.exists(CHROMIUM) and not shutil.which(CHROMIUM):
-        pytest.skip(f"no Chromium at {CHROMIUM}")
-    from playwright.sync_api import sync_playwright
+def require(engine: str) -> None:
+    """Skip a test whose browser is not installed, except in CI, where that is a failure
+    (tests/run.sh installs every engine)."""
+    absent = missing(engine)
+    if absent:
+        if os.environ.get("CI"):
+            pytest.fail(f"{engine}: not installed ({absent}); tests/run.sh installs it")
+        pytest.skip(f"{engine}: not installed ({absent}); tests/run.sh installs it")
 
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
-                                              timeout=3 * MS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+
+@pytest.fixture(scope="session")
+def browser() -> object:
+    """Playwright's Debian Chromium (one for the session, shared with ``engine``)."""
+    require("chromium")
+    return _Playwright.browser()
+
+
+@pytest.fixture(scope="session", params=ENGINES)
+def engine(request) -> Iterator[Engine]:
+    """Each engine in turn (tests are grouped by engine: one engine runs at a time)."""
+    require(request.param)
+    current = Engine(request.param)
+    try:
+        yield current
+    finally:
+        current.close()
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:  # type: ignore[no-untyped-def]
+    _close_all()
+    _Playwright.stop()
 
 
 @pytest.fixture(scope="session")
@@ -136,6 +162,43 @@ def open_page(context: object, server_url: str) -> object:
     page.add_script_tag(url="/static/altwebsocket.js")
     page.add_script_tag(content=HELPERS)
     return page
+
+
+def open_tab(browser: object, server_url: str, tab: object | None = None) -> object:
+    """``open_page`` for any engine: a tab of ``browser`` (an ``engines.Browser``; or
+    ``tab``, navigated anew) on the server's /echo/info with the client library and the test
+    helpers loaded."""
+    if tab is None:
+        tab = browser.new_tab()  # type: ignore[attr-defined]
+    tab.goto(server_url + "/echo/info")  # type: ignore[attr-defined]
+    tab.load_script("/static/altwebsocket.js")  # type: ignore[attr-defined]
+    tab.evaluate("() => {" + HELPERS + "}")  # type: ignore[attr-defined]
+    return tab
+
+
+_SPARE_TABS: dict[str, Tab] = {}  # per engine: the last test's tab, for the next one
+
+
+@pytest.fixture
+def engine_tab(engine, altws) -> Iterator[Tab]:
+    """A tab of the engine's shared browser, as ``page`` is for Chromium. The previous
+    test's tab is navigated anew rather than a new one opened (a fresh document, whose
+    sockets the navigation ended): opening a window costs Firefox and WebKit most of a
+    second."""
+    browser = engine.shared()
+    tab = _SPARE_TABS.pop(engine.name, None)
+    if tab is not None and (tab.closed or tab.crashed or tab.browser is not browser):
+        tab = None
+    try:
+        tab = open_tab(browser, altws.url, tab)
+    except EngineError:
+        if tab is None:
+            raise
+        tab.close()  # a tab the previous test left unusable
+        tab = open_tab(browser, altws.url)
+    yield tab  # type: ignore[misc]
+    if not (tab.closed or tab.crashed):  # type: ignore[attr-defined]
+        _SPARE_TABS[engine.name] = tab  # type: ignore[assignment]
 
 
 @pytest.fixture

@@ -7,6 +7,8 @@
 * ``emulation-v1``: the same with ``{share: false}`` (one stream per socket, version 1);
 * ``alt-native``: ``AltWebSocket(wsurl, false)`` against the same bare echo server.
 
+Each runs in every engine (``engine``: Chromium, Firefox ESR, WebKit), through the one
+interface of ``engines.py``: the native reference is that engine's own ``WebSocket``.
 test_conformance_crowded.py runs the same tests with a dozen other sockets open at once.
 
 Each test runs page-side JavaScript that returns what it observed; Python compares.
@@ -24,21 +26,46 @@ VARIANTS = {
     "alt-native": ("AltWebSocket", "(url, p) => new AltWebSocket(url, false, p)", "ws"),
 }
 
+# Where the engines' own WebSockets differ from one another, each engine's is the reference
+# (AltWebSocket must behave as the WebSocket of the browser it runs in):
+# * does a connection open when the server answers none of the subprotocols asked for?
+#   (the WHATWG standard and Chromium: no, it fails; Firefox and WebKit open it)
+NATIVE_OPENS_UNANSWERED_SUBPROTOCOL = {"firefox", "webkit"}
+# * how many bytes beyond the data's own does send() after close() add to bufferedAmount?
+#   (the standard: none; WebKit also counts the frame header it would have sent: 2 + 4 mask)
+NATIVE_FRAME_OVERHEAD_AFTER_CLOSE = {"chromium": 0, "firefox": 0, "webkit": 6}
+
+# (engine, variant, test) where AltWebSocket is known to differ from that engine's own
+# WebSocket: a bug of the client, kept visible as a strict xfail until it is fixed.
+_SUBPROTOCOL = ("the server answers none of the subprotocols asked for: this engine's own "
+                "WebSocket opens (protocol \"\"), the emulation fails the connection (error, "
+                "close 1006), as the WHATWG standard and Chromium do")
+KNOWN_BUGS: dict[tuple[str, str, str], str] = {
+    ("firefox", "emulation", "test_unanswered_subprotocol_fails_the_connection"): _SUBPROTOCOL,
+    ("webkit", "emulation", "test_unanswered_subprotocol_fails_the_connection"): _SUBPROTOCOL,
+    ("webkit", "emulation", "test_buffered_amount_grows_then_returns_to_zero"): (
+        "send('abc') after close(): WebKit's own WebSocket adds the frame's overhead to "
+        "bufferedAmount (9), the emulation only the data's bytes (3), as the standard says"),
+}
+
 
 @pytest.fixture(params=list(VARIANTS))
-def ws_page(request, page, native_echo, altws):
-    """The test page with ``window.C`` (the class), ``window.make(protocols)`` (a socket to
+def ws_page(request, engine, engine_tab, native_echo, altws):
+    """The test tab with ``window.C`` (the class), ``window.make(protocols)`` (a socket to
     the variant's echo server) and ``window.construct(url, protocols)``."""
     cls, construct, kind = VARIANTS[request.param]
+    bug = KNOWN_BUGS.get((engine.name, request.param, request.function.__name__))
+    if bug:
+        request.applymarker(pytest.mark.xfail(strict=True, reason=bug))
     url = native_echo.url if kind == "ws" else altws.url + "/echo"
-    page.evaluate(
-        "([cls, construct, url]) => { window.C = window[cls];"
+    engine_tab.evaluate(
+        "(cls, construct, url) => { window.C = window[cls];"
         " window.construct = eval(construct); window.ECHO = url;"
         " window.make = (p) => window.construct(url, p); }",
-        [cls, construct, url],
+        cls, construct, url,
     )
-    page.variant = request.param
-    return page
+    engine_tab.variant = request.param
+    return engine_tab
 
 
 def test_constants_on_constructor_prototype_and_instance(ws_page):
@@ -233,7 +260,8 @@ def test_buffered_amount_grows_then_returns_to_zero(ws_page):
       ws.send("abc");
       return { first, second, drained, afterClose: ws.bufferedAmount };
     }""")
-    assert result == {"first": 6, "second": 16, "drained": True, "afterClose": 3}
+    overhead = NATIVE_FRAME_OVERHEAD_AFTER_CLOSE[ws_page.engine]
+    assert result == {"first": 6, "second": 16, "drained": True, "afterClose": 3 + overhead}
 
 
 def test_close_without_code_is_1005_and_close_in_onclose_is_a_no_op(ws_page):
@@ -293,15 +321,22 @@ def test_listeners_fire_in_registration_order(ws_page):
 
 
 def test_unanswered_subprotocol_fails_the_connection(ws_page):
+    """The WHATWG standard fails a connection whose server picks none of the subprotocols
+    asked for; Firefox's and WebKit's own WebSockets open it instead (``protocol`` ""), and
+    the reference in each engine is its own WebSocket."""
     result = ws_page.evaluate("""async () => {
       const ws = make(["v1.test"]);
       const log = H.record(ws);
+      await H.until(() => log.some((e) => e.type === "open" || e.type === "close"));
+      const protocol = ws.protocol;
+      if (ws.readyState === 1) ws.close(1000);
       await H.closed(ws);
-      return {
-        protocol: ws.protocol, log: log.map((e) => [e.type, e.code ?? null, e.wasClean ?? null]),
-      };
+      return { protocol, log: log.map((e) => [e.type, e.code ?? null, e.wasClean ?? null]) };
     }""")
-    assert result == {"protocol": "", "log": [["error", None, None], ["close", 1006, False]]}
+    if ws_page.engine in NATIVE_OPENS_UNANSWERED_SUBPROTOCOL:
+        assert result == {"protocol": "", "log": [["open", None, None], ["close", 1000, True]]}
+    else:
+        assert result == {"protocol": "", "log": [["error", None, None], ["close", 1006, False]]}
 
 
 def test_many_messages_stay_in_order(ws_page):
@@ -319,8 +354,8 @@ def test_many_messages_stay_in_order(ws_page):
     assert result is True
 
 
-def test_es_module_import(page):
-    result = page.evaluate("""async () => {
+def test_es_module_import(engine_tab):
+    result = engine_tab.evaluate("""async () => {
       const m = await import("/static/altwebsocket.mjs");
       return [typeof m.AltWebSocket, m.default === m.AltWebSocket,
               m.AltWebSocket === window.AltWebSocket, typeof m.EventSocket,
