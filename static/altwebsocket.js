@@ -762,6 +762,12 @@
 
   // --- the hub: holds one session (S/new, the stream, S/send, S/close) -------------------------
 
+  /** What the pages keep of the session, for pagehide and for the next hub. */
+  function sessionFields(s) {
+    return { session: s ? s.id : null, secret: s ? s.secret : null,
+      heartbeat: s ? s.heartbeat : null, maxBatch: s ? s.maxBatch : null };
+  }
+
   /**
    * Hub(S, env): the session of every shared socket of a browser for the session base S.
    * Peers (pages) say `hello` with an outlet (how to reach them: `post(msg)`, and `all` when
@@ -884,7 +890,8 @@
     }
     if (this.holding) {
       if (!this.session && info.session && info.secret) {
-        this.session = { id: info.session, secret: info.secret };
+        this.session = { id: info.session, secret: info.secret, heartbeat: info.heartbeat,
+          maxBatch: info.maxBatch };
       }
       this.heard(peerId, info.position);
     } else if (typeof info.position === "number" && this.session && info.position < this.cursor &&
@@ -893,8 +900,8 @@
       this.rewind(info.position);
     }
     var s = this.session;
-    this.post(peerId, { t: "welcome", epoch: this.epoch, session: s ? s.id : null,
-      secret: s ? s.secret : null, upTo: this.holding ? null : this.cursor, down: this.isDown });
+    this.post(peerId, Object.assign({ t: "welcome", epoch: this.epoch,
+      upTo: this.holding ? null : this.cursor, down: this.isDown }, sessionFields(s)));
     this.changed();
   };
 
@@ -903,7 +910,7 @@
     var self = this;
     this.holding = { waiting: {}, positions: [] };
     this.former = former || {};
-    if (session) { this.session = { id: session.id, secret: session.secret }; }
+    if (session) { this.session = session; }
     expected.forEach(function (id) {
       self.holding.waiting[id] = true;
       if (self.env.watch) { self.env.watch(id); }
@@ -929,7 +936,7 @@
     // (A page that did not answer in time is not taken for dead: only its Web Lock says so.)
     this.cursor = h.positions.length ? Math.min.apply(Math, h.positions) : 0;
     if (this.session) {
-      this.all({ t: "session", session: this.session.id, secret: this.session.secret });
+      this.all(Object.assign({ t: "session" }, sessionFields(this.session)));
       this.connect();
     } else if (this.liveCount()) {
       this.ensureSession();
@@ -1040,7 +1047,7 @@
           self.session = session;
           self.cursor = 0;
           self.live = false;
-          self.all({ t: "session", session: session.id, secret: session.secret });
+          self.all(Object.assign({ t: "session" }, sessionFields(session)));
           self.connect();
         });
       }, function () { // the network: try again a little later
@@ -1453,7 +1460,8 @@
     var former = {};
     for (var id in link.registry) { if (id !== TAB) { former[id] = link.registry[id]; } }
     hub.hold(Object.keys(former), former,
-      link.session ? { id: link.session, secret: link.secret } : null, 2000);
+      link.session ? { id: link.session, secret: link.secret, heartbeat: link.heartbeat,
+        maxBatch: link.maxBatch } : null, 2000);
     link.epoch = null;
     hub.hello(TAB, this.outlet, link.helloInfo());
     this.channel.postMessage({ t: "leader", epoch: hub.epoch });
@@ -1593,8 +1601,10 @@
     this.sockets = {};
     this.epoch = null;        // the epoch of the hub that welcomed this page
     this.position = null;     // the last session event id this page has processed
-    this.session = null;
+    this.session = null;      // the session (id, secret, heartbeat, maxBatch) as the hub said
     this.secret = null;
+    this.heartbeat = null;
+    this.maxBatch = null;
     this.registry = {};       // peer id -> its live refs, as the hub last said
     this.drops = [];          // refs dropped while no hub was there
     this.gone = false;
@@ -1629,7 +1639,15 @@
 
   Link.prototype.helloInfo = function () {
     return { position: this.position, session: this.session, secret: this.secret,
+      heartbeat: this.heartbeat, maxBatch: this.maxBatch,
       limits: { maxBatch: this.options.maxBatch, batchBytes: this.options.batchBytes } };
+  };
+
+  Link.prototype.learn = function (msg) {
+    this.session = msg.session || null;
+    this.secret = msg.secret || null;
+    this.heartbeat = msg.heartbeat || null;
+    this.maxBatch = msg.maxBatch || null;
   };
 
   Link.prototype.add = function (socket) {
@@ -1661,17 +1679,14 @@
     switch (msg.t) {
       case "welcome":
         this.epoch = msg.epoch;
-        this.session = msg.session || null;
-        this.secret = msg.secret || null;
+        this.learn(msg);
         if (this.position === null && typeof msg.upTo === "number") { this.position = msg.upTo; }
         this.drops.splice(0).forEach(function (ref) { self.post({ t: "drop", ref: ref }); });
         this.each(function (socket) { socket.hand(); });
         this.each(function (socket) { if (msg.down) { socket.down(); } else { socket.up(); } });
         return;
       case "session":
-        this.session = msg.session || null;
-        this.secret = msg.secret || null;
-        return;
+        return this.learn(msg);
       case "peers":
         this.registry = msg.peers || {};
         return;

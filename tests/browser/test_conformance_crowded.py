@@ -36,7 +36,9 @@ OPEN_CROWD = """async ([count, share]) => {
     ws.got = [];
     ws.events = [];
     ws.onmessage = (e) => ws.got.push(e.data);
-    for (const type of ["open", "error", "close"]) ws.addEventListener(type, () => ws.events.push(type));
+    for (const type of ["open", "error", "close"]) {
+      ws.addEventListener(type, () => ws.events.push(type));
+    }
     CROWD.push(ws);
   }
   await Promise.all(CROWD.map((ws) => H.opened(ws)));
@@ -47,7 +49,8 @@ CHECK_CROWD = """async (tag) => {
   const echoes = CROWD.filter((ws) => ws.app === "echo");
   echoes.forEach((ws, i) => ws.send(tag + " " + i));
   const back = await H.until(() => echoes.every((ws, i) => ws.got.includes(tag + " " + i)));
-  return { back, states: CROWD.map((ws) => ws.readyState), events: [...new Set(CROWD.map((ws) => ws.events.join()))] };
+  return { back, states: CROWD.map((ws) => ws.readyState),
+           events: [...new Set(CROWD.map((ws) => ws.events.join()))] };
 }"""
 
 
@@ -63,8 +66,8 @@ def ws_page(request, context, native_echo, altws):
     if request.param == "native":
         construct, url = "(url, p) => new WebSocket(url, p)", native_echo.url
     else:
-        construct = "(url, p) => new AltWebSocket(url, true, p, { share: %s })" % (
-            "true" if share is True else f'"{share}"')
+        option = "true" if share is True else f'"{share}"'
+        construct = f"(url, p) => new AltWebSocket(url, true, p, {{ share: {option} }})"
         url = altws.url + "/echo"
     page.evaluate(
         "([construct, url]) => { window.C = /^\\(url, p\\) => new WebSocket/.test(construct)"

@@ -103,7 +103,8 @@ def test_gives_up_with_error_and_1006_when_the_stream_stays_down(page, altws):
     page.route("**/echo/?id=*", lambda route: route.fulfill(
         status=503, headers={"Retry-After": "0"}, body="{}"))
     result = page.evaluate("""async () => {
-      const ws = new AltWebSocket(location.origin + "/echo", true, [], { reconnectTimeout: 1500, share: false });
+      const ws = new AltWebSocket(location.origin + "/echo", true, [],
+                                  { reconnectTimeout: 1500, share: false });
       const log = H.record(ws);
       await H.closed(ws);
       return log.map((e) => [e.type, e.code ?? null, e.wasClean ?? null]);

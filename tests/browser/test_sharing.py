@@ -47,6 +47,13 @@ window.TT = {
   wait(name, predicate, ms = H.MS) {
     return H.until(() => predicate(TT.messages(name)), ms);
   },
+  has(name, text, ms = H.MS) {
+    return TT.wait(name, (m) => m.includes(text), ms);
+  },
+  pair(chat, echo, options) {  // the two sockets of a tab
+    TT.start("chat", chat, options);
+    TT.start("echo", echo, options);
+  },
   async status(url) {
     try {
       const r = await fetch(url, { cache: "no-store", signal: AbortSignal.timeout(H.MS) });
@@ -100,13 +107,14 @@ def eight_tabs(context: Any, info_url: str, chat: str, echo: str, options: dict[
     patience = 3 * ms / 1000
     tabs = [open_tab(context, info_url) for _ in range(8)]
     for tab in tabs:  # all of them connect at once
-        tab.evaluate("([chat, echo, o]) => { TT.start('chat', chat, o); TT.start('echo', echo, o); }",
-                     [chat, echo, options])
+        tab.evaluate("([chat, echo, o]) => TT.pair(chat, echo, o)", [chat, echo, options])
     for i, tab in enumerate(tabs):
-        assert tab.evaluate("(ms) => TT.opened(['chat', 'echo'], ms)", ms) == ["emulation", "emulation"], i
+        opened = tab.evaluate("(ms) => TT.opened(['chat', 'echo'], ms)", ms)
+        assert opened == ["emulation", "emulation"], i
     # Each echo socket echoes, in every tab.
     for i, tab in enumerate(tabs):
-        tab.evaluate("(i) => { TT.sockets.echo.send('echo ' + i); TT.sockets.echo.send(new Uint8Array([i, 255])); }", i)
+        tab.evaluate("(i) => { TT.sockets.echo.send('echo ' + i);"
+                     " TT.sockets.echo.send(new Uint8Array([i, 255])); }", i)
     for i, tab in enumerate(tabs):
         got = tab.evaluate("""async ([i, ms]) => {
           await TT.wait('echo', (m) => m.length >= 2, ms);
@@ -117,7 +125,7 @@ def eight_tabs(context: Any, info_url: str, chat: str, echo: str, options: dict[
     # A chat message from the first tab reaches all eight chat sockets.
     tabs[0].evaluate("() => TT.sockets.chat.send('hello from tab 0')")
     for i, tab in enumerate(tabs):
-        assert tab.evaluate("(ms) => TT.wait('chat', (m) => m.includes('hello from tab 0'), ms)", ms), i
+        assert tab.evaluate("(ms) => TT.has('chat', 'hello from tab 0', ms)", ms), i
     # The browser's connections to the origin are not used up: a plain fetch answers at once.
     for tab in tabs:
         assert tab.evaluate("(url) => TT.status(url)", info_url) == 200
@@ -135,17 +143,17 @@ def eight_tabs(context: Any, info_url: str, chat: str, echo: str, options: dict[
     for i, tab in enumerate(rest, 1):
         tab.evaluate("(i) => TT.sockets.echo.send('again ' + i)", i)
     for i, tab in enumerate(rest, 1):
-        assert tab.evaluate("(ms) => TT.wait('chat', (m) => m.includes('tab 1 after tab 0 left'), ms)", ms), i
-        assert tab.evaluate("([i, ms]) => TT.wait('echo', (m) => m.includes('again ' + i), ms)", [i, ms]), i
+        assert tab.evaluate("(ms) => TT.has('chat', 'tab 1 after tab 0 left', ms)", ms), i
+        assert tab.evaluate("([i, ms]) => TT.has('echo', 'again ' + i, ms)", [i, ms]), i
         assert tab.evaluate("() => TT.types('chat').concat(TT.types('echo'))").count("open") == 2
         chat_log = tab.evaluate("() => TT.messages('chat')")
-        assert chat_log.count("hello from tab 0") == 1 and chat_log.count("tab 1 after tab 0 left") == 1
+        assert chat_log.count("hello from tab 0") == 1
+        assert chat_log.count("tab 1 after tab 0 left") == 1
     # (After a handoff the dead tab's stream lasts on the server until its next heartbeat.)
     assert wait_for(lambda: streams() == 1, patience), streams()
     for k, tab in enumerate(rest):  # one after the other, as a person closes tabs
         tab.close()
-        assert wait_for(lambda: open_count(data, "chat") == 6 - k,  # noqa: B023 - called here
-                        patience), sessions_in(data)
+        assert wait_for(lambda k=k: open_count(data, "chat") == 6 - k, patience), sessions_in(data)
         time.sleep(0.2)
     # The last tab going away closes the session.
     assert wait_for(lambda: open_count(data, "_session") == 0, patience), sessions_in(data)
@@ -209,8 +217,7 @@ def test_handoff_when_the_holding_tab_crashes_loses_and_repeats_nothing(context,
     options = {"share": "tabs"}
     tabs = [open_tab(context, url + "/echo/info") for _ in range(4)]
     for i, tab in enumerate(tabs):  # the first to connect holds the session
-        tab.evaluate("([u, o]) => { TT.start('chat', u + '/chat', o); TT.start('echo', u + '/echo', o); }",
-                     [url, options])
+        tab.evaluate("([u, o]) => TT.pair(u + '/chat', u + '/echo', o)", [url, options])
         assert tab.evaluate("() => TT.opened(['chat', 'echo'])") == ["emulation", "emulation"], i
     assert open_count(data, "chat") == 4
     echoes, chats = 150, 50
@@ -226,7 +233,8 @@ def test_handoff_when_the_holding_tab_crashes_loses_and_repeats_nothing(context,
         assert tab.evaluate("() => TT.exchange"), name
         done = tab.evaluate("""([me, echoes, others, chats]) => H.until(() =>
             TT.messages('echo').length >= echoes &&
-            others.every((o) => TT.messages('chat').filter((m) => m.startsWith(o + '-c')).length >= chats),
+            others.every((o) =>
+              TT.messages('chat').filter((m) => m.startsWith(o + '-c')).length >= chats),
             3 * H.MS)""", [name, echoes, names[1:], chats])
         assert done, (name, len(tab.evaluate("() => TT.messages('echo')")))
     time.sleep(0.5)  # would a duplicate still come?
@@ -257,15 +265,15 @@ def test_handoff_when_the_holding_tab_crashes_loses_and_repeats_nothing(context,
 
 
 @pytest.mark.parametrize("share", [True, "tabs"], ids=["worker", "tabs"])
-def test_a_tab_that_crashes_gets_its_sockets_closed_and_the_others_go_on(context, fresh_altws, share):
+def test_a_tab_that_crashes_gets_its_sockets_closed_and_the_others_go_on(context, fresh_altws,
+                                                                         share):
     """A tab that is not holding the session dies without pagehide: the holder (the worker, or
     the leader tab) sees its Web Lock go free and closes its sockets on the server."""
     data = fresh_altws.data  # type: ignore[attr-defined]
     url = fresh_altws.url
     tabs = [open_tab(context, url + "/echo/info") for _ in range(3)]
     for tab in tabs:
-        tab.evaluate("([u, o]) => { TT.start('chat', u + '/chat', o); TT.start('echo', u + '/echo', o); }",
-                     [url, {"share": share}])
+        tab.evaluate("([u, o]) => TT.pair(u + '/chat', u + '/echo', o)", [url, {"share": share}])
         assert tab.evaluate("() => TT.opened(['chat', 'echo'])") == ["emulation", "emulation"]
     crash(tabs[1])
     assert wait_for(lambda: open_count(data, "chat") == 2 and open_count(data, "echo") == 2), \
@@ -289,7 +297,8 @@ def session_stream_processes() -> list[int]:
                 environ = handle.read().split(b"\0")
         except OSError:
             continue
-        if (b"REQUEST_METHOD=GET" in environ and any(v.startswith(b"SCRIPT_FILENAME=") for v in environ)
+        if (b"REQUEST_METHOD=GET" in environ
+                and any(v.startswith(b"SCRIPT_FILENAME=") for v in environ)
                 and any(v.startswith(b"PATH_INFO=/_session") for v in environ)):
             found.append(int(pid))
     return found
@@ -342,7 +351,8 @@ def test_the_share_option_type_checks(tmp_path):
 
     good = tsc(tmp_path, f"""/// <reference path="{DECLARATIONS}" />
 const a = new AltWebSocket("/chat", true, [], {{ share: false }});
-const b = new AltWebSocket("/chat", "auto", "v1", {{ share: "tabs", workerURL: "/js/altwebsocket.js" }});
+const b = new AltWebSocket("/chat", "auto", "v1",
+                           {{ share: "tabs", workerURL: "/js/altwebsocket.js" }});
 const c = new EventSocket("/chat", [], {{ share: true, reconnectTimeout: 5000 }});
 const mode: boolean | string = AltWebSocket.defaults.share;
 AltWebSocket.defaults.workerURL = "/static/altwebsocket.js";

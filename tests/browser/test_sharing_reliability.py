@@ -17,8 +17,6 @@ from playwright.sync_api import Error as PlaywrightError
 from ..support import Site, serving
 from .conftest import open_page
 
-PAGE = '{ share: "page" }'
-
 
 def quiet(handler):  # type: ignore[no-untyped-def]
     """A route handler that may outlive its test: a POST still in flight when the context
@@ -39,8 +37,9 @@ def test_ops_of_many_sockets_go_in_one_post(page, altws):
     posts: list[list[dict[str, Any]]] = []
     page.on("request", lambda r: posts.append(ops_of(r.post_data))
             if r.url.endswith("/_session/send") else None)
-    result = page.evaluate(f"""async () => {{
-      const sockets = [0, 1, 2].map(() => new AltWebSocket(location.origin + "/echo", true, [], {PAGE}));
+    result = page.evaluate("""async () => {
+      const sockets = [0, 1, 2].map(() =>
+        new AltWebSocket(location.origin + "/echo", true, [], { share: "page" }));
       const got = sockets.map(() => []);
       sockets.forEach((ws, i) => ws.onmessage = (e) => got[i].push(e.data));
       await Promise.all(sockets.map((ws) => H.opened(ws)));
@@ -49,7 +48,7 @@ def test_ops_of_many_sockets_go_in_one_post(page, altws):
       for (let k = 0; k < 20; k++) sockets.forEach((ws, i) => ws.send(i + ":" + k));  // …these wait
       await H.until(() => got[0].length >= 21 && got[1].length >= 20 && got[2].length >= 20);
       return got;
-    }}""")
+    }""")
     assert result[0] == ["first"] + [f"0:{k}" for k in range(20)]
     assert result[1] == [f"1:{k}" for k in range(20)] and result[2] == [f"2:{k}" for k in range(20)]
     sends = [[op for op in ops if op["op"] == "send"] for ops in posts]
@@ -76,23 +75,24 @@ def test_lost_post_answers_are_retried_and_delivered_once(page, altws):
             route.fulfill(response=response)
 
     page.route("**/_session/send", quiet(lose_every_other_answer))
-    result = page.evaluate(f"""async () => {{
-      const a = new AltWebSocket(location.origin + "/echo", true, [], {PAGE});
-      const b = new AltWebSocket(location.origin + "/echo", true, [], {PAGE});
+    result = page.evaluate("""async () => {
+      const a = new AltWebSocket(location.origin + "/echo", true, [], { share: "page" });
+      const b = new AltWebSocket(location.origin + "/echo", true, [], { share: "page" });
       const la = H.record(a), lb = H.record(b);
       await Promise.all([H.opened(a), H.opened(b)]);
-      for (let i = 0; i < 20; i++) {{
+      for (let i = 0; i < 20; i++) {
         a.send("a" + i); b.send("b" + i);
         if (i % 5 === 0) await new Promise((r) => setTimeout(r, 30));
-      }}
+      }
       const count = (l) => l.filter((e) => e.type === "message").length;
-      await H.until(() => count(la) >= 20 && count(lb) >= 20 && a.bufferedAmount === 0 && b.bufferedAmount === 0);
+      await H.until(() => count(la) >= 20 && count(lb) >= 20 &&
+                          a.bufferedAmount === 0 && b.bufferedAmount === 0);
       await new Promise((r) => setTimeout(r, 300));  // would a duplicate show up?
       a.close(); b.close();
       await Promise.all([H.closed(a), H.closed(b)]);
       const show = (l) => l.map((e) => e.type === "message" ? e.data : e.type);
       return [show(la), show(lb)];
-    }}""")
+    }""")
     assert result[0] == ["open"] + [f"a{i}" for i in range(20)] + ["close"]
     assert result[1] == ["open"] + [f"b{i}" for i in range(20)] + ["close"]
     assert any(s and t and s[0] == t[0] for s, t in zip(seen, seen[1:]))  # the same seqs again
@@ -115,14 +115,14 @@ def test_stream_503_is_retried_without_the_sockets_noticing(page, altws):
     def busy_three_times(route):  # type: ignore[no-untyped-def]
         hits["stream"] += 1
         if hits["stream"] <= 3:
-            route.fulfill(status=503, headers={"Retry-After": "0", "Content-Type": "application/json"},
-                          body='{"error": "overloaded", "message": "busy"}')
+            route.fulfill(status=503, body='{"error": "overloaded", "message": "busy"}',
+                          headers={"Retry-After": "0", "Content-Type": "application/json"})
         else:
             route.continue_()
 
     stream_route(page, busy_three_times)
-    result = page.evaluate(f"""async () => {{
-      const ws = new AltWebSocket(location.origin + "/echo", true, [], {PAGE});
+    result = page.evaluate("""async () => {
+      const ws = new AltWebSocket(location.origin + "/echo", true, [], { share: "page" });
       const log = H.record(ws);
       await H.opened(ws);
       ws.send("after 503");
@@ -130,13 +130,14 @@ def test_stream_503_is_retried_without_the_sockets_noticing(page, altws):
       ws.close(1000);
       await H.closed(ws);
       return log.map((e) => e.type === "message" ? e.data : e.type === "close" ? e.code : e.type);
-    }}""")
+    }""")
     assert result == ["open", "after 503", 1000]
     assert hits["stream"] >= 4
 
 
 def test_every_socket_gives_up_with_1006_when_the_stream_stays_down(page, altws):
-    stream_route(page, lambda route: route.fulfill(status=503, headers={"Retry-After": "0"}, body="{}"))
+    stream_route(page, lambda route: route.fulfill(status=503, headers={"Retry-After": "0"},
+                                                   body="{}"))
     result = page.evaluate("""async () => {
       const sockets = [0, 1].map(() => new AltWebSocket(location.origin + "/echo", true, [],
                                                         { share: "page", reconnectTimeout: 1500 }));
@@ -154,11 +155,12 @@ def test_a_204_ends_every_socket_of_the_session_with_1006(context, short_streams
     state = {"over": False}
     stream_route(page, lambda route: route.fulfill(status=204, body="") if state["over"]
                  else route.continue_())
-    page.evaluate(f"""async () => {{
-      window.sockets = [0, 1].map(() => new AltWebSocket(location.origin + "/echo", true, [], {PAGE}));
+    page.evaluate("""async () => {
+      window.sockets = [0, 1].map(() =>
+        new AltWebSocket(location.origin + "/echo", true, [], { share: "page" }));
       window.logs = sockets.map((ws) => H.record(ws));
       await Promise.all(sockets.map((ws) => H.opened(ws)));
-    }}""")
+    }""")
     state["over"] = True  # the stream ends within a second; its resumption is answered 204
     closed = page.evaluate("""async () => {
       await Promise.all(sockets.map((ws) => H.closed(ws)));
@@ -168,21 +170,22 @@ def test_a_204_ends_every_socket_of_the_session_with_1006(context, short_streams
 
 
 def conversation(page: Any, sockets: int = 2, count: int = 60) -> list[list[str]]:
-    return page.evaluate(f"""async ([n, count]) => {{
-      const sockets = Array.from({{ length: n }}, () => new AltWebSocket(location.origin + "/echo", true, [], {PAGE}));
+    return page.evaluate("""async ([n, count]) => {
+      const sockets = Array.from({ length: n }, () =>
+        new AltWebSocket(location.origin + "/echo", true, [], { share: "page" }));
       const logs = sockets.map((ws) => H.record(ws));
       await Promise.all(sockets.map((ws) => H.opened(ws)));
-      for (let i = 0; i < count; i++) {{          // about 3 s: the stream is cut at least twice
+      for (let i = 0; i < count; i++) {          // about 3 s: the stream is cut at least twice
         sockets.forEach((ws, k) => ws.send(k + ":" + i));
         await new Promise((r) => setTimeout(r, 50));
-      }}
+      }
       const done = () => logs.every((l) => l.filter((e) => e.type === "message").length >= count);
       await H.until(done);
       await new Promise((r) => setTimeout(r, 1200));
       sockets.forEach((ws) => ws.close());
       await Promise.all(sockets.map((ws) => H.closed(ws)));
       return logs.map((l) => l.map((e) => e.type === "message" ? e.data : e.type));
-    }}""", [sockets, count])
+    }""", [sockets, count])
 
 
 def test_streams_cut_by_the_server_lose_and_double_nothing(context, short_streams):
@@ -235,9 +238,9 @@ def test_a_failing_op_fails_its_socket_only(page, altws):
     page.route("**/_session/send", quiet(refuse_the_victims_sends))
     for status, code in [(403, 1006), (404, 1006), (413, 1009), (400, 1006)]:
         victim["status"] = status
-        result = page.evaluate(f"""async () => {{
-          const victim = new AltWebSocket(location.origin + "/echo", true, [], {PAGE});
-          const other = new AltWebSocket(location.origin + "/chat", true, [], {PAGE});
+        result = page.evaluate("""async () => {
+          const victim = new AltWebSocket(location.origin + "/echo", true, [], { share: "page" });
+          const other = new AltWebSocket(location.origin + "/chat", true, [], { share: "page" });
           const lv = H.record(victim), lo = H.record(other);
           await Promise.all([H.opened(victim), H.opened(other)]);
           victim.send("doomed");
@@ -245,13 +248,13 @@ def test_a_failing_op_fails_its_socket_only(page, altws):
           other.send("still talking");
           await H.until(() => lo.some((e) => e.data === "still talking"));
           // (the server did run the op, so its echo may come before the refusal is read)
-          const out = {{ victim: lv.filter((e) => e.type !== "message")
+          const out = { victim: lv.filter((e) => e.type !== "message")
                                   .map((e) => e.type === "close" ? [e.code, e.wasClean] : e.type),
-                        other: other.readyState, otherLog: lo.map((e) => e.type) }};
+                        other: other.readyState, otherLog: lo.map((e) => e.type) };
           other.close();
           await H.closed(other);
           return out;
-        }}""")
+        }""")
         assert result["victim"] == ["open", "error", [code, False]], status
         assert result["other"] == 1 and "close" not in result["otherLog"][:-1]
 
@@ -289,19 +292,19 @@ def test_an_unknown_app_fails_that_socket_only(page, altws):
     info = page.evaluate("() => fetch('/echo/info').then((r) => r.text())")
     page.route("**/nope/info", lambda route: route.fulfill(
         status=200, body=info, headers={"Content-Type": "application/json"}))
-    result = page.evaluate(f"""async () => {{
-      const other = new AltWebSocket(location.origin + "/echo", true, [], {PAGE});
+    result = page.evaluate("""async () => {
+      const other = new AltWebSocket(location.origin + "/echo", true, [], { share: "page" });
       await H.opened(other);
-      const nope = new AltWebSocket(location.origin + "/nope", true, [], {PAGE});
+      const nope = new AltWebSocket(location.origin + "/nope", true, [], { share: "page" });
       const log = H.record(nope);
       await H.closed(nope);
       other.send("fine");
       const got = [];
       other.onmessage = (e) => got.push(e.data);
       await H.until(() => got.length >= 1);
-      return {{ nope: log.map((e) => e.type === "close" ? [e.code, e.wasClean] : e.type),
-               other: [other.readyState, got] }};
-    }}""")
+      return { nope: log.map((e) => e.type === "close" ? [e.code, e.wasClean] : e.type),
+               other: [other.readyState, got] };
+    }""")
     assert result == {"nope": ["error", [1006, False]], "other": [1, ["fine"]]}
 
 
@@ -316,7 +319,8 @@ def test_share_false_is_version_1(page, altws):
       await H.until(() => log.length >= 2);
       ws.close(1000, "bye");
       await H.closed(ws);
-      return log.map((e) => e.type === "message" ? e.data : e.type === "close" ? [e.code, e.reason] : e.type);
+      return log.map((e) => e.type === "message" ? e.data
+                            : e.type === "close" ? [e.code, e.reason] : e.type);
     }""")
     assert result == ["open", "v1", [1000, "bye"]]
     origin = altws.url
