@@ -76,6 +76,7 @@ def ws_page(request, context, native_echo, altws):
         [construct, url],
     )
     page.variant = request.param
+    page.engine = "chromium"  # what the suite's per-engine expectations look up
     yield page
     for tab, count in crowded:
         assert tab.evaluate(CHECK_CROWD, "after " + request.node.name) == {
