@@ -29,7 +29,10 @@
   window.altwsBench = {
     open: function (url, mode, ms) {
       if (mode === "fetch") { ws = { fetch: url, close: function () {} }; return Promise.resolve("fetch"); }
+      // "emulation": the browser's shared session (wire version 2, the default);
+      // "emulation-v1": one stream per socket ({share: false}, version 1)
       ws = mode === "websocket" ? new WebSocket(url)
+        : mode === "emulation-v1" ? new AltWebSocket(url, true, [], { share: false })
         : new AltWebSocket(url, mode === "emulation");
       ws.binaryType = "arraybuffer";
       ws.onmessage = function (e) {

@@ -150,14 +150,15 @@ class BrowserBench:
         """Run the procedure from a page at ``page_url`` (an HTML or JSON document of the
         server's origin) against ``target`` (an app base URL, or a ``ws://`` URL for the
         browser's own WebSocket; an HTTP echo URL for ``fetch``), with ``mode``
-        ``emulation``, ``native``, ``websocket`` or ``fetch`` (one POST per echo).
+        ``emulation`` (the shared session), ``emulation-v1`` (``{share: false}``, one stream
+        per socket), ``native``, ``websocket`` or ``fetch`` (one POST per echo).
         Errors are recorded in the series."""
         series = Series(key, label, "chromium", transport)
         page_target = ""
         seconds = self.timeout_ms / 1000
         try:
             page_target, session = self._open_page(page_url)
-            if mode in ("emulation", "native"):
+            if mode in ("emulation", "emulation-v1", "native"):
                 self._evaluate(session, """new Promise((resolve, reject) => {
                     const s = document.createElement("script");
                     s.src = "/static/altwebsocket.js"; s.onload = resolve;
@@ -169,8 +170,9 @@ class BrowserBench:
                     Progress(f"{label[:36]} x{count}", count)
                 args = json.dumps([target, mode, self.timeout_ms])
                 got = self._evaluate(session, f"altwsBench.open(...{args})", 2 * seconds)
-                if got != mode and mode in ("emulation", "native"):
-                    raise RuntimeError(f"AltWebSocket opened {got}, not {mode}")
+                wanted = "emulation" if mode == "emulation-v1" else mode
+                if got != wanted and mode in ("emulation", "emulation-v1", "native"):
+                    raise RuntimeError(f"AltWebSocket opened {got}, not {wanted}")
                 self._evaluate(session, f"altwsBench.run({WARMUP}, {size}, {self.timeout_ms})",
                                2 * seconds)
                 total = 0.0

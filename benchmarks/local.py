@@ -151,6 +151,8 @@ class LocalReport:
              TARGETS["cgi_vs_bare_cgi"], None),
             ("CGI emulation / bare python3 CGI", "chromium-emulation-cgi", "cgi-bare",
              "chromium", TARGETS["cgi_vs_bare_cgi"], None),
+            ("shared session / one stream per socket", "chromium-emulation",
+             "chromium-emulation-v1", "chromium", 1.0, None),
             ("emulation / one bare fetch POST", "chromium-emulation", "chromium-fetch",
              "chromium", 1.2, None),
         ]
@@ -417,8 +419,12 @@ def run_local(plan: Plan, quiet: bool = False, log: Callable[[str], None] = prin
                      page, bare.url + "/echo", "websocket", "native", plan.rounds),
                     ("chromium-native", "Chromium AltWebSocket native (daemon)",
                      page, serve.url + "/echo", "native", "native", plan.rounds),
-                    ("chromium-emulation", "Chromium AltWebSocket emulation (serve)",
-                     page, serve.url + "/echo", "emulation", "emulation", plan.rounds),
+                    ("chromium-emulation", "Chromium AltWebSocket emulation, shared session "
+                     "(serve)", page, serve.url + "/echo", "emulation", "emulation",
+                     plan.rounds),
+                    ("chromium-emulation-v1", "Chromium AltWebSocket emulation, one stream "
+                     "per socket (serve)", page, serve.url + "/echo", "emulation-v1",
+                     "emulation", plan.rounds),
                 ]
                 if cgi is not None:
                     runs.append(("chromium-emulation-cgi",

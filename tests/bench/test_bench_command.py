@@ -145,7 +145,7 @@ def test_local_quick(tmp_path) -> None:
         assert data["memory"]["cgi_stream_peak_rss_mb"] > 0
     if not any(note.startswith("Chromium") for note in data["skipped"]):
         for key in ("chromium-fetch", "chromium-websocket", "chromium-native",
-                    "chromium-emulation"):
+                    "chromium-emulation", "chromium-emulation-v1"):
             assert keys[key]["client"] == "chromium" and keys[key]["error"] is None
             assert len(keys[key]["runs"]["10"]["samples_ms"]) == 10
     names = {(row["name"], row["client"]) for row in data["ratios"]}
