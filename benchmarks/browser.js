@@ -2,7 +2,8 @@
  *
  * altwsBench.open(url, mode): mode "emulation" / "native" (AltWebSocket with emulate
  *   true / false), "websocket" (the browser's own WebSocket at a ws:// URL) or "fetch"
- *   (no socket: each round trip is one fetch POST whose answer is the echo).
+ *   (no socket: each round trip is one fetch POST whose answer is the echo) or "sse" (a raw
+ *   EventSource on url, each payload POSTed to url as hex text and echoed as one event).
  * altwsBench.run(rounds, size, timeoutMs): that many round trips of `size` random bytes;
  *   resolves to {total, samples} in ms (performance.now()).
  * altwsBench.close().
@@ -26,9 +27,42 @@
     return true;
   }
 
+  function hex(bytes) {
+    var out = "";
+    for (var i = 0; i < bytes.length; i++) { out += (bytes[i] < 16 ? "0" : "") + bytes[i].toString(16); }
+    return out;
+  }
+
+  function unhex(text) {
+    var out = new Uint8Array(text.length / 2);
+    for (var i = 0; i < out.length; i++) { out[i] = parseInt(text.substr(2 * i, 2), 16); }
+    return out.buffer;
+  }
+
+  // The raw SSE + POST echo: what the emulation does, with nothing else (no framework, no
+  // storage, no session); a socket-like object for run().
+  function rawSSE(url, ms) {
+    var source = new EventSource(url);
+    ws = {
+      send: function (payload) {
+        fetch(url, { method: "POST", body: hex(payload) }).catch(function () {});
+      },
+      close: function () { source.close(); },
+    };
+    source.onmessage = function (e) {
+      var w = waiting; waiting = null;
+      if (w) { w(unhex(e.data)); }
+    };
+    return new Promise(function (resolve, reject) {
+      var timer = setTimeout(function () { reject(new Error("no stream within " + ms + " ms")); }, ms);
+      source.onopen = function () { clearTimeout(timer); resolve("sse"); };
+    });
+  }
+
   window.altwsBench = {
     open: function (url, mode, ms) {
       if (mode === "fetch") { ws = { fetch: url, close: function () {} }; return Promise.resolve("fetch"); }
+      if (mode === "sse") { return rawSSE(url, ms || 10000); }
       // "emulation": the browser's shared session (wire version 2, the default);
       // "emulation-v1": one stream per socket ({share: false}, version 1)
       ws = mode === "websocket" ? new WebSocket(url)

@@ -138,7 +138,15 @@ class BrowserBench:
         session = self._devtools.call("Target.attachToTarget",
                                       {"targetId": target, "flatten": True})["sessionId"]
         deadline = time.monotonic() + self.timeout_ms / 1000
-        while self._evaluate(session, "document.readyState") != "complete":
+        # a new target shows about:blank, complete, before it navigates to ``url``: wait
+        # for the page itself (a script run in about:blank dies with the navigation)
+        probe = f"location.href === {json.dumps(url)} && document.readyState === 'complete'"
+        while True:
+            try:
+                if self._evaluate(session, probe):
+                    break
+            except PageError:  # the context went away mid-navigation: ask again
+                pass
             if time.monotonic() > deadline:
                 raise PageError(f"{url} did not load")
             time.sleep(0.05)
@@ -151,7 +159,8 @@ class BrowserBench:
         server's origin) against ``target`` (an app base URL, or a ``ws://`` URL for the
         browser's own WebSocket; an HTTP echo URL for ``fetch``), with ``mode``
         ``emulation`` (the shared session), ``emulation-v1`` (``{share: false}``, one stream
-        per socket), ``native``, ``websocket`` or ``fetch`` (one POST per echo).
+        per socket), ``native``, ``websocket``, ``fetch`` (one POST per echo) or ``sse`` (a
+        raw EventSource down, a fetch POST up, at a bare server).
         Errors are recorded in the series."""
         series = Series(key, label, "chromium", transport)
         page_target = ""

@@ -4,7 +4,12 @@ process runner, and how it reads their memory.
 - :func:`main` (``python -m benchmarks.servers``) is the bare ``websockets`` echo
   server (:func:`websockets_echo`): the floor for native WebSocket in Python (no storage, no
   handler); ``python -m benchmarks.servers http-echo`` answers every POST with its body
-  (:func:`http_echo`): one bare POST per echo, the floor of any SSE + POST design;
+  (:func:`http_echo`): one bare POST per echo, the floor of any SSE + POST design; its
+  ``GET /sse`` and ``POST /sse`` are a raw SSE + POST echo (each POST's body goes out as one
+  event on every open ``/sse`` stream): the design of the emulation with nothing else;
+- ``python -m benchmarks.servers altws-serve ARGS`` is ``altws serve ARGS`` with one more
+  route, ``POST /_lab/fetch``, a trivial handler answering the body (:func:`altws_serve`):
+  one bare POST to the very server (same process, waitress, threads) the emulation runs on;
 - :class:`ServerProcess` starts a command and waits for the URL on its first lines
   (``altws serve``, ``altws daemon``, the bare echo server);
 - :func:`rss_kb` / :func:`peak_rss_kb` read ``/proc/PID/status`` (Linux).
@@ -30,7 +35,8 @@ from collections.abc import Awaitable
 from typing import Any, Callable
 
 __all__ = ["ServerProcess", "URL_PATTERN", "free_port", "rss_kb", "peak_rss_kb",
-           "processes_running", "websockets_echo", "http_echo", "main"]
+           "processes_running", "websockets_echo", "http_echo", "altws_serve", "LAB_FETCH",
+           "LAB_PAGE", "main"]
 
 URL_PATTERN = r"(https?|wss?)://[\d.]+:\d+/?"
 """The first line matching this tells where a started server listens."""
@@ -174,11 +180,13 @@ async def websockets_echo(host: str, port: int, ready: Callable[[int], Any],
 
 def http_echo(host: str = "127.0.0.1", port: int = 0) -> int:
     """An asyncio HTTP/1.1 server answering each POST with its body and each GET with a tiny
-    page (keep-alive, CORS ``*``, one write per answer); it prints
-    ``bare HTTP echo on http://HOST:PORT/``."""
+    page (keep-alive, CORS ``*``, one write per answer); ``GET /sse`` is an event stream and
+    ``POST /sse`` sends its body as one event to every open stream, answering 204 (a raw
+    SSE + POST echo). It prints ``bare HTTP echo on http://HOST:PORT/``."""
     import asyncio
 
     cors = b"Access-Control-Allow-Origin: *\r\nAccess-Control-Allow-Headers: Content-Type\r\n"
+    streams: set[asyncio.StreamWriter] = set()
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -190,6 +198,22 @@ def http_echo(host: str = "127.0.0.1", port: int = 0) -> int:
                     if name.strip().lower() == b"content-length":
                         length = int(value.strip())
                 body = await reader.readexactly(length) if length else b""
+                if head.startswith(b"GET /sse "):
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                                 b"Cache-Control: no-store\r\n" + cors + b"\r\n: hi\n\n")
+                    streams.add(writer)
+                    try:
+                        await reader.read()  # until the client goes away
+                    finally:
+                        streams.discard(writer)
+                    return
+                if head.startswith(b"POST /sse "):
+                    event = b"data: " + body.replace(b"\n", b"") + b"\n\n"
+                    for stream in list(streams):
+                        stream.write(event)
+                    writer.write(b"HTTP/1.1 204 No Content\r\n" + cors + b"\r\n")
+                    await writer.drain()
+                    continue
                 kind = b"application/octet-stream"
                 if head.startswith(b"GET "):  # a page of this origin, for same-origin fetches
                     body, kind = b"<!doctype html><title>bare HTTP echo</title>", b"text/html"
@@ -217,12 +241,54 @@ def http_echo(host: str = "127.0.0.1", port: int = 0) -> int:
     return 0
 
 
+LAB_FETCH = "/_lab/fetch"
+"""The trivial route :func:`altws_serve` adds to ``altws serve``."""
+LAB_PAGE = "/_lab/page"
+"""A blank HTML page of the same origin (the browser's page for the measurements)."""
+
+
+def altws_serve(args: list[str]) -> int:
+    """``altws serve ARGS`` with ``POST /_lab/fetch`` answering its body (and ``GET
+    /_lab/page``, a blank page of the origin): the reference the
+    emulation is measured against is a POST to the same process, through the same waitress
+    threads and the same site dispatch, that does nothing else."""
+    from altwebsocket import cli, site
+
+    make_site = site.create_site
+
+    def lab_site(endpoints: Any, static: str = "") -> Any:
+        app: Any = make_site(endpoints, static)  # the Flask app
+        inner = app.wsgi_app
+
+        def wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+            path = environ.get("PATH_INFO")
+            if path == LAB_PAGE:
+                page = b"<!doctype html><meta charset=utf-8><title>altws lab</title>"
+                start_response("200 OK", [("Content-Type", "text/html; charset=utf-8"),
+                                          ("Content-Length", str(len(page)))])
+                return [page]
+            if path != LAB_FETCH:
+                return inner(environ, start_response)
+            body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+            start_response("200 OK", [("Content-Type", "application/octet-stream"),
+                                      ("Content-Length", str(len(body)))])
+            return [body]
+
+        app.wsgi_app = wsgi
+        return app
+
+    site.create_site = lab_site  # read by ``altws serve`` when it starts
+    return cli.main(["serve", *args])
+
+
 def main(argv: list[str] | None = None) -> int:
     """The bare ``websockets`` echo server on 127.0.0.1 (``--port 0``: a free port) until
-    SIGTERM; ``http-echo``: the bare HTTP echo."""
+    SIGTERM; ``http-echo``: the bare HTTP echo; ``altws-serve ARGS``: :func:`altws_serve`."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["http-echo"]:
         return http_echo()
+    if argv[:1] == ["altws-serve"]:
+        return altws_serve(argv[1:])
     import argparse
     import asyncio
 

@@ -49,6 +49,9 @@
     workerURL: ""            // the SharedWorker script (this file); "": its own URL
   };
 
+  /** POSTs S/send whose HTTP answer a hub may await at once (the stream answered them). */
+  var MAX_OUTSTANDING = 2;
+
   // --- small helpers ----------------------------------------------------------------------
 
   function now() { return Date.now(); }
@@ -792,6 +795,11 @@
     this.live = false;         // the stream was up once in this session: ops may go
     this.isDown = false;
     this.sending = false;
+    // the number of the last POST S/send; from a random start, so the answer of another
+    // hub's POST (a tab that held this session before) never passes for one of ours
+    this.rid = Math.floor(Math.random() * 1e12);
+    this.pending = null;       // {rid, ops} of the POST not answered yet (by either copy)
+    this.outstanding = 0;      // POSTs whose HTTP answer has not come back
     this.sendFailures = 0;
     this.small = false;        // the last POST was too big: one message at a time
     this.holding = null;       // handoff: waiting for the peers' positions
@@ -1155,9 +1163,10 @@
   };
 
   Hub.prototype.dispatch = function (events) {
-    var out = [], closed = [], ended = false;
+    var out = [], closed = [], ended = false, answers = [];
     for (var i = 0; i < events.length; i++) {
       var e = events[i], id = parseInt(e.id, 10);
+      if (e.type === "answer") { answers.push(e.data); continue; } // no id: never stored
       if (!(id > this.cursor)) { continue; } // read already
       this.cursor = id;
       if (e.type === "end") { ended = true; continue; } // the session's own last event
@@ -1185,7 +1194,29 @@
       }
     });
     closed.forEach(function (ref) { self.remove(ref); });
-    if (ended) { this.over(this.session); } // what is still open there is lost: 1006
+    if (ended) { return this.over(this.session); } // what is still open there is lost: 1006
+    answers.forEach(function (data) { self.streamAnswer(data); });
+  };
+
+  /** A copy of a POST's answer on the stream, after the events the POST queued: the next
+   *  POST may go now, before the HTTP answer (which is then ignored) comes back. */
+  Hub.prototype.streamAnswer = function (data) {
+    var body, pending = this.pending;
+    try { body = JSON.parse(data); } catch (e) { return; }
+    if (!pending || !body || body.rid !== pending.rid || !Array.isArray(body.results)) { return; }
+    this.settled(pending, body);
+  };
+
+  /** The successful answer of the pending POST, from the stream or over HTTP. */
+  Hub.prototype.settled = function (pending, body) {
+    var self = this;
+    this.pending = null;
+    this.sendFailures = 0;
+    this.small = false;
+    if (this.connected) { this.up(); }
+    pending.ops.forEach(function (op, i) { self.result(op, body.results[i] || {}); });
+    this.sending = false;
+    this.kick();
   };
 
   /** The session is over (204, 410) or lost (403, 404…): each of its sockets fails (1006). */
@@ -1209,6 +1240,8 @@
     this.live = false;
     this.cursor = 0;
     this.sending = false;
+    this.pending = null;
+    this.outstanding = 0;
     this.refs = {};
     this.order = [];
     this.former = {};
@@ -1238,7 +1271,9 @@
     this.stopped = true;
   };
 
-  // The uplink: one POST S/send in flight at a time, carrying the ops of every socket.
+  // The uplink: one POST S/send at a time, carrying the ops of every socket. The next may
+  // go once the last is answered on the stream, while its HTTP answer is still on its way
+  // (at most MAX_OUTSTANDING such answers awaited at once).
 
   Hub.prototype.kick = function () {
     var self = this;
@@ -1248,7 +1283,8 @@
   };
 
   Hub.prototype.flush = function () {
-    if (this.sending || this.stopped || !this.session || !this.live || this.holding) { return; }
+    if (this.sending || this.stopped || !this.session || !this.live || this.holding ||
+        this.outstanding >= MAX_OUTSTANDING) { return; }
     var now_ = now(), ops = [], wake = Infinity, bytes = 0, messages = 0;
     var budget = this.small ? 1 : Math.max(1, Math.min(this.limits.maxBatch,
       this.session.maxBatch || Infinity));
@@ -1285,13 +1321,25 @@
   };
 
   Hub.prototype.post_ = function (ops) {
-    var self = this, session = this.session;
+    var self = this, session = this.session, pending = { rid: ++this.rid, ops: ops };
     this.sending = true;
-    postJSON(this.base + "/send", { session: session.id, secret: session.secret, ops: ops })
+    this.pending = pending;
+    this.outstanding++;
+    function back() { // the HTTP answer (or its failure) is in: true if it still matters
+      if (session !== self.session || self.stopped) { return false; }
+      self.outstanding--;
+      if (self.pending === pending) { self.pending = null; return true; }
+      self.kick(); // answered on the stream already; a POST may have waited for this one
+      return false;
+    }
+    postJSON(this.base + "/send", { session: session.id, secret: session.secret,
+      rid: pending.rid, ops: ops })
       .then(function (response) {
-        return readJSON(response).then(function (body) { self.answered(session, ops, response, body); });
+        return readJSON(response).then(function (body) {
+          if (back()) { self.answered(pending, response, body); }
+        });
       }, function () {
-        if (session !== self.session || self.stopped) { return; }
+        if (!back()) { return; }
         self.down();
         self.retrySend(backoff(self.sendFailures++)); // the same seqs again: no duplicates
       });
@@ -1303,17 +1351,9 @@
     this.timer("send", function () { self.sending = false; self.flush(); }, delay);
   };
 
-  Hub.prototype.answered = function (session, ops, response, body) {
-    if (session !== this.session || this.stopped) { return; }
-    var status = response.status, self = this;
-    if (response.ok && body && Array.isArray(body.results)) {
-      this.sendFailures = 0;
-      this.small = false;
-      if (this.connected) { this.up(); }
-      ops.forEach(function (op, i) { self.result(op, body.results[i] || {}); });
-      this.sending = false;
-      return this.kick();
-    }
+  Hub.prototype.answered = function (pending, response, body) {
+    var status = response.status, ops = pending.ops;
+    if (response.ok && body && Array.isArray(body.results)) { return this.settled(pending, body); }
     if (status === 429 || status >= 500) {
       this.down();
       return this.retrySend(retryAfter(response, this.sendFailures++));
@@ -1326,7 +1366,7 @@
       this.sending = false;
       return this.kick();
     }
-    this.over(session); // 400, 403 wrong secret, 404 unknown session, 410 closed session
+    this.over(this.session); // 400, 403 wrong secret, 404 unknown session, 410 closed session
   };
 
   Hub.prototype.result = function (op, res) {

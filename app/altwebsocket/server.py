@@ -10,7 +10,11 @@ sends wake-up hints to the processes waiting for the connections that got events
 
 Nothing here speaks HTTP or WebSocket: no request objects, no secrets, no streams. A
 transport that holds connections in this process (the daemon) registers as the
-:class:`LocalSink`, and events for those connections skip the storage.
+:class:`LocalSink`, and events for those connections skip the storage. A stream held by this
+process (an SSE body of the HTTP transport) registers as a :class:`LocalStream` under its
+waker address: the events an operation queued for it are stored as always, and handed to it
+straight after the commit, before the operation returns (its client gets the event before
+the answer to its POST; the stream does not read back what was just written).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from .storage import AltWebSocketStorage, ConnectionRecord, Transaction
 from .storage.wake import send_hints, wake_folder
 
 if TYPE_CHECKING:
+    from _thread import LockType
     from collections.abc import Mapping, Sequence
     from typing import Any, Callable, TypeVar
 
@@ -45,7 +50,13 @@ if TYPE_CHECKING:
     Authorize = Callable[[ConnectionRecord], None]
     T = TypeVar("T")
 
-__all__ = ["AltWebSocketServer", "Context", "LocalSink", "Opened"]
+    from .storage.api import StoredEvent
+
+__all__ = ["AltWebSocketServer", "Context", "LocalSink", "LocalStream", "Opened"]
+
+HANDOFF_WAIT = 0.002
+"""Seconds an operation waits, in all, for the streams of this process it handed events to
+to write them out before it returns (so the POST's own answer follows its echo)."""
 
 
 class LocalSink:
@@ -61,6 +72,16 @@ class LocalSink:
 
     def deliver(self, events: list[tuple[str, int, bytes]]) -> None:
         """Send these ``(conn_id, kind, payload)`` events, committed just now."""
+        raise NotImplementedError
+
+
+class LocalStream:
+    """A stream held by this process, registered under its waker address with
+    :meth:`AltWebSocketServer.hold_stream`: it is handed the events committed for it."""
+
+    def offer(self, events: list[StoredEvent]) -> LockType | None:
+        """Take these events (committed just now, in order); returns a held lock that is
+        released once they are written out, or ``None`` when there is nothing to wait for."""
         raise NotImplementedError
 
 
@@ -249,6 +270,7 @@ class AltWebSocketServer:
         self._wake_dir: str | None = None
         self._last_sweep_check = 0.0
         self.local_sink: LocalSink | None = None
+        self._streams_here: dict[str, LocalStream] = {}  # waker address -> stream
 
     # --- plumbing ----------------------------------------------------------------------
 
@@ -286,6 +308,18 @@ class AltWebSocketServer:
             except Exception:
                 logger("altwebsocket.server").exception("on_error of %s raised", conn.app)
 
+    def hold_stream(self, address: str, stream: LocalStream | None) -> None:
+        """Register (or with ``None`` forget) a stream of this process waiting on the waker
+        ``address``: events committed for it here are handed to it."""
+        if stream is None:
+            self._streams_here.pop(address, None)
+        else:
+            self._streams_here[address] = stream
+
+    def stream_here(self, address: str) -> LocalStream | None:
+        """The stream of this process waiting on the waker ``address``, if any."""
+        return self._streams_here.get(address)
+
     def run(self, operation: Callable[[Context], T]) -> T:
         """Run ``operation`` in one transaction, then wake the streams that got events."""
         with self.storage.transaction() as tx:
@@ -294,10 +328,34 @@ class AltWebSocketServer:
             if tx.overflow:
                 ctx.close_overflowing()
         if tx.woken:
-            send_hints(tx.woken)
+            self._wake(tx)
         if ctx.local and self.local_sink is not None:
             self.local_sink.deliver(ctx.local)
         return result
+
+    def _wake(self, tx: Transaction) -> None:
+        """Hand the committed events to this process's streams; hint the others."""
+        here = self._streams_here
+        if not here:
+            send_hints(tx.woken)
+            return
+        hints: dict[str, list[str]] = {}
+        written: list[LockType] = []
+        for address, ids in tx.woken.items():
+            stream = here.get(address)
+            lock = stream.offer(tx.queued[address]) if stream is not None else None
+            if lock is not None:
+                written.append(lock)
+            else:  # another process's, or one not taking more now: it reads the storage
+                hints[address] = ids
+        if hints:
+            send_hints(hints)
+        if written:
+            deadline = time.monotonic() + HANDOFF_WAIT
+            for lock in written:
+                left = deadline - time.monotonic()
+                if left <= 0 or not lock.acquire(timeout=left):
+                    break
 
     @staticmethod
     def _record(ctx: Context, app: str, conn_id: str, authorize: Authorize | None

@@ -33,6 +33,15 @@ def ops_of(body: str) -> list[dict[str, Any]]:
     return json.loads(body or "{}").get("ops", [])
 
 
+def fetch_without_stream_copy(route):  # type: ignore[no-untyped-def]
+    """Run an S/send on the server with its ``rid`` taken out: no copy of the answer comes
+    on the stream (as when another process holds the stream), so the answer the test
+    changes or loses is the only one the client gets."""
+    body = json.loads(route.request.post_data or "{}")
+    body.pop("rid", None)
+    return route.fetch(post_data=json.dumps(body))
+
+
 def test_ops_of_many_sockets_go_in_one_post(page, altws):
     posts: list[list[dict[str, Any]]] = []
     page.on("request", lambda r: posts.append(ops_of(r.post_data))
@@ -61,21 +70,7 @@ def test_ops_of_many_sockets_go_in_one_post(page, altws):
     assert len(opens) == 3 and len({op["ref"] for op in opens}) == 3
 
 
-def test_lost_post_answers_are_retried_and_delivered_once(page, altws):
-    seen: list[list[int]] = []
-
-    def lose_every_other_answer(route):  # type: ignore[no-untyped-def]
-        seqs = [m["seq"] for op in ops_of(route.request.post_data) if op["op"] == "send"
-                for m in op["messages"]]
-        seen.append(seqs)
-        response = route.fetch()  # the server runs the ops…
-        if len(seen) % 2 == 0:
-            route.abort("connectionreset")  # …but the browser never hears the answer
-        else:
-            route.fulfill(response=response)
-
-    page.route("**/_session/send", quiet(lose_every_other_answer))
-    result = page.evaluate("""async () => {
+LOSE_ANSWERS = """async () => {
       const a = new AltWebSocket(location.origin + "/echo", true, [], { share: "page" });
       const b = new AltWebSocket(location.origin + "/echo", true, [], { share: "page" });
       const la = H.record(a), lb = H.record(b);
@@ -92,10 +87,44 @@ def test_lost_post_answers_are_retried_and_delivered_once(page, altws):
       await Promise.all([H.closed(a), H.closed(b)]);
       const show = (l) => l.map((e) => e.type === "message" ? e.data : e.type);
       return [show(la), show(lb)];
-    }""")
+    }"""
+
+
+def lose_answers(page, seen: list[list[int]], lose: Any,  # type: ignore[no-untyped-def]
+                 copy_on_stream: bool) -> None:
+    """Route S/send: the server runs the ops, but the browser never hears the HTTP answer
+    when ``lose(count)``; without ``copy_on_stream`` the request's ``rid`` is taken out, so
+    no copy of the answer comes on the stream either (a stream held by another process)."""
+    def route(route):  # type: ignore[no-untyped-def]
+        body = json.loads(route.request.post_data or "{}")
+        seen.append([m["seq"] for op in body.get("ops", []) if op["op"] == "send"
+                     for m in op["messages"]])
+        response = route.fetch() if copy_on_stream else fetch_without_stream_copy(route)
+        if lose(len(seen)):
+            route.abort("connectionreset")
+        else:
+            route.fulfill(response=response)
+
+    page.route("**/_session/send", quiet(route))
+
+
+def test_lost_post_answers_are_retried_and_delivered_once(page, altws):
+    seen: list[list[int]] = []
+    lose_answers(page, seen, lambda count: count % 2 == 0, copy_on_stream=False)
+    result = page.evaluate(LOSE_ANSWERS)
     assert result[0] == ["open"] + [f"a{i}" for i in range(20)] + ["close"]
     assert result[1] == ["open"] + [f"b{i}" for i in range(20)] + ["close"]
     assert any(s and t and s[0] == t[0] for s, t in zip(seen, seen[1:]))  # the same seqs again
+
+
+def test_the_answer_on_the_stream_stands_in_for_a_lost_http_answer(page, altws):
+    seen: list[list[int]] = []
+    lose_answers(page, seen, lambda count: count > 1, copy_on_stream=True)  # all but the first
+    result = page.evaluate(LOSE_ANSWERS)
+    assert result[0] == ["open"] + [f"a{i}" for i in range(20)] + ["close"]
+    assert result[1] == ["open"] + [f"b{i}" for i in range(20)] + ["close"]
+    sent = [seq for seqs in seen for seq in seqs]
+    assert len(sent) == 40  # each message posted once: the copies on the stream answered
 
 
 def stream_route(page, handler) -> None:  # type: ignore[no-untyped-def]
@@ -225,7 +254,7 @@ def test_a_failing_op_fails_its_socket_only(page, altws):
 
     def refuse_the_victims_sends(route):  # type: ignore[no-untyped-def]
         ops = ops_of(route.request.post_data)
-        response = route.fetch()
+        response = fetch_without_stream_copy(route)
         body = response.json()
         for op, result in zip(ops, body.get("results", [])):
             if op["op"] == "send" and any(m.get("data") == "doomed" for m in op["messages"]):

@@ -7,6 +7,8 @@ import pytest
 from altwebsocket.exceptions import MessageTooBig, ProtocolError
 from altwebsocket.protocol import messages as wire
 from altwebsocket.protocol.session import (
+    MAX_RID,
+    answer_event,
     is_ref,
     parse_session_request,
     session_event_for,
@@ -57,6 +59,11 @@ def test_a_bad_operation_is_its_own_error(op, error) -> None:
     {**CREDS, "ops": [{"op": "close", "ref": "a"}] * 11},         # over max_batch
     {**CREDS, "ops": [{"op": "send", "ref": "a", "messages": [
         {"seq": n, "data": "x"} for n in range(1, 7)]}] * 2},     # 12 messages in all
+    {**CREDS, "rid": -1, "ops": [{"op": "close", "ref": "a"}]},
+    {**CREDS, "rid": True, "ops": [{"op": "close", "ref": "a"}]},
+    {**CREDS, "rid": "7", "ops": [{"op": "close", "ref": "a"}]},
+    {**CREDS, "rid": 1.5, "ops": [{"op": "close", "ref": "a"}]},
+    {**CREDS, "rid": MAX_RID + 1, "ops": [{"op": "close", "ref": "a"}]},
 ])
 def test_a_bad_request_is_a_400(body) -> None:
     with pytest.raises(ProtocolError):
@@ -85,3 +92,14 @@ EVENTS = [
 @pytest.mark.parametrize("stored, expected", EVENTS)
 def test_session_event_bytes(stored, expected) -> None:
     assert session_event_for(*stored).encode() == expected
+
+
+def test_the_request_number_and_the_answer_on_the_stream() -> None:
+    assert parse({"op": "close", "ref": "a"}).rid is None
+    body = {**CREDS, "rid": MAX_RID, "ops": [{"op": "close", "ref": "a"}]}
+    assert parse_session_request(body, 100, 10).rid == MAX_RID
+    answer = {"ok": True, "results": [{"ref": "a", "ok": True, "ack": 3}]}
+    # no id: the copy is never stored, never replayed, and moves no Last-Event-ID
+    assert answer_event(7, answer).encode() == (
+        b'event: answer\ndata: {"rid": 7, "ok": true, "results": [{"ref": "a", "ok": true, '
+        b'"ack": 3}]}\n\n')

@@ -31,6 +31,7 @@ __all__ = [
     "parse_session",
     "parse_session_request",
     "session_event_for",
+    "answer_event",
     "is_ref",
 ]
 
@@ -74,14 +75,22 @@ class Op:
 
 
 class SessionRequest:
-    """A parsed ``S/send``: the session's credentials and its operations, in order."""
+    """A parsed ``S/send``: the session's credentials, its operations in order, and the
+    client's number for the request (``rid``, or ``None``: then its answer is not also
+    sent on the stream)."""
 
-    __slots__ = ("session", "secret", "ops")
+    __slots__ = ("session", "secret", "ops", "rid")
 
-    def __init__(self, session: str, secret: str, ops: tuple[Op, ...]) -> None:
+    def __init__(self, session: str, secret: str, ops: tuple[Op, ...],
+                 rid: int | None = None) -> None:
         self.session = session
         self.secret = secret
         self.ops = ops
+        self.rid = rid
+
+
+MAX_RID = 2 ** 53 - 1
+"""The largest ``rid`` (what a JavaScript number holds exactly)."""
 
 
 def parse_session(obj: dict[str, Any]) -> tuple[str, str]:
@@ -140,8 +149,18 @@ def parse_session_request(obj: dict[str, Any], max_message: int, max_batch: int
                 if isinstance(item, dict) and isinstance(item.get("messages"), list))
     if total > max_batch:
         raise ProtocolError(f"at most {max_batch} messages per request")
+    rid = obj.get("rid")
+    if rid is not None and (isinstance(rid, bool) or not isinstance(rid, int)
+                            or not 0 <= rid <= MAX_RID):
+        raise ProtocolError(f"field 'rid' must be an integer from 0 to {MAX_RID}")
     return SessionRequest(session, secret,
-                          tuple(_op(item, max_message, max_batch) for item in items))
+                          tuple(_op(item, max_message, max_batch) for item in items), rid)
+
+
+def answer_event(rid: int, answer: dict[str, Any]) -> ServerSentEvent:
+    """The copy of an ``S/send`` answer sent on the session's stream (``event: answer``,
+    no ``id``: it is not stored and never replayed): ``answer`` with the request's ``rid``."""
+    return ServerSentEvent(data=to_json({"rid": rid, **answer}), event="answer")
 
 
 def session_event_for(event_id: int, kind: int, payload: bytes, ref: str | None

@@ -109,7 +109,8 @@ class Transaction:
     """A write transaction: every change a request or callback makes, committed at once.
 
     Connections that got events are collected in :attr:`woken` so the caller can send
-    wake-up hints to their streams after the commit.
+    wake-up hints to their streams after the commit, and the events themselves in
+    :attr:`queued` (a stream of this process is handed them: no read of its own).
     """
 
     def __init__(self, storage: AltWebSocketStorage, db: Any, now: float) -> None:
@@ -118,6 +119,7 @@ class Transaction:
         self._cursor = db.cursor()
         self.now = now  # one time for every row this transaction writes
         self.woken: dict[str, list[str]] = {}  # waker path -> connection ids
+        self.queued: dict[str, list[StoredEvent]] = {}  # waker path -> its events, in order
         # max_events_queued: connections with more events beyond their sent_event are
         # collected in ``overflow`` (the server closes them with 1008); 0 = no check.
         self.max_queued = 0
@@ -289,6 +291,7 @@ class Transaction:
         )
         if waker:
             self.woken.setdefault(waker, []).append(stream)
+            self.queued.setdefault(waker, []).append((event_id, kind, payload, target))
         return event_id
 
     def enqueue_app(
@@ -312,10 +315,12 @@ class Transaction:
             (kind, payload, self.now) + params,
         )
         count = cursor.rowcount
-        for conn_id, waker in self._run(
-            f"SELECT id, waker FROM aws_connections WHERE {where} AND waker IS NOT NULL", params
+        for conn_id, waker, event_id in self._run(
+            f"SELECT id, waker, last_event FROM aws_connections WHERE {where} "
+            "AND waker IS NOT NULL", params
         ).fetchall():
             self.woken.setdefault(waker, []).append(conn_id)
+            self.queued.setdefault(waker, []).append((int(event_id), kind, payload, None))
         if self.max_queued:
             for (conn_id,) in self._run(
                 f"SELECT id FROM aws_connections WHERE {where} "

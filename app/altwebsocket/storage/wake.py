@@ -28,7 +28,7 @@ from .._lazy import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-__all__ = ["HOST", "wake_folder", "WakeSocket", "send_hints", "count_streams", "local_path"]
+__all__ = ["HOST", "POKE", "wake_folder", "WakeSocket", "send_hints", "count_streams", "local_path"]
 
 HOST = socket.gethostname()
 """This host's name, the prefix of its wakers' addresses."""
@@ -41,6 +41,9 @@ def local_path(address: str) -> str | None:
         return address
     host, _, path = address.partition(":")
     return path if host == HOST and path.startswith("/") else None
+
+POKE = "+"
+"""What :meth:`WakeSocket.poke` sends: no connection id, only "look at what you were handed"."""
 
 _MAX_PATH = 100  # sun_path holds 108 bytes; keep a margin
 _MAX_DATAGRAM = 60000
@@ -87,6 +90,13 @@ class WakeSocket:
         else:  # pragma: no cover - no poll() on this platform
             ready, _, _ = select.select([self._sock], [], [], max(0.0, timeout))
         return self.drain() if ready else []
+
+    def poke(self) -> None:
+        """Wake whoever waits on this socket (from another thread of this process)."""
+        try:
+            _send_socket().sendto(POKE.encode("ascii"), self.path)
+        except OSError:  # its queue is full: it is awake anyway
+            pass
 
     def drain(self) -> list[str]:
         """Read every pending hint without waiting."""

@@ -14,6 +14,7 @@ from ...exceptions import AltWebSocketError, ConnectionClosed, Forbidden, Unknow
 from ...protocol import session as v2
 from ...protocol.state import State
 from .auth import authorizer, hash_token, new_token
+from .stream import EventStream
 
 if TYPE_CHECKING:
     from typing import Any, Callable
@@ -73,7 +74,7 @@ class SessionEndpoints:
         """``S/send``: run each operation; one result per operation, in order."""
         settings = self.server.settings
         request = v2.parse_session_request(body, settings.max_message, settings.max_batch)
-        self._session(request.session, request.secret)
+        session = self._session(request.session, request.secret)
         member = _member_of(request.session)
         failed: set[str] = set()
         results: list[dict[str, Any]] = []
@@ -89,7 +90,18 @@ class SessionEndpoints:
             except AltWebSocketError as exc:
                 failed.add(op.ref)
                 results.append(_failed(op.ref, exc))
-        return {"ok": True, "results": results}
+        answer = {"ok": True, "results": results}
+        if request.rid is not None and session.waker:
+            self._answer_on_stream(session.waker, request.rid, answer)
+        return answer
+
+    def _answer_on_stream(self, waker: str, rid: int, answer: dict[str, Any]) -> None:
+        """Send a copy of the answer on the session's stream when this process holds it:
+        it follows the events these operations queued, and the client may go on with its
+        next request before the POST's own answer reaches it (``docs/protocol.md``)."""
+        stream = self.server.stream_here(waker)
+        if isinstance(stream, EventStream):
+            stream.say(v2.answer_event(rid, answer).encode())
 
     def _run(self, op: v2.Op, session_id: str, secret: str,
              member: Callable[[ConnectionRecord], None], origin: str | None,

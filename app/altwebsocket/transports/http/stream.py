@@ -6,12 +6,20 @@ point, the host's stream slots) and return an :class:`EventStream`; :class:`Stre
 this process's streams so a server shutting down can end them. The loop's deadlines come
 from the pure :class:`~altwebsocket.protocol.schedule.StreamSchedule`, fed by an injected
 monotonic clock.
+
+A stream registers with the server (:meth:`~altwebsocket.server.AltWebSocketServer.hold_stream`)
+while it waits: an operation of this process that queued events for it hands them over after
+its commit (:meth:`EventStream.offer`), so the stream writes them without reading them back,
+and the operation answers its client once they are out. Handed events are used only when they
+follow the stream's cursor without a gap; else (events of other processes in between, or
+too many waiting) the stream reads the storage, which stays the truth.
 """
 
 from __future__ import annotations
 
 import time
 from _thread import allocate_lock
+from collections import deque
 
 from ..._lazy import TYPE_CHECKING, logger
 from ...exceptions import AltWebSocketError, Forbidden, Overloaded, UnknownConnection
@@ -20,11 +28,13 @@ from ...protocol.schedule import BEAT, END, StreamSchedule
 from ...protocol.session import SESSION_APP, session_event_for
 from ...protocol.sse import encode_comment, encode_retry
 from ...protocol.state import Input, State, check_resume, transition
+from ...server import LocalStream
 from ...storage import EVENT_PAGE
-from ...storage.wake import WakeSocket, count_streams
+from ...storage.wake import POKE, WakeSocket, count_streams
 from .auth import token_matches
 
 if TYPE_CHECKING:
+    from _thread import LockType
     from collections.abc import Iterator
     from typing import Callable
 
@@ -34,6 +44,9 @@ if TYPE_CHECKING:
     from ...storage.api import StoredEvent
 
 __all__ = ["Streams", "EventStream", "open_stream", "open_session_stream"]
+
+HANDED_MAX = 64
+"""Batches of handed events a stream holds at most; more, and it reads the storage."""
 
 
 def _v1_event(event: StoredEvent) -> ServerSentEvent:
@@ -57,19 +70,33 @@ class Streams:
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
-        self.active = 0
         self.stopping = False
+        self._waiting: dict[WakeSocket, None] = {}  # the wake sockets of the open streams
         self._lock = allocate_lock()
 
-    def add(self, delta: int) -> None:
-        """Count a stream in (``+1``) or out (``-1``)."""
+    @property
+    def active(self) -> int:
+        """How many streams are open."""
+        return len(self._waiting)
+
+    def add(self, wake: WakeSocket) -> None:
+        """Count in a stream that waits on ``wake``."""
         with self._lock:
-            self.active += delta
+            self._waiting[wake] = None
+
+    def remove(self, wake: WakeSocket) -> None:
+        """Count out the stream of ``wake``."""
+        with self._lock:
+            self._waiting.pop(wake, None)
 
     def shutdown(self, timeout: float = 2.0) -> None:
         """End every open stream of this process (their clients resume with
         ``Last-Event-ID``) and wait up to ``timeout`` s for them to let go of the storage."""
         self.stopping = True
+        with self._lock:
+            waiting = list(self._waiting)
+        for wake in waiting:  # at once, not at their next poll
+            wake.poke()
         deadline = time.monotonic() + timeout
         while self.active and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -110,7 +137,7 @@ def _open(server: AltWebSocketServer, streams: Streams, app: str, conn_id: str, 
     return EventStream(server, streams, record, after)
 
 
-class EventStream:
+class EventStream(LocalStream):
     """The SSE body of one connection: an iterator of byte chunks, one per write.
 
     :meth:`start` registers the stream in the storage (so a storage failure is still a clean
@@ -133,6 +160,9 @@ class EventStream:
         self.closed = False
         self._wake: WakeSocket | None = None
         self._iterating = False
+        # events handed over by this process's operations, with the locks they wait on,
+        # and chunks of the transport's own to write after them (see say())
+        self._handed: deque[tuple[list[StoredEvent] | bytes, LockType | None]] = deque()
 
     def start(self) -> None:
         """Bind the wake-up socket, record it as the connection's waker, and discard the
@@ -142,15 +172,55 @@ class EventStream:
         storage = self.server.storage
         storage.listen()  # hints from other hosts too (PostgreSQL)
         wake = WakeSocket(self.server.wake_dir)
+        self.server.hold_stream(wake.address, self)
         try:
             with storage.transaction() as tx:
                 tx.set_waker(self.record.id, wake.address, self.cursor)
             storage.discard_events(self.record.id, self.cursor)
         except BaseException:
+            self.server.hold_stream(wake.address, None)
             wake.close()
             raise
         self._wake = wake
-        self.streams.add(1)
+        self.streams.add(wake)
+
+    def offer(self, events: list[StoredEvent]) -> LockType | None:
+        """Take events committed for this stream by an operation of this process (called
+        from its thread); the returned lock is released once they are written out."""
+        wake = self._wake
+        if wake is None or self.closed:
+            return None
+        if len(self._handed) >= HANDED_MAX:  # not reading: it will read the storage
+            return None
+        written = allocate_lock()
+        written.acquire()
+        self._handed.append((events, written))
+        wake.poke()
+        return written
+
+    def say(self, chunk: bytes) -> bool:
+        """Write ``chunk`` (encoded events of no connection, e.g. a copy of a POST's answer)
+        after every event handed or committed so far; ``False`` if the stream cannot take
+        it now."""
+        wake = self._wake
+        if wake is None or self.closed or len(self._handed) >= HANDED_MAX:
+            return False
+        self._handed.append((chunk, None))
+        wake.poke()
+        return True
+
+    def _take_handed(self) -> tuple[list[list[StoredEvent] | bytes], list[LockType]]:
+        """What was handed over and said since the last look, in order, and the locks to
+        release once it is out."""
+        items: list[list[StoredEvent] | bytes] = []
+        locks: list[LockType] = []
+        handed = self._handed
+        while handed:
+            item, lock = handed.popleft()
+            items.append(item)
+            if lock is not None:
+                locks.append(lock)
+        return items, locks
 
     def abandon(self) -> None:
         """Undo :meth:`start` for a stream whose body was never iterated."""
@@ -171,25 +241,54 @@ class EventStream:
         finally:
             self._release(wake)
 
-    def _pending(self, wake: WakeSocket, report_every: int) -> Iterator[bytes]:
-        """The events queued since the cursor, one chunk per page; records every
+    def _pending(self, wake: WakeSocket, report_every: int, read: bool) -> Iterator[bytes]:
+        """The events queued since the cursor, one chunk per page: with ``read`` (a hint
+        from elsewhere, or a poll) those in the storage first; then what was handed over
+        and said, in order. Handed events that do not follow the cursor (events of
+        elsewhere in between) are read from the storage instead. Records every
         ``report_every`` events how far the stream got (so a reading client never counts
         as one that does not read, ``max_events_queued``)."""
+        items, locks = self._take_handed()
+        try:
+            if read:
+                yield from self._read_storage(wake, report_every)
+            for item in items:
+                if self.closed:
+                    return
+                if isinstance(item, bytes):  # said: after everything before it
+                    yield item
+                    continue
+                fresh = [event for event in item if event[0] > self.cursor]
+                if not fresh:
+                    continue  # read from the storage already
+                if all(event[0] == self.cursor + 1 + n for n, event in enumerate(fresh)):
+                    yield self._write(fresh, wake, report_every)
+                else:  # a gap: what came in between is in the storage
+                    yield from self._read_storage(wake, report_every)
+        finally:
+            for lock in locks:
+                lock.release()
+
+    def _read_storage(self, wake: WakeSocket, report_every: int) -> Iterator[bytes]:
         storage, conn_id = self.server.storage, self.record.id
-        while True:
+        while not self.closed:
             events = storage.events_after(conn_id, self.cursor)
             if events:
-                reported = self.cursor
-                self.cursor = events[-1][0]
-                if self.cursor // report_every != reported // report_every:
-                    with storage.transaction() as tx:  # (a write stuck below holds one chunk)
-                        tx.set_waker(conn_id, wake.address, self.cursor)
-                yield b"".join(self.encode(event).encode() for event in events)
-                if any(self.final(event) for event in events):
-                    self.closed = True
-                    return
+                yield self._write(events, wake, report_every)
             if len(events) < EVENT_PAGE:
                 return
+
+    def _write(self, events: list[StoredEvent], wake: WakeSocket, report_every: int
+               ) -> bytes:
+        """The chunk of ``events`` (in order, after the cursor); moves the cursor."""
+        reported = self.cursor
+        self.cursor = events[-1][0]
+        if self.cursor // report_every != reported // report_every:
+            with self.server.storage.transaction() as tx:  # (a write stuck below holds one chunk)
+                tx.set_waker(self.record.id, wake.address, self.cursor)
+        if any(self.final(event) for event in events):
+            self.closed = True
+        return b"".join(self.encode(event).encode() for event in events)
 
     def _events(self, wake: WakeSocket) -> Iterator[bytes]:
         server, settings, storage = self.server, self.server.settings, self.server.storage
@@ -199,10 +298,10 @@ class EventStream:
         schedule = StreamSchedule(streams.clock(), settings.stream_lifetime,
                                   settings.heartbeat, settings.poll_interval)
         version = storage.data_version()
-        check = True
+        check, read = True, True  # something to write; from the storage too
         while True:
             if check:
-                yield from self._pending(wake, report_every)
+                yield from self._pending(wake, report_every, read)
                 if self.closed:
                     return
             action, timeout = schedule.next(streams.clock(), streams.stopping)
@@ -213,15 +312,22 @@ class EventStream:
                 with storage.transaction() as tx:
                     tx.set_waker(self.record.id, wake.address, self.cursor)
                 server.maybe_sweep()
-                check = True
+                check = read = True
                 continue
-            check = bool(wake.wait(timeout))
-            if not check:
+            hints = wake.wait(timeout)
+            if hints:  # only pokes: what was handed over; a hint: the storage too
+                check, read = True, any(hint != POKE for hint in hints)
+            else:
                 current = storage.data_version()
-                check = current is None or current != version
+                check = read = current is None or current != version
                 version = current
 
     def _release(self, wake: WakeSocket) -> None:
+        self.server.hold_stream(wake.address, None)
+        while self._handed:  # nobody waits for what will not be written
+            lock = self._handed.popleft()[1]
+            if lock is not None:
+                lock.release()
         try:
             with self.server.storage.transaction() as tx:
                 record = tx.connection(self.record.id)
@@ -232,4 +338,4 @@ class EventStream:
                 "could not release the stream of %s: %s", self.record.id, exc)
         finally:
             wake.close()
-            self.streams.add(-1)
+            self.streams.remove(wake)

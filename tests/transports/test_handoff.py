@@ -1,0 +1,204 @@
+"""Events handed to a stream of the same process (issue 17): an operation that queued events
+for a stream this process holds gives them to it after its commit and returns once they
+are written out; the stream does not read them back. The storage stays the truth: a gap
+(events committed elsewhere) or a stream that is not reading falls back to reading it, and
+nothing is lost or repeated."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from altwebsocket import server as server_module
+from altwebsocket.protocol.messages import InboundMessage, message_from_event
+from altwebsocket.protocol.sse import SSEDecoder
+from altwebsocket.transports.http import stream as stream_module
+from altwebsocket.transports.http.stream import Streams, open_stream
+
+from ..support import TIMEOUT, make_server, new, web_app
+
+
+class Reader:
+    """Iterates an SSE body in a thread; what it wrote out lands in :attr:`chunks`."""
+
+    def __init__(self, body: Iterator[bytes]) -> None:
+        self.body = body
+        self.chunks: queue.Queue[bytes] = queue.Queue()
+        self.go = threading.Event()
+        self.go.set()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        for chunk in self.body:  # (like a server: the next chunk only once this one is out)
+            self.chunks.put(chunk)
+            self.go.wait(TIMEOUT)
+
+    def data(self, timeout: float = TIMEOUT, count: int = 1) -> list[Any]:
+        """The next ``count`` messages."""
+        decoder, out = SSEDecoder(), []
+        while len(out) < count:
+            out += [message_from_event(e) for e in decoder.feed(self.chunks.get(timeout=timeout))
+                    if e.id]
+        return out
+
+    def written_now(self) -> list[Any]:
+        """The messages already written, without waiting."""
+        decoder, out = SSEDecoder(), []
+        while True:
+            try:
+                chunk = self.chunks.get_nowait()
+            except queue.Empty:
+                return out
+            out += [message_from_event(e) for e in decoder.feed(chunk) if e.id]
+
+
+def count_reads(server: Any) -> list[int]:
+    """Count the storage reads of events from now on (in ``[0]``)."""
+    reads = [0]
+    events_after = server.storage.events_after
+
+    def counting(conn_id: str, after: int, limit: int = 200) -> Any:
+        reads[0] += 1
+        return events_after(conn_id, after, limit)
+
+    server.storage.events_after = counting
+    return reads
+
+
+def settled(reader: Reader, reads: list[int]) -> None:
+    """Wait until the stream wrote its first chunk and read the storage once: it waits
+    for events now. Then count its reads from zero."""
+    assert reader.chunks.get(timeout=TIMEOUT).startswith(b"retry:")
+    deadline = time.monotonic() + TIMEOUT
+    while reads[0] < 1 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    reads[0] = 0
+
+
+def text(seq: int, data: str) -> list[InboundMessage]:
+    return [InboundMessage(seq, data)]
+
+
+@pytest.fixture
+def held(data_dir: str) -> Iterator[tuple[Any, dict[str, Any], Reader, list[int]]]:
+    """A server, an echo connection, its stream iterated in this process, and a count of
+    the stream's reads of the storage after it started."""
+    server = make_server(data_dir, max_rate=0, heartbeat=30, poll_interval=30)
+    conn = new(web_app(server))
+    streams = Streams()
+    stream = open_stream(server, streams, "echo", conn["id"], conn["token"], 0)
+    assert stream is not None
+    reads = count_reads(server)
+    reader = Reader(iter(stream))
+    settled(reader, reads)
+    yield server, conn, reader, reads
+    reader.go.set()
+    streams.shutdown(TIMEOUT)
+    reader.thread.join(TIMEOUT)
+    assert streams.active == 0 and not reader.thread.is_alive()
+
+
+def test_the_echo_is_written_before_the_operation_returns(held, monkeypatch) -> None:
+    server, conn, reader, reads = held
+    # (an operation waits 2 ms at most for a stream that is slow to write; a test machine
+    # may be busy: wait as long as it takes)
+    monkeypatch.setattr(server_module, "HANDOFF_WAIT", TIMEOUT)
+    for seq in range(1, 21):
+        reads_before = reads[0]
+        assert server.receive("echo", conn["id"], text(seq, f"m{seq}")) == seq
+        # out already: the POST's answer can only follow its echo
+        assert reader.written_now() == [f"m{seq}"]
+        assert reads[0] == reads_before  # handed over, not read back
+
+
+def test_events_from_elsewhere_in_between_are_read_from_the_storage(held, data_dir) -> None:
+    server, conn, reader, reads = held
+    other = make_server(data_dir, max_rate=0)  # another process on the same database
+    server.receive("echo", conn["id"], text(1, "a"))
+    assert reader.data() == ["a"]
+    reader.go.clear()  # the stream stops reading for a moment
+    other.receive("echo", conn["id"], text(2, "b"))  # a hint, not a handoff
+    server.receive("echo", conn["id"], text(3, "c"))  # handed, after a gap
+    reader.go.set()
+    got = reader.data(count=2)
+    assert got == ["b", "c"]
+    assert reads[0] >= 1  # the gap was read from the storage
+    server.receive("echo", conn["id"], text(4, "d"))
+    assert reader.data() == ["d"]
+    assert reader.written_now() == []  # nothing twice
+
+
+def test_a_stream_that_does_not_read_gets_everything_later_once(held, monkeypatch) -> None:
+    server, conn, reader, _ = held
+    monkeypatch.setattr(stream_module, "HANDED_MAX", 3)
+    reader.go.clear()
+    server.receive("echo", conn["id"], text(1, "m1"))
+    reader.data()  # written: the reader is now stuck after it
+    for seq in range(2, 31):  # the operations do not wait for a stuck stream for long
+        server.receive("echo", conn["id"], text(seq, f"m{seq}"))
+    reader.go.set()
+    assert reader.data(count=29) == [f"m{seq}" for seq in range(2, 31)]
+    assert reader.written_now() == []
+
+
+def test_a_broadcast_is_handed_to_every_stream_held_here(data_dir, monkeypatch) -> None:
+    server = make_server(data_dir, max_rate=0, heartbeat=30, poll_interval=30)
+    app = web_app(server)
+    members = [new(app, "chat") for _ in range(3)]
+    streams, readers = Streams(), []
+    for member in members:
+        stream = open_stream(server, streams, "chat", member["id"], member["token"], 0)
+        assert stream is not None
+        readers.append(Reader(iter(stream)))
+        readers[-1].chunks.get(timeout=TIMEOUT)
+    monkeypatch.setattr(server_module, "HANDOFF_WAIT", TIMEOUT)  # (see the first test)
+    assert server.push("chat", "news") == 3
+    assert [reader.written_now() for reader in readers] == [["news"]] * 3
+    streams.shutdown(TIMEOUT)
+    assert streams.active == 0
+
+
+def test_a_session_stream_gets_the_echo_then_a_copy_of_the_answer(data_dir) -> None:
+    import json
+
+    from altwebsocket.protocol.session import SESSION_APP
+    from altwebsocket.transports.http.stream import open_session_stream
+
+    server = make_server(data_dir, max_rate=0, heartbeat=30, poll_interval=30)
+    app = web_app(server)
+    session = app.post("/_session/new", "{}").json
+    streams = Streams()
+    stream = open_session_stream(server, streams, session["session"], session["secret"], 0)
+    assert stream is not None and SESSION_APP == "_session"
+    stream.start()  # as the WSGI transport does before it answers: the stream is held now
+    reads = count_reads(server)
+    reader = Reader(iter(stream))
+    settled(reader, reads)
+
+    def send(body: dict[str, Any]) -> Any:
+        return app.post("/_session/send", json.dumps({**session, **body})).json
+
+    opened = send({"rid": 1, "ops": [{"op": "open", "ref": "e", "app": "echo"}]})
+    answered = send({"rid": 2, "ops": [{"op": "send", "ref": "e",
+                                        "messages": [{"seq": 1, "data": "hi"}]}]})
+    plain = send({"ops": [{"op": "send", "ref": "e", "messages": [{"seq": 2, "data": "ho"}]}]})
+    events = []
+    decoder = SSEDecoder()
+    while len([e for e in events if e.event != "answer"]) < 2:
+        events += decoder.feed(reader.chunks.get(timeout=TIMEOUT))
+    seen = [(e.event or "message", json.loads(e.data)) for e in events]
+    assert seen == [
+        ("answer", {"rid": 1, **opened}),
+        ("message", {"ref": "e", "data": "hi"}),
+        ("answer", {"rid": 2, **answered}),  # after the echo it answers
+        ("message", {"ref": "e", "data": "ho"}),  # no rid: no copy
+    ]
+    assert plain["results"][0]["ack"] == 2
+    streams.shutdown(TIMEOUT)
+    assert streams.active == 0
