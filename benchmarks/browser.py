@@ -7,11 +7,13 @@ every page, which costs each HTTP request an event round to its driver: measured
 machine, a bare ``fetch`` from the page took 5.6 ms (median) under Playwright against 3.0 ms
 without it — an overhead that would be charged to every emulated message.
 
-A page on the server's own origin (its ``/echo/info``, or the CGI site's index) loads
-``/static/altwebsocket.js`` and ``browser.js`` beside this module, then runs the round trips
-inside the page (``performance.now()``, whose resolution in Chromium is 0.1 ms without
-cross-origin isolation: fine for totals and medians of emulated round trips, coarse for
-native ones).
+A page on the server's own origin (the lab's blank ``/_lab/page`` of ``altws serve``, the
+bare server's page, or the CGI site's index) loads ``/static/altwebsocket.js`` and
+``browser.js`` beside this module, then runs the round trips inside the page
+(``performance.now()``). The lab's pages are cross-origin isolated (COOP and COEP headers,
+``benchmarks.servers.ISOLATED``), where Chromium's ``performance.now()`` resolves 5 µs; in a
+page without them (the CGI site's) it resolves 0.1 ms, coarse for single round trips but
+fine for totals and medians.
 """
 
 from __future__ import annotations

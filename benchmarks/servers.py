@@ -178,6 +178,12 @@ async def websockets_echo(host: str, port: int, ready: Callable[[int], Any],
         await stop
 
 
+ISOLATED = (b"Cross-Origin-Opener-Policy: same-origin\r\n"
+            b"Cross-Origin-Embedder-Policy: require-corp\r\n")
+"""The headers that make a page cross-origin isolated: there ``performance.now()`` has a
+resolution of 5 µs instead of 100 µs (the pages the browser measures from carry them)."""
+
+
 def http_echo(host: str = "127.0.0.1", port: int = 0) -> int:
     """An asyncio HTTP/1.1 server answering each POST with its body and each GET with a tiny
     page (keep-alive, CORS ``*``, one write per answer); ``GET /sse`` is an event stream and
@@ -214,10 +220,11 @@ def http_echo(host: str = "127.0.0.1", port: int = 0) -> int:
                     writer.write(b"HTTP/1.1 204 No Content\r\n" + cors + b"\r\n")
                     await writer.drain()
                     continue
-                kind = b"application/octet-stream"
+                kind, extra = b"application/octet-stream", b""
                 if head.startswith(b"GET "):  # a page of this origin, for same-origin fetches
                     body, kind = b"<!doctype html><title>bare HTTP echo</title>", b"text/html"
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: " + kind + b"\r\n"
+                    extra = ISOLATED  # performance.now() to 5 µs in this page
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: " + kind + b"\r\n" + extra
                              + cors + b"Content-Length: " + str(len(body)).encode()
                              + b"\r\n\r\n" + body)
                 await writer.drain()
@@ -264,8 +271,11 @@ def altws_serve(args: list[str]) -> int:
             path = environ.get("PATH_INFO")
             if path == LAB_PAGE:
                 page = b"<!doctype html><meta charset=utf-8><title>altws lab</title>"
-                start_response("200 OK", [("Content-Type", "text/html; charset=utf-8"),
-                                          ("Content-Length", str(len(page)))])
+                start_response("200 OK", [
+                    ("Content-Type", "text/html; charset=utf-8"),
+                    ("Content-Length", str(len(page))),
+                    *(tuple(line.decode().split(": ", 1))  # (see ISOLATED)
+                      for line in ISOLATED.splitlines())])
                 return [page]
             if path != LAB_FETCH:
                 return inner(environ, start_response)

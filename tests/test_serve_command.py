@@ -9,7 +9,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from .support import HTTP, TIMEOUT, Process, start_altws
+from .support import ALTWS, HTTP, TIMEOUT, Process, start_altws
 
 
 @pytest.fixture
@@ -70,3 +70,28 @@ def test_sigterm_stops_it_promptly(serve) -> None:
     serve.stop()
     assert serve.proc.returncode == 0
     assert time.monotonic() - started < 2 * TIMEOUT
+
+
+def test_a_relative_data_folder_on_the_command_line_is_the_working_directorys(tmp_path
+                                                                              ) -> None:
+    """``--data var --config conf/altws.ini`` puts the database in ./var, not conf/var
+    (a relative ``data`` inside the INI file stays relative to the file)."""
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "altws.ini").write_text("[altws]\nheartbeat = 5\n")
+    (tmp_path / "conf" / "inside.ini").write_text("[altws]\ndata = there\n")
+    for args, folder in ((["--data", "var", "--config", "conf/altws.ini"], "var"),
+                         (["--config", "conf/inside.ini"], "conf/there")):
+        proc = Process(ALTWS + ["serve", "--port", "0", "--no-daemon", *args],
+                       timeout=3 * TIMEOUT, cwd=str(tmp_path))
+        try:
+            assert HTTP.post(proc.url + "/echo/new", content=b"").status_code == 200
+            deadline = time.monotonic() + TIMEOUT
+            while not any("storage:" in line for line in proc.output):
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            storage = next(line for line in proc.output if "storage:" in line)
+            assert storage.strip().endswith(f"sqlite:///{tmp_path / folder / 'altws.db'}")
+            assert (tmp_path / folder / "altws.db").is_file()
+        finally:
+            proc.stop()
+    assert not (tmp_path / "conf" / "var").exists()

@@ -29,10 +29,12 @@ def _add_settings_options(parser: argparse.ArgumentParser) -> None:
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
-    """Settings from ``--config`` (if given), then the command-line options over them."""
+    """Settings from ``--config`` (if given), then the command-line options over them.
+    A relative ``--data`` is relative to the working directory (a relative ``data`` inside
+    the INI file is relative to the file)."""
     overrides: dict[str, Any] = {}
     if args.data is not None:
-        overrides["data"] = args.data
+        overrides["data"] = os.path.abspath(args.data)
     if args.storage is not None:
         overrides["storage"] = args.storage
     if args.allow_origin:
@@ -95,7 +97,7 @@ def _serve(args: argparse.Namespace) -> int:
     except AltWebSocketError as exc:  # a locked, corrupt or unwritable database
         print(f"altws: the storage is not usable yet ({exc.message}); answering 503 "
               "until it is", file=sys.stderr, flush=True)
-    endpoints = WSGIApp(server)
+    endpoints = WSGIApp(server, direct_writes=True)  # waitress: write() from any thread
     site_app.app = create_site(endpoints)
     print(f"AltWebSocket serving {', '.join(server.handlers)} on {url}", flush=True)
     if daemon is not None:

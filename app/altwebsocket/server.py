@@ -79,9 +79,11 @@ class LocalStream:
     """A stream held by this process, registered under its waker address with
     :meth:`AltWebSocketServer.hold_stream`: it is handed the events committed for it."""
 
-    def offer(self, events: list[StoredEvent]) -> LockType | None:
-        """Take these events (committed just now, in order); returns a held lock that is
-        released once they are written out, or ``None`` when there is nothing to wait for."""
+    def offer(self, events: list[StoredEvent], own: bool = False) -> LockType | bool:
+        """Take these events (committed just now, in order). Returns a held lock that is
+        released once they are written out, ``True`` if they are written already, or
+        ``False`` if not taken (then the caller sends a hint: the stream reads them).
+        ``own``: the operation serves this stream's client (it may write them itself)."""
         raise NotImplementedError
 
 
@@ -320,21 +322,25 @@ class AltWebSocketServer:
         """The stream of this process waiting on the waker ``address``, if any."""
         return self._streams_here.get(address)
 
-    def run(self, operation: Callable[[Context], T]) -> T:
-        """Run ``operation`` in one transaction, then wake the streams that got events."""
+    def run(self, operation: Callable[[Context], T], client: str | None = None) -> T:
+        """Run ``operation`` in one transaction, then wake the streams that got events.
+        ``client``: the connection whose client asked for it (its own stream's events may
+        be written by this thread)."""
         with self.storage.transaction() as tx:
             ctx = Context(self, tx)
             result = operation(ctx)
             if tx.overflow:
                 ctx.close_overflowing()
+            own = tx.stream_of(client) if client is not None and tx.woken else None
         if tx.woken:
-            self._wake(tx)
+            self._wake(tx, own)
         if ctx.local and self.local_sink is not None:
             self.local_sink.deliver(ctx.local)
         return result
 
-    def _wake(self, tx: Transaction) -> None:
-        """Hand the committed events to this process's streams; hint the others."""
+    def _wake(self, tx: Transaction, own: str | None = None) -> None:
+        """Hand the committed events to this process's streams (``own``: the row id of the
+        stream of the client this operation serves); hint the others."""
         here = self._streams_here
         if not here:
             send_hints(tx.woken)
@@ -343,11 +349,11 @@ class AltWebSocketServer:
         written: list[LockType] = []
         for address, ids in tx.woken.items():
             stream = here.get(address)
-            lock = stream.offer(tx.queued[address]) if stream is not None else None
-            if lock is not None:
-                written.append(lock)
-            else:  # another process's, or one not taking more now: it reads the storage
+            taken = False if stream is None else stream.offer(tx.queued[address], own in ids)
+            if taken is False:  # another process's, or not taking more: it reads the storage
                 hints[address] = ids
+            elif taken is not True:
+                written.append(taken)
         if hints:
             send_hints(hints)
         if written:
@@ -478,7 +484,7 @@ class AltWebSocketServer:
             ctx.tx.set_last_seq(record.id, decision.ack, bucket)
             return decision.ack
 
-        return self.run(operation)
+        return self.run(operation, client=conn_id)
 
     def _take_tokens(self, record: ConnectionRecord, count: int, now: float
                      ) -> tuple[float, float] | None:

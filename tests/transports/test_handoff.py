@@ -202,3 +202,56 @@ def test_a_session_stream_gets_the_echo_then_a_copy_of_the_answer(data_dir) -> N
     assert plain["results"][0]["ack"] == 2
     streams.shutdown(TIMEOUT)
     assert streams.active == 0
+
+
+class Written:
+    """A WSGI ``write`` callable that records each chunk and the thread that wrote it."""
+
+    def __init__(self) -> None:
+        self.chunks: list[tuple[int, bytes]] = []
+
+    def __call__(self, chunk: bytes) -> None:
+        self.chunks.append((threading.get_ident(), chunk))
+
+    def messages(self) -> list[tuple[int, Any]]:
+        return [(thread, message_from_event(e)) for thread, chunk in self.chunks
+                for e in SSEDecoder().feed(chunk) if e.id]
+
+
+def test_a_request_writes_its_own_clients_events_itself(data_dir, monkeypatch) -> None:
+    """With a ``write`` callable (``direct_writes``: waitress), the request of a client
+    writes its events onto that client's stream in its own thread; the other clients'
+    streams write theirs in their own threads (a client that does not read cannot hold
+    up anyone else's request)."""
+    monkeypatch.setattr(server_module, "HANDOFF_WAIT", TIMEOUT)
+    server = make_server(data_dir, max_rate=0, heartbeat=30, poll_interval=30)
+    app = web_app(server)
+    talker, listener = new(app, "chat"), new(app, "chat")
+    streams, writes, threads, held = Streams(), [], [], []
+    reads = count_reads(server)
+    for member in (talker, listener):
+        stream = open_stream(server, streams, "chat", member["id"], member["token"], 0)
+        assert stream is not None
+        stream.writer = written = Written()
+        held.append(stream)
+        writes.append(written)
+        body = iter(stream)
+        thread = threading.Thread(target=lambda b=body: [*b], daemon=True)  # yields nothing
+        thread.start()
+        threads.append(thread)
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline and (  # the streams' own first chunk and read are done
+            reads[0] < 2 or not all(w.chunks for w in writes)
+            or any(stream._writing.locked() for stream in held)):
+        time.sleep(0.001)
+    here = threading.get_ident()
+    for seq in range(1, 4):
+        server.receive("chat", talker["id"], text(seq, f"m{seq}"))
+    mine, theirs = writes[0].messages(), writes[1].messages()
+    assert mine == [(here, "m1"), (here, "m2"), (here, "m3")]  # written by the request
+    assert [m for _, m in theirs] == ["m1", "m2", "m3"]
+    assert all(thread not in (here, None) for thread, _ in theirs)  # by the stream's thread
+    streams.shutdown(TIMEOUT)
+    for thread in threads:
+        thread.join(TIMEOUT)
+    assert streams.active == 0

@@ -271,6 +271,10 @@ class Transaction:
             self._routes[conn_id] = route
         return route
 
+    def stream_of(self, conn_id: str) -> str:
+        """The id of the row whose queue (and stream) the events of ``conn_id`` go to."""
+        return self._route(conn_id)[0]
+
     def enqueue(self, conn_id: str, kind: int, payload: bytes) -> int:
         """Queue one event for one connection (on its session's queue if it has one);
         returns its event id."""

@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 
 __all__ = ["SessionEndpoints"]
 
+REFS_KEPT = 100000
+"""How many (session, ref) → connection names a process remembers at most."""
+
 SKIPPED = {"ok": False, "status": 424, "error": "skipped",
            "message": "an earlier operation of this connection in this request failed"}
 
@@ -50,6 +53,7 @@ class SessionEndpoints:
 
     def __init__(self, server: AltWebSocketServer) -> None:
         self.server = server
+        self._refs: dict[tuple[str, str], tuple[str, str]] = {}  # (session, ref) -> app, id
 
     def new(self, origin: str | None, client_addr: str | None) -> dict[str, Any]:
         """``S/new``: a session and its secret."""
@@ -76,32 +80,36 @@ class SessionEndpoints:
         request = v2.parse_session_request(body, settings.max_message, settings.max_batch)
         session = self._session(request.session, request.secret)
         member = _member_of(request.session)
-        failed: set[str] = set()
-        results: list[dict[str, Any]] = []
-        for op in request.ops:
-            if op.ref in failed:
-                results.append({"ref": op.ref, **SKIPPED})
-                continue
-            try:
-                if op.error is not None:
-                    raise op.error
-                results.append(self._run(op, request.session, request.secret, member, origin,
-                                         client_addr))
-            except AltWebSocketError as exc:
-                failed.add(op.ref)
-                results.append(_failed(op.ref, exc))
-        answer = {"ok": True, "results": results}
-        if request.rid is not None and session.waker:
-            self._answer_on_stream(session.waker, request.rid, answer)
-        return answer
-
-    def _answer_on_stream(self, waker: str, rid: int, answer: dict[str, Any]) -> None:
-        """Send a copy of the answer on the session's stream when this process holds it:
-        it follows the events these operations queued, and the client may go on with its
-        next request before the POST's own answer reaches it (``docs/protocol.md``)."""
-        stream = self.server.stream_here(waker)
-        if isinstance(stream, EventStream):
-            stream.say(v2.answer_event(rid, answer).encode())
+        # The session's stream, if this process holds it: what these operations queue for it
+        # goes out in one write with the copy of the answer (or at the end, without one).
+        found = self.server.stream_here(session.waker) if session.waker else None
+        stream = found if isinstance(found, EventStream) else None
+        if stream is not None:
+            stream.hold()
+        try:
+            failed: set[str] = set()
+            results: list[dict[str, Any]] = []
+            for op in request.ops:
+                if op.ref in failed:
+                    results.append({"ref": op.ref, **SKIPPED})
+                    continue
+                try:
+                    if op.error is not None:
+                        raise op.error
+                    results.append(self._run(op, request.session, request.secret, member,
+                                             origin, client_addr))
+                except AltWebSocketError as exc:
+                    failed.add(op.ref)
+                    results.append(_failed(op.ref, exc))
+            answer = {"ok": True, "results": results}
+            if stream is not None and request.rid is not None:
+                # the client may go on before the POST's own answer reaches it
+                # (docs/protocol.md, "The answer on the stream")
+                stream.say(v2.answer_event(request.rid, answer).encode())
+            return answer
+        finally:
+            if stream is not None:
+                stream.unhold()
 
     def _run(self, op: v2.Op, session_id: str, secret: str,
              member: Callable[[ConnectionRecord], None], origin: str | None,
@@ -110,22 +118,36 @@ class SessionEndpoints:
         if op.kind == v2.OPEN:
             opened = server.open(op.app, op.protocols, origin, client_addr=client_addr,
                                  session=(session_id, op.ref, authorizer(secret)))
+            self._remember(session_id, op.ref, op.app, opened.id)
             return {"ref": op.ref, "ok": True, "protocol": opened.protocol, "extensions": ""}
-        record = self._connection(session_id, op.ref)
+        app, conn_id = self._connection(session_id, op.ref)
         if op.kind == v2.SEND:
-            ack = server.receive(record.app, record.id, op.messages, member)
+            ack = server.receive(app, conn_id, op.messages, member)
             return {"ref": op.ref, "ok": True, "ack": ack}
-        closed = server.close(record.app, record.id, op.code, op.reason, member)
+        closed = server.close(app, conn_id, op.code, op.reason, member)
         result: dict[str, Any] = {"ref": op.ref, "ok": True}
         if not closed:
             result["already_closed"] = True
         return result
 
-    def _connection(self, session_id: str, ref: str) -> ConnectionRecord:
+    def _connection(self, session_id: str, ref: str) -> tuple[str, str]:
+        """The app and id of the connection ``ref`` of a session. A ref names one
+        connection for the session's life, so a process remembers it (the operation
+        still checks, in its transaction, that the connection is this session's)."""
+        known = self._refs.get((session_id, ref))
+        if known is not None:
+            return known
         record = self.server.storage.session_connection(session_id, ref)
         if record is None:
             raise UnknownConnection(f"no connection {ref!r} in this session")
-        return record
+        return self._remember(session_id, ref, record.app, record.id)
+
+    def _remember(self, session_id: str, ref: str, app: str, conn_id: str
+                  ) -> tuple[str, str]:
+        if len(self._refs) >= REFS_KEPT:
+            self._refs.clear()  # (a long-running process: start again, cheaply)
+        self._refs[(session_id, ref)] = (app, conn_id)
+        return app, conn_id
 
     def close(self, body: dict[str, Any]) -> dict[str, Any]:
         """``S/close``: close the session's connections (1001) and the session."""

@@ -13,6 +13,13 @@ its commit (:meth:`EventStream.offer`), so the stream writes them without readin
 and the operation answers its client once they are out. Handed events are used only when they
 follow the stream's cursor without a gap; else (events of other processes in between, or
 too many waiting) the stream reads the storage, which stays the truth.
+
+On a WSGI server whose ``write`` callable may be called from any thread (waitress, which
+``altws serve`` runs; :attr:`EventStream.writer`), the operation of the stream's own client
+writes the events onto the stream itself, when the stream is not writing at that moment:
+no thread switch between the commit and the bytes on the wire. Events for other clients'
+streams are always handed to their own threads (a client that does not read blocks only
+its own stream and its own requests).
 """
 
 from __future__ import annotations
@@ -158,8 +165,16 @@ class EventStream(LocalStream):
         self.record = record
         self.cursor = after
         self.closed = False
+        self._report_every = max(1, server.settings.max_events_queued // 4)
         self._wake: WakeSocket | None = None
         self._iterating = False
+        # the WSGI ``write`` callable when the server allows it from any thread (then every
+        # chunk goes through it, under _writing); None: chunks are yielded
+        self.writer: Callable[[bytes], object] | None = None
+        self._writing = allocate_lock()  # held while chunks are made and written
+        self._started_writing = False  # the first chunk (and so the headers) is out
+        self._holding = 0  # requests of this stream's client under way (hold())
+        self._hold_lock = allocate_lock()
         # events handed over by this process's operations, with the locks they wait on,
         # and chunks of the transport's own to write after them (see say())
         self._handed: deque[tuple[list[StoredEvent] | bytes, LockType | None]] = deque()
@@ -184,26 +199,88 @@ class EventStream(LocalStream):
         self._wake = wake
         self.streams.add(wake)
 
-    def offer(self, events: list[StoredEvent]) -> LockType | None:
+    def offer(self, events: list[StoredEvent], own: bool = False) -> LockType | bool:
         """Take events committed for this stream by an operation of this process (called
-        from its thread); the returned lock is released once they are written out."""
+        from its thread); the returned lock is released once they are written out (see
+        :meth:`.LocalStream.offer`). With ``own`` (the operation serves this stream's
+        client), they are written at once by the caller when the stream can
+        (:attr:`writer`)."""
         wake = self._wake
         if wake is None or self.closed:
-            return None
+            return False
+        if own and self._holding and len(self._handed) < HANDED_MAX:
+            self._handed.append((events, None))  # out with the request's answer (say())
+            return True
+        if own and self._write_now(events):
+            return True
         if len(self._handed) >= HANDED_MAX:  # not reading: it will read the storage
-            return None
+            return False
         written = allocate_lock()
         written.acquire()
         self._handed.append((events, written))
         wake.poke()
         return written
 
+    def _write_now(self, item: list[StoredEvent] | bytes) -> bool:
+        """Write what was handed and ``item`` (events, or a chunk said) in this thread, as
+        one chunk, if the stream writes directly, is not writing now, and the events follow
+        its cursor."""
+        writer, wake = self.writer, self._wake
+        if writer is None or wake is None or not self._started_writing or \
+                not self._writing.acquire(False):
+            return False
+        try:
+            # Entries are taken from the left only under _writing (here, or the stream's
+            # thread in _pending); other threads only append on the right meanwhile.
+            handed = self._handed
+            count = len(handed)
+            entries = [handed[n] for n in range(count)] + [(item, None)]
+            events = [event for one, _ in entries if not isinstance(one, bytes)
+                      for event in one]
+            fresh = [event for event in events if event[0] > self.cursor]
+            if any(event[0] != self.cursor + 1 + n for n, event in enumerate(fresh)):
+                return False  # a gap: the stream's thread reads the storage
+            for _ in range(count):
+                handed.popleft()
+            chunk = self._write(fresh, wake, self._report_every) if fresh else b""
+            chunk += b"".join(one for one, _ in entries if isinstance(one, bytes))
+            try:
+                if chunk:
+                    writer(chunk)
+            except Exception:  # the client went away: the stream's own thread ends it
+                self.closed = True
+                wake.poke()
+            finally:
+                for _, lock in entries:
+                    if lock is not None:
+                        lock.release()
+            return True
+        finally:
+            self._writing.release()
+
+    def hold(self) -> None:
+        """A request of this stream's client starts: the events it queues for this stream
+        wait for its :meth:`say` or its :meth:`unhold`, and go out with it in one write."""
+        with self._hold_lock:
+            self._holding += 1
+
+    def unhold(self) -> None:
+        """The request of :meth:`hold` ends: what it queued and did not say goes out now."""
+        with self._hold_lock:
+            self._holding = max(0, self._holding - 1)
+        if self._handed and not self._write_now(b"") and self._wake is not None:
+            self._wake.poke()
+
     def say(self, chunk: bytes) -> bool:
         """Write ``chunk`` (encoded events of no connection, e.g. a copy of a POST's answer)
-        after every event handed or committed so far; ``False`` if the stream cannot take
-        it now."""
+        after every event handed or committed so far — in the calling thread when the
+        stream writes directly and can; ``False`` if the stream cannot take it now."""
         wake = self._wake
-        if wake is None or self.closed or len(self._handed) >= HANDED_MAX:
+        if wake is None or self.closed:
+            return False
+        if self._write_now(chunk):
+            return True
+        if len(self._handed) >= HANDED_MAX:
             return False
         self._handed.append((chunk, None))
         wake.poke()
@@ -234,7 +311,13 @@ class EventStream(LocalStream):
         wake = self._wake
         assert wake is not None
         try:
-            yield from self._events(wake)
+            writer = self.writer
+            if writer is None:
+                yield from self._events(wake)
+            else:  # every chunk written here, none yielded
+                for chunk in self._events(wake):
+                    writer(chunk)
+                    self._started_writing = True
         except AltWebSocketError as exc:  # the storage failed: end; the client resumes
             logger("altwebsocket.stream").warning(
                 "stream of %s ended early: %s", self.record.id, exc.message)
@@ -252,19 +335,24 @@ class EventStream(LocalStream):
         try:
             if read:
                 yield from self._read_storage(wake, report_every)
-            for item in items:
-                if self.closed:
-                    return
+            run: list[StoredEvent] = []  # handed events that follow the cursor: one chunk
+            for item in items + [b""]:
                 if isinstance(item, bytes):  # said: after everything before it
-                    yield item
+                    if run and not self.closed:
+                        yield self._write(run, wake, report_every)
+                        run = []
+                    if item and not self.closed:
+                        yield item
                     continue
-                fresh = [event for event in item if event[0] > self.cursor]
-                if not fresh:
-                    continue  # read from the storage already
-                if all(event[0] == self.cursor + 1 + n for n, event in enumerate(fresh)):
-                    yield self._write(fresh, wake, report_every)
-                else:  # a gap: what came in between is in the storage
-                    yield from self._read_storage(wake, report_every)
+                last = run[-1][0] if run else self.cursor
+                fresh = [event for event in item if event[0] > last]
+                if all(event[0] == last + 1 + n for n, event in enumerate(fresh)):
+                    run += fresh  # (nothing fresh: read from the storage already)
+                    continue
+                if run and not self.closed:  # a gap: what came in between is in the storage
+                    yield self._write(run, wake, report_every)
+                    run = []
+                yield from self._read_storage(wake, report_every)
         finally:
             for lock in locks:
                 lock.release()
@@ -293,7 +381,7 @@ class EventStream(LocalStream):
     def _events(self, wake: WakeSocket) -> Iterator[bytes]:
         server, settings, storage = self.server, self.server.settings, self.server.storage
         streams = self.streams
-        report_every = max(1, settings.max_events_queued // 4)
+        report_every = self._report_every
         yield encode_retry(settings.retry_ms) + encode_comment("altws")
         schedule = StreamSchedule(streams.clock(), settings.stream_lifetime,
                                   settings.heartbeat, settings.poll_interval)
@@ -301,14 +389,16 @@ class EventStream(LocalStream):
         check, read = True, True  # something to write; from the storage too
         while True:
             if check:
-                yield from self._pending(wake, report_every, read)
+                with self._writing:  # (direct writes wait; with a writer: until written)
+                    yield from self._pending(wake, report_every, read)
                 if self.closed:
                     return
             action, timeout = schedule.next(streams.clock(), streams.stopping)
             if action == END:
                 return
             if action == BEAT:
-                yield encode_comment()
+                with self._writing:
+                    yield encode_comment()
                 with storage.transaction() as tx:
                     tx.set_waker(self.record.id, wake.address, self.cursor)
                 server.maybe_sweep()

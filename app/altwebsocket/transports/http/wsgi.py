@@ -94,10 +94,16 @@ class WSGIApp:
 
     ``WSGIApp(server)`` runs under any WSGI server, under CGI (:func:`.cgi.serve_cgi`), or
     mounted in a Flask app (:func:`altwebsocket.flask_ext.mount`).
+
+    ``direct_writes``: the WSGI server's ``write`` callable may be called from any thread
+    (waitress: ``altws serve`` sets it). Then a request writes the events it produced for
+    its own client's stream onto that stream itself (:mod:`.stream`); leave it off for
+    servers that do not say so (the streams then write everything from their own threads).
     """
 
-    def __init__(self, server: AltWebSocketServer) -> None:
+    def __init__(self, server: AltWebSocketServer, direct_writes: bool = False) -> None:
         self.server = server
+        self.direct_writes = direct_writes
         self.streams = Streams()
         self.sessions = SessionEndpoints(server)
         settings = server.settings
@@ -284,13 +290,15 @@ class WSGIApp:
             return []
         if not head:  # HEAD: the status alone, would this stream open? (nothing is started)
             stream.start()  # a storage failure is still a clean 503 here
-        start_response("200 OK", cors + [
+        write = start_response("200 OK", cors + [
             ("Content-Type", "text/event-stream; charset=utf-8"),
             ("Cache-Control", "no-cache, no-transform"),
             ("X-Accel-Buffering", "no"),
         ])
         if head:
             return []
+        if self.direct_writes:
+            stream.writer = write
         return _Body(stream)
 
     def _openapi(self, environ: dict[str, Any], start_response: StartResponse, app: str,
