@@ -111,3 +111,36 @@ def test_tokens_are_stored_only_as_hashes(data_dir) -> None:
     assert record.token_hash == hash_token(opened["token"])
     assert token_matches(record, opened["token"])
     assert not token_matches(record, "x" + opened["token"])
+
+
+def test_threads_taking_turns_share_one_warm_sqlite_connection(data_dir) -> None:
+    """A WSGI server's threads take turns (waitress hands each request to the thread that
+    waited longest): with a connection per thread every request would find a cold page
+    cache. The pool gives the connection used last."""
+    import threading
+
+    storage = AltWebSocketStorage(f"sqlite:///{data_dir}/pool.db")
+    storage.ensure_schema()  # (its own connection, closed)
+    opened: list[object] = []
+    connect = storage._database.connect
+
+    def counting() -> object:
+        opened.append(connect())
+        return opened[-1]
+
+    storage._database.connect = counting  # type: ignore[method-assign]
+    used: set[int] = set()
+
+    def request() -> None:
+        with storage.transaction() as tx:
+            used.add(id(tx._db))
+            tx.kv_set("app", "k", "v")
+        assert storage.connection("nobody") is None
+
+    for _ in range(20):  # one after the other, each on a thread of its own
+        thread = threading.Thread(target=request)
+        thread.start()
+        thread.join()
+    assert len(opened) == 1 and len(used) == 1
+    assert storage.data_version() is not None  # (streams keep one of their thread's)
+    storage.close()

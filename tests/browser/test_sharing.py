@@ -101,11 +101,15 @@ def wait_for(predicate: Any, seconds: float = 3 * TIMEOUT) -> bool:
 
 
 def eight_tabs(context: Any, info_url: str, chat: str, echo: str, options: dict[str, Any],
-               streams: Any, data: str, ms: int = MS) -> None:
+               streams: Any, data: str, ms: int = MS, last_closes_session: bool = True
+               ) -> None:
     """The issue's scenario: 8 tabs x (chat, echo) on one profile, over the emulation.
-    ``ms`` bounds each wait in the pages (a CGI process per request is slow on a busy box)."""
+    ``ms`` bounds each wait in the pages (a CGI process per request is slow on a busy box).
+    ``context``: a Playwright context (Chromium), or a callable that opens a tab on a URL
+    with the client and the helpers loaded (any engine, ``engine_tab_opener``)."""
     patience = 3 * ms / 1000
-    tabs = [open_tab(context, info_url) for _ in range(8)]
+    opener = context if callable(context) else lambda url: open_tab(context, url)
+    tabs = [opener(info_url) for _ in range(8)]
     for tab in tabs:  # all of them connect at once
         tab.evaluate("([chat, echo, o]) => TT.pair(chat, echo, o)", [chat, echo, options])
     for i, tab in enumerate(tabs):
@@ -156,7 +160,10 @@ def eight_tabs(context: Any, info_url: str, chat: str, echo: str, options: dict[
         assert wait_for(lambda k=k: open_count(data, "chat") == 6 - k, patience), sessions_in(data)
         time.sleep(0.2)
     # The last tab going away closes the session.
-    assert wait_for(lambda: open_count(data, "_session") == 0, patience), sessions_in(data)
+    if last_closes_session:
+        assert wait_for(lambda: open_count(data, "_session") == 0, patience), sessions_in(data)
+    else:  # (its sockets are closed; the session row waits for the sweep: see the caller)
+        assert open_count(data, "_session") == 1, sessions_in(data)
 
 
 @pytest.fixture
@@ -170,6 +177,42 @@ def fresh_altws(tmp_path) -> Iterator[Process]:
         yield proc
     finally:
         proc.stop()
+
+
+def engine_tab_opener(browser: Any) -> Any:
+    """For :func:`eight_tabs`: open a tab of an ``engines.Browser`` with the client and the
+    helpers loaded."""
+    def opener(info_url: str) -> Any:
+        tab = browser.new_tab()
+        tab.goto(info_url)
+        tab.load_script("/static/altwebsocket.js")
+        tab.evaluate("() => {" + HELPERS + TAB + "}")
+        return tab
+
+    return opener
+
+
+WEBKIT_LAST_TAB = (
+    "WebKitGTK's MiniBrowser, its last window closed by WebDriver: the sockets of that tab "
+    "are closed on the server, but the session's S/close never arrives; the session is "
+    "closed by the sweep, gone_timeout after its stream went away (docs/client.md)")
+
+
+def test_eight_tabs_share_one_stream_in_every_engine(engine, fresh_altws):
+    """The same eight tabs in Firefox ESR and WebKit (and Chromium, through the same engine
+    driver), each in a fresh profile, in the sharing mode the engine picks by itself. (In
+    WebKit the last tab's S/close does not arrive: ``WEBKIT_LAST_TAB``; the test asserts
+    that it still does not, so that it fails, and is looked at, the day it does.)"""
+    data = fresh_altws.data  # type: ignore[attr-defined]
+    folder = wake_folder(data)
+    browser = engine.launch()
+    try:
+        eight_tabs(engine_tab_opener(browser), fresh_altws.url + "/echo/info",
+                   fresh_altws.url + "/chat", fresh_altws.url + "/echo", {},
+                   lambda: count_streams(folder), data,
+                   last_closes_session=engine.name != "webkit")
+    finally:
+        browser.close()
 
 
 @pytest.mark.parametrize("share", [True, "tabs"], ids=["worker", "tabs"])
