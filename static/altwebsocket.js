@@ -1210,6 +1210,7 @@
   /** The successful answer of the pending POST, from the stream or over HTTP. */
   Hub.prototype.settled = function (pending, body) {
     var self = this;
+    this.untimer("send"); // (a retry waiting for this answer, lost over HTTP)
     this.pending = null;
     this.sendFailures = 0;
     this.small = false;
@@ -1328,7 +1329,7 @@
     function back() { // the HTTP answer (or its failure) is in: true if it still matters
       if (session !== self.session || self.stopped) { return false; }
       self.outstanding--;
-      if (self.pending === pending) { self.pending = null; return true; }
+      if (self.pending === pending) { return true; }
       self.kick(); // answered on the stream already; a POST may have waited for this one
       return false;
     }
@@ -1336,19 +1337,28 @@
       rid: pending.rid, ops: ops })
       .then(function (response) {
         return readJSON(response).then(function (body) {
-          if (back()) { self.answered(pending, response, body); }
+          if (back()) {
+            self.pending = null;
+            self.answered(pending, response, body);
+          }
         });
       }, function () {
         if (!back()) { return; }
         self.down();
-        self.retrySend(backoff(self.sendFailures++)); // the same seqs again: no duplicates
+        // the same seqs again after the backoff (no duplicates on the server), unless the
+        // copy of the answer comes on the stream meanwhile: the server did run them
+        self.retrySend(backoff(self.sendFailures++), pending);
       });
   };
 
-  Hub.prototype.retrySend = function (delay) {
+  Hub.prototype.retrySend = function (delay, pending) {
     var self = this;
     this.sending = true;
-    this.timer("send", function () { self.sending = false; self.flush(); }, delay);
+    this.timer("send", function () {
+      if (pending && self.pending === pending) { self.pending = null; }
+      self.sending = false;
+      self.flush();
+    }, delay);
   };
 
   Hub.prototype.answered = function (pending, response, body) {
