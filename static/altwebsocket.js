@@ -202,6 +202,12 @@
     });
   }
 
+  /** Whether the server's choice may stand, as a browser checks a handshake (RFC 6455
+   *  4.1): one of the protocols offered, or "" when none was offered. */
+  function acceptedProtocol(offered, chosen) {
+    return offered.length ? offered.indexOf(chosen) >= 0 : chosen === "";
+  }
+
   function readJSON(response) {
     return response.text().then(function (text) {
       try { return JSON.parse(text); } catch (e) { return {}; }
@@ -210,11 +216,16 @@
 
   // --- transport: the browser's native WebSocket ------------------------------------------
 
+  /** The browser's own WebSocket, as it was when this file loaded: a page may then replace
+   *  it with AltWebSocket (`window.WebSocket = AltWebSocket`) without the native transport
+   *  constructing an AltWebSocket again. */
+  var NativeWebSocket = root.WebSocket;
+
   /** The native transport: a browser WebSocket whose events are handed to the owner. */
   function NativeTransport(owner, url, protocols) {
     this.name = "native";
     this.owner = owner;
-    this.ws = new WebSocket(url, protocols);
+    this.ws = new NativeWebSocket(url, protocols);
     this.ws.binaryType = "arraybuffer";
     this.live = false; // set once the owner adopted it
   }
@@ -310,8 +321,8 @@
           self.token = answer.token;
           self.protocol = answer.protocol || "";
           self.extensions = answer.extensions || "";
-          if (self.protocols.length && self.protocols.indexOf(self.protocol) < 0) {
-            // Like native: offered subprotocols and the server chose none → fail.
+          if (!acceptedProtocol(self.protocols, self.protocol)) {
+            // Like native: none of those offered, or one never offered → fail.
             self.release();
             return self.fail();
           }
@@ -480,7 +491,9 @@
         } else {
           body.messages = items.map(function (item) { return self.wire(item); });
         }
-        return postJSON(self.url("send"), body, signal).then(function (response) {
+        var posted = postJSON(self.url("send"), body, signal);
+        self.handedToNetwork(items);
+        return posted.then(function (response) {
           return readJSON(response).then(function (json) { answer(response, json); });
         }, function () {
           // A network failure: resend the same seqs after a pause (the server de-duplicates).
@@ -522,9 +535,20 @@
     round();
   };
 
+  /** bufferedAmount counts what is not yet handed to the network, as native does: these
+   *  items are in a request now (they stay queued, for a retry, until acknowledged). */
+  Emulation.prototype.handedToNetwork = function (items) {
+    var bytes = 0;
+    items.forEach(function (item) { if (!item.sent) { item.sent = true; bytes += item.size; } });
+    if (bytes) { this.callbacks.acked(bytes); }
+  };
+
   Emulation.prototype.acknowledge = function (ack) {
     var bytes = 0;
-    while (this.queue.length && this.queue[0].seq <= ack) { bytes += this.queue.shift().size; }
+    while (this.queue.length && this.queue[0].seq <= ack) {
+      var item = this.queue.shift();
+      if (!item.sent) { bytes += item.size; }
+    }
     if (bytes) { this.callbacks.acked(bytes); }
   };
 
@@ -1333,8 +1357,15 @@
       self.kick(); // answered on the stream already; a POST may have waited for this one
       return false;
     }
-    postJSON(this.base + "/send", { session: session.id, secret: session.secret,
-      rid: pending.rid, ops: ops })
+    var posted = postJSON(this.base + "/send", { session: session.id, secret: session.secret,
+      rid: pending.rid, ops: ops });
+    ops.forEach(function (op) { // handed to the network: bufferedAmount drops (see sentUpTo)
+      var r = op.op === "send" && self.refs[op.ref];
+      if (r && !r.orphan) {
+        self.post(r.peer, { t: "sent", ref: op.ref, upTo: op.messages[op.messages.length - 1].seq });
+      }
+    });
+    posted
       .then(function (response) {
         return readJSON(response).then(function (body) {
           if (back()) {
@@ -1880,6 +1911,7 @@
     if (msg.t === "opened") { return this.openAnswered(msg); }
     if (msg.t === "failed") { return this.fail(msg.code, true); }
     if (msg.t === "ack") { return this.acknowledge(msg.ack); }
+    if (msg.t === "sent") { return this.sentUpTo(msg.upTo); }
     if (msg.t === "gone") { // closed on the server: its close event is on the stream
       this.queue = [];
       this.handed = this.nextSeq - 1;
@@ -1893,8 +1925,8 @@
     this.sid = msg.session || this.link.session;
     this.protocol = msg.protocol || "";
     this.extensions = msg.extensions || "";
-    if (this.protocols.length && this.protocols.indexOf(this.protocol) < 0) {
-      return this.fail(); // like native: offered subprotocols and the server chose none
+    if (!acceptedProtocol(this.protocols, this.protocol)) {
+      return this.fail(); // like native: none of those offered, or one never offered
     }
     this.callbacks.open(this.protocol, this.extensions);
     var early = this.early;
@@ -1923,9 +1955,22 @@
     this.callbacks.message(payload, null);
   };
 
+  /** The hub put the messages up to `upTo` in a request: bufferedAmount no longer counts
+   *  them (they stay queued here, for another hub, until acknowledged). */
+  SharedEmulation.prototype.sentUpTo = function (upTo) {
+    var bytes = 0;
+    for (var i = 0; i < this.queue.length && this.queue[i].seq <= upTo; i++) {
+      if (!this.queue[i].sent) { this.queue[i].sent = true; bytes += this.queue[i].size; }
+    }
+    if (bytes) { this.callbacks.acked(bytes); }
+  };
+
   SharedEmulation.prototype.acknowledge = function (ack) {
     var bytes = 0;
-    while (this.queue.length && this.queue[0].seq <= ack) { bytes += this.queue.shift().size; }
+    while (this.queue.length && this.queue[0].seq <= ack) {
+      var item = this.queue.shift();
+      if (!item.sent) { bytes += item.size; }
+    }
     if (ack > this.acked) { this.acked = ack; }
     if (this.handed < this.acked) { this.handed = this.acked; }
     if (bytes) { this.callbacks.acked(bytes); }
@@ -2007,6 +2052,9 @@
   class AltWebSocket extends EventTarget {
     constructor(url, emulate, protocols, options) {
       super();
+      if (arguments.length === 0) { // as native: the URL is required ("undefined" is not one)
+        throw new TypeError("Failed to construct 'AltWebSocket': 1 argument required, but only 0 present.");
+      }
       var mode = parseMode(emulate);
       if (mode === null) { // new AltWebSocket(url, protocols): the native signature, auto mode
         options = protocols;
@@ -2051,6 +2099,8 @@
             self._native(target, false);
           } else if (target) {
             self._native(target, true, info);
+          } else if (!info && /^wss?:/i.test(p.given.trim())) {
+            self._native(p.url, false); // a ws:// URL of no AltWebSocket server: a WebSocket's
           } else {
             self._emulate(info);
           }
@@ -2302,13 +2352,17 @@
   });
 
   Object.defineProperty(AltWebSocket, "defaults", { value: DEFAULTS, enumerable: true });
+  // String(ws) is "[object WebSocket]", as for the browser's own (instanceof still tells)
   Object.defineProperty(AltWebSocket.prototype, Symbol.toStringTag, {
-    value: "AltWebSocket", configurable: true
+    value: "WebSocket", configurable: true
   });
 
   /** EventSocket(url, protocols, options): the emulation alone (AltWebSocket(url, true)). */
   class EventSocket extends AltWebSocket {
     constructor(url, protocols, options) {
+      if (arguments.length === 0) {
+        throw new TypeError("Failed to construct 'EventSocket': 1 argument required, but only 0 present.");
+      }
       super(url, true, protocols, options);
     }
   }

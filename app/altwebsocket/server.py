@@ -151,10 +151,21 @@ class Context(UnitOfWork):
             self.close_session(conn.id, code, reason)
             return
         code = int(code)
+        self._store_local(conn.id)  # what it was sent in memory must not overtake its close
         self.tx.enqueue(conn.id, *wire.close_payload(code, reason))
         self.tx.set_closed(conn.id, code, reason)
         self._states[conn.id] = State.CLOSED
         self.server._call(self, conn, "on_close", code, reason)
+
+    def _store_local(self, conn_id: str) -> None:
+        """Queue in the storage, in order, the in-memory events of this operation for
+        ``conn_id`` (its close goes through the storage: both then arrive in the order the
+        app made them)."""
+        if any(event[0] == conn_id for event in self.local):
+            for event in self.local:
+                if event[0] == conn_id:
+                    self.tx.enqueue(*event)
+            self.local = [event for event in self.local if event[0] != conn_id]
 
     def close_session(self, session_id: str, code: int, reason: str) -> None:
         """Close every open connection of a session with ``code``, then the session: its

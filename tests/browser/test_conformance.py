@@ -358,6 +358,73 @@ def test_many_messages_stay_in_order(ws_page):
     assert result is True
 
 
+def test_the_url_is_required(ws_page):
+    result = ws_page.evaluate("""() => {
+      try { new C(); return "constructed"; } catch (e) { return [e instanceof TypeError, e.name]; }
+    }""")
+    assert result == [True, "TypeError"]
+
+
+def test_a_socket_reads_as_a_websocket(ws_page):
+    result = ws_page.evaluate("""async () => {
+      const ws = make();
+      const names = [String(ws), Object.prototype.toString.call(ws)];
+      await H.opened(ws);
+      ws.close();
+      await H.closed(ws);
+      return names;
+    }""")
+    assert result == ["[object WebSocket]", "[object WebSocket]"]
+
+
+def test_buffered_amount_is_zero_when_the_echo_arrives(ws_page):
+    """What was handed to the network no longer counts: a page that reads bufferedAmount
+    when its own echo arrives reads 0 (the emulation keeps the message for a retry until
+    the server acknowledges it, but no longer counts it)."""
+    result = ws_page.evaluate("""async () => {
+      const ws = make();
+      await H.opened(ws);
+      const seen = [];
+      ws.onmessage = () => seen.push(ws.bufferedAmount);
+      for (let i = 0; i < 5; i++) {
+        ws.send("message " + i);
+        await H.until(() => seen.length > i);
+      }
+      ws.close();
+      await H.closed(ws);
+      return seen;
+    }""")
+    assert result == [0, 0, 0, 0, 0]
+
+
+def test_window_websocket_may_be_replaced_by_altwebsocket(engine_tab, native_echo, altws):
+    """``window.WebSocket = AltWebSocket``, the usual way to adopt a drop-in: existing code's
+    ``new WebSocket(url)`` then gets an AltWebSocket, natively to a ws:// URL (the client
+    uses the browser's own WebSocket, captured when it loaded, not itself again) and
+    emulated to an AltWebSocket server without a daemon."""
+    result = engine_tab.evaluate("""async (wsURL, httpURL) => {
+      const Before = window.WebSocket;
+      window.WebSocket = AltWebSocket;
+      try {
+        const out = [];
+        for (const url of [wsURL, httpURL]) {
+          const ws = new WebSocket(url);
+          await H.opened(ws);
+          const got = new Promise((resolve) => { ws.onmessage = (e) => resolve(e.data); });
+          ws.send("hi " + url.slice(0, 2));
+          out.push([await got, ws.transport, ws instanceof AltWebSocket, String(ws)]);
+          ws.close();
+          await H.closed(ws);
+        }
+        return out;
+      } finally {
+        window.WebSocket = Before;
+      }
+    }""", native_echo.url, altws.url + "/echo")
+    assert result == [["hi ws", "native", True, "[object WebSocket]"],
+                      ["hi ht", "emulation", True, "[object WebSocket]"]]
+
+
 def test_es_module_import(engine_tab):
     result = engine_tab.evaluate("""async () => {
       const m = await import("/static/altwebsocket.mjs");

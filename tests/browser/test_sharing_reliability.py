@@ -382,3 +382,26 @@ def test_a_server_without_version_2_gets_version_1(page, altws):
     }""")
     assert result == ["old server"]
     assert any("/echo/new" in u for u in urls) and not any("/_session" in u for u in urls)
+
+
+@pytest.mark.parametrize("share", [False, "page"], ids=["v1", "v2"])
+def test_a_subprotocol_never_asked_for_fails_the_connection(page, altws, share):
+    """The server's answer names a protocol the client did not offer (it offered none): the
+    connection fails (error, close 1006), as a browser fails such a handshake (RFC 6455
+    §4.1)."""
+    def name_one(route):  # type: ignore[no-untyped-def]
+        response = fetch_without_stream_copy(route) if share else route.fetch()
+        body = response.json()
+        for result in body.get("results", [body]):
+            if "protocol" in result:
+                result["protocol"] = "surprise"
+        route.fulfill(response=response, body=json.dumps(body))
+
+    page.route("**/_session/send" if share else "**/echo/new", quiet(name_one))
+    result = page.evaluate("""async (share) => {
+      const ws = new AltWebSocket(location.origin + "/echo", true, [], { share });
+      const log = H.record(ws);
+      await H.closed(ws);
+      return [ws.protocol, log.map((e) => e.type === "close" ? [e.code, e.wasClean] : e.type)];
+    }""", share)
+    assert result == ["", ["error", [1006, False]]]

@@ -17,6 +17,10 @@ class Presence(Chat):
         if message == "protocol?":
             conn.send(f"protocol={conn.protocol}")
             return
+        if message == "bye?":  # a last word, then the close, from one callback
+            conn.send("Goodbye")
+            conn.close(4000, "done")
+            return
         super().on_message(conn, message)  # type: ignore[arg-type]
 
     def on_close(self, conn: AltWebSocketConnection, code: int, reason: str) -> None:

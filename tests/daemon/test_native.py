@@ -42,6 +42,27 @@ def test_subprotocol_negotiation(daemon: Process, offered: list, chosen: object)
         assert ws.recv(timeout=TIMEOUT) == f"protocol={chosen or ''}"
 
 
+def test_a_message_sent_just_before_a_close_arrives_first(daemon: Process) -> None:
+    """send() then close() in one on_message: the message (in memory on a native socket)
+    and the close (through the storage) reach the client in the order the app made them."""
+    for _ in range(5):
+        with connect(daemon.url + "/presence", open_timeout=TIMEOUT) as ws:
+            ws.send("bye?")
+            assert ws.recv(timeout=TIMEOUT) == "Goodbye"
+            with pytest.raises(ConnectionClosed):
+                ws.recv(timeout=TIMEOUT)
+            assert (ws.close_code, ws.close_reason) == (4000, "done")
+
+
+def test_the_same_last_word_over_the_emulation(http: Process) -> None:
+    base = http.url + "/presence"
+    conn_id, token, stream = open_stream(base)
+    send(base, conn_id, token, 1, "bye?")
+    events = [e for e in stream.take(2) if e.id]
+    assert [message_from_event(e) for e in events] == ["Goodbye", (4000, "done")]
+    stream.close()
+
+
 def test_foreign_origin_is_refused_at_handshake(daemon: Process) -> None:
     with pytest.raises(InvalidStatus) as info:
         connect(daemon.url + "/echo", origin="https://evil.example", open_timeout=TIMEOUT)
