@@ -1,6 +1,7 @@
-"""``python -m benchmarks [--quick] [--no-browser] [--no-cgi] [--no-extras] [--rounds N,N]
-[--size BYTES] [--json FILE] [--plot FILE.png] [-q]``: the same as ``altws bench --local``
-(the options and the checks of :mod:`altwebsocket.bench.cli`, then :func:`.local.command`)."""
+"""``python -m benchmarks [--quick] [--no-browser] [--no-cgi] [--no-databases] [--no-extras]
+[--rounds N,N] [--size BYTES] [--json FILE] [--plot FILE.png] [-q]``: the same as ``altws
+bench --local`` (the options and the checks of :mod:`altwebsocket.bench.cli`, then
+:func:`.local.command`)."""
 
 from __future__ import annotations
 

@@ -113,6 +113,7 @@ class Plan:
     hold_seconds: float = 10.0
     browser: bool = True
     cgi: bool = True
+    databases: bool = True
     extras: bool = True
 
     @classmethod
@@ -172,6 +173,14 @@ class LocalReport:
              "chromium", None, None),
             ("one stream per socket / bare fetch POST, same server", "chromium-emulation-v1",
              "chromium-fetch-serve", "chromium", None, None),
+            ("emulation on PostgreSQL / on SQLite", "emulation-postgresql", "emulation",
+             "python", None, None),
+            ("emulation on MariaDB / on SQLite", "emulation-mariadb", "emulation", "python",
+             None, None),
+            ("emulation on PostgreSQL / on SQLite", "chromium-emulation-postgresql",
+             "chromium-emulation", "chromium", None, None),
+            ("emulation on MariaDB / on SQLite", "chromium-emulation-mariadb",
+             "chromium-emulation", "chromium", None, None),
         ]
         out = []
         for name, top, bottom, client, target, paper_ratio in rows:
@@ -473,6 +482,12 @@ def run_local(plan: Plan, quiet: bool = False, log: Callable[[str], None] = prin
             if one.error:
                 report.errors.append(f"{one.label}: {one.error}")
 
+        # 3. the same echo with the storage on PostgreSQL and on MariaDB
+        if plan.databases:
+            _on_databases(plan, report, config, quiet, attempt, log)
+        else:
+            report.skipped.append("PostgreSQL, MariaDB: --no-databases")
+
         if plan.extras:
             _extras(plan, report, serve, daemon, cgi, attempt, log)
     finally:
@@ -490,6 +505,73 @@ def run_local(plan: Plan, quiet: bool = False, log: Callable[[str], None] = prin
             shutil.rmtree(cgi_data, ignore_errors=True)
     report.seconds = time.monotonic() - started
     return report
+
+
+ENGINES = (("postgresql", "PostgreSQL"), ("mariadb", "MariaDB"))
+
+
+def _on_databases(plan: Plan, report: LocalReport, config: str, quiet: bool,
+                  attempt: Callable[[str, Callable[[], Any]], Any],
+                  log: Callable[[str], None]) -> None:
+    """The emulated echo (Python client, and Chromium's shared session) through ``altws
+    serve --storage URL`` on a private PostgreSQL and a private MariaDB of this machine
+    (:mod:`.databases`: Debian's packages, each server on 127.0.0.1, removed afterwards)."""
+    from . import databases
+
+    for key, name in ENGINES:
+        absent = databases.missing(key)
+        if absent:
+            report.skipped.append(f"{name}: not installed ({absent})")
+            continue
+        log(f"starting: {name} and altws serve on it ...")
+        kind = databases.PostgreSQL if key == "postgresql" else databases.MariaDB
+        server = attempt(f"starting {name}", kind().start)
+        if server is not None:
+            try:
+                _on_database(plan, report, config, quiet, attempt, key, name, server.url())
+            finally:
+                server.stop()
+
+
+def _on_database(plan: Plan, report: LocalReport, config: str, quiet: bool,
+                 attempt: Callable[[str, Callable[[], Any]], Any], key: str, name: str,
+                 url: str) -> None:
+    data = tempfile.mkdtemp(prefix=f"altws-bench-{key}-")
+    args = [sys.executable, "-m", "benchmarks.servers", "altws-serve", "--port", "0",
+            "--no-daemon", "--data", data, "--config", config, "--storage", url]
+    serve = attempt(f"starting altws serve on {name}", lambda: _start(args))
+    try:
+        if serve is None:
+            return
+        report.echo.append(_relabel(bench_url(
+            serve.url + "/echo", "emulation", plan.rounds, plan.size, quiet=quiet,
+            label=f"emulation, altws serve on {name}"), f"emulation-{key}"))
+        if plan.browser:
+            attempt(f"Chromium on {name}",
+                    lambda: _chromium_echo(plan, report, serve.url, key, name, quiet))
+    finally:
+        if serve is not None:
+            serve.stop()
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def _chromium_echo(plan: Plan, report: LocalReport, url: str, key: str, name: str,
+                   quiet: bool) -> None:
+    from .browser import BrowserBench, BrowserUnavailable
+
+    try:
+        browser = BrowserBench()
+    except BrowserUnavailable as exc:
+        report.skipped.append(f"Chromium on {name}: {exc}")
+        return
+    try:
+        report.echo.append(browser.measure(
+            url + LAB_PAGE, url + "/echo", "emulation", plan.rounds, plan.size,
+            f"chromium-emulation-{key}",
+            f"Chromium AltWebSocket emulation, shared session (serve on {name})", "emulation",
+            quiet))
+    finally:
+        browser.close()
 
 
 def _start(args: list[str]) -> ServerProcess:
@@ -589,6 +671,7 @@ def command(args: Any, rounds: list[int] | None) -> int:
     plan.size = args.size
     plan.browser = not args.no_browser
     plan.cgi = not args.no_cgi
+    plan.databases = not getattr(args, "no_databases", False)
     plan.extras = not args.no_extras
 
     def log(line: str) -> None:

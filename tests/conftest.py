@@ -1,5 +1,5 @@
 """Fixtures: a fresh data folder per test, in-process servers, the HTTP deployments, and
-real PostgreSQL and MariaDB servers with a fresh database per test (tests/databases.py)."""
+real PostgreSQL and MariaDB servers with a fresh database per test (benchmarks/databases.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 
 from altwebsocket import AltWebSocketServer
+from benchmarks import databases
 
-from . import databases
 from .support import Deployment, Site, make_server, serving, start_deployment
 
 

@@ -11,7 +11,7 @@ say() { printf '\n== %s\n' "$*"; }
 # Debian packages: Apache (CGI tests), the browser engines (browser tests: Chromium, Firefox
 # ESR, and WebKit's MiniBrowser driven by WebKitWebDriver on an Xvfb screen), tmux (terminal
 # client tests), python3-venv (the CGI's own venv is built from Debian's /usr/bin/python3),
-# PostgreSQL and MariaDB servers and clients (tests/databases.py starts private servers of its
+# PostgreSQL and MariaDB servers and clients (benchmarks/databases.py starts private servers of its
 # own on free ports: any system instance the packages start is left alone and not used).
 missing=()
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)

@@ -1,7 +1,7 @@
-"""The database fixtures themselves (tests/databases.py, tests/conftest.py): real PostgreSQL and
-MariaDB servers on 127.0.0.1 run by their own users, a fresh database per test that is gone
-afterwards, two connections at once that really lock each other out, and no server or folder
-left behind by a test run that is killed."""
+"""The database fixtures themselves (benchmarks/databases.py, tests/conftest.py): real
+PostgreSQL and MariaDB servers on 127.0.0.1 run by their own users, a fresh database per test
+that is gone afterwards, two connections at once that really lock each other out, and no
+server or folder left behind by a test run that is killed."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from . import databases
+from benchmarks import databases
+
 from .support import TIMEOUT
 
 # The per-test databases the tests below were given: all must be gone by the last test.

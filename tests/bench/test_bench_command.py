@@ -143,9 +143,13 @@ def test_local_quick(tmp_path) -> None:
         for key in ("emulation-cgi", "cgi-bare"):
             assert set(keys[key]["runs"]) == {"3"}
         assert data["memory"]["cgi_stream_peak_rss_mb"] > 0
+    for key in ("emulation-postgresql", "emulation-mariadb"):  # (tests/run.sh installs both)
+        assert set(keys[key]["runs"]) == {"5", "10"} and keys[key]["error"] is None
     if not any(note.startswith("Chromium") for note in data["skipped"]):
         for key in ("chromium-fetch", "chromium-websocket", "chromium-native",
-                    "chromium-emulation", "chromium-emulation-v1"):
+                    "chromium-emulation", "chromium-emulation-v1", "chromium-fetch-serve",
+                    "chromium-sse-raw", "chromium-emulation-postgresql",
+                    "chromium-emulation-mariadb"):
             assert keys[key]["client"] == "chromium" and keys[key]["error"] is None
             assert len(keys[key]["runs"]["10"]["samples_ms"]) == 10
     names = {(row["name"], row["client"]) for row in data["ratios"]}

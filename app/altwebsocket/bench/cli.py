@@ -3,7 +3,7 @@
 ::
 
     altws bench URL [--transport emulation|native|both] [--rounds 100,1000,10000] [--size 4]
-    altws bench --local [--quick] [--no-browser] [--no-cgi] [--no-extras]
+    altws bench --local [--quick] [--no-browser] [--no-cgi] [--no-databases] [--no-extras]
     ... [--json FILE] [--plot FILE.png]
 
 Exit status: 0 when everything was measured, 1 when a part failed (the table shows which),
@@ -65,6 +65,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                         help="--local with tiny sizes (a smoke test, not a measurement)")
     parser.add_argument("--no-browser", action="store_true", help="--local without Chromium")
     parser.add_argument("--no-cgi", action="store_true", help="--local without Apache CGI")
+    parser.add_argument("--no-databases", action="store_true",
+                        help="--local without the echo on PostgreSQL and MariaDB")
     parser.add_argument("--no-extras", action="store_true",
                         help="--local: round trips only (no throughput, fan-out, held "
                              "connections)")

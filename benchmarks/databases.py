@@ -1,4 +1,4 @@
-"""Real PostgreSQL and MariaDB servers for the tests, one of each per test session.
+"""Real PostgreSQL and MariaDB servers for the tests (one of each per session) and the lab.
 
 Each server gets a private folder ``/var/tmp/altws-pg-XXXX`` / ``/var/tmp/altws-mariadb-XXXX``
 (its data, socket, pid and log files), listens on 127.0.0.1 on a free port, and runs as its
@@ -104,7 +104,7 @@ def remove_stale(prefix: str) -> list[str]:
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return int(s.getsockname()[1])
 
 
 def _run(args: list[str], cwd: str, timeout: float = START_TIMEOUT + 10) -> None:
@@ -114,7 +114,7 @@ def _run(args: list[str], cwd: str, timeout: float = START_TIMEOUT + 10) -> None
         raise RuntimeError(f"{shlex.join(args)} failed ({result.returncode}):\n{result.stdout}")
 
 
-def _env() -> dict:
+def _env() -> dict[str, str]:
     # The developer's PG*/MYSQL* settings must not steer our servers or clients.
     return {k: v for k, v in os.environ.items() if not k.startswith(("PG", "MYSQL"))}
 
@@ -141,7 +141,7 @@ class Server:
         self.port = 0
         self.password = secrets.token_hex(12)
         self.startup_seconds = 0.0
-        self._watchdog: subprocess.Popen | None = None
+        self._watchdog: subprocess.Popen[bytes] | None = None
 
     # -- life cycle
 
@@ -261,6 +261,16 @@ class Server:
         raise NotImplementedError
 
 
+def missing(engine: str) -> str | None:
+    """What this machine lacks to run ``engine`` (``"postgresql"`` or ``"mariadb"``), or
+    ``None``: the Debian packages tests/run.sh installs."""
+    if engine == "postgresql":
+        return None if glob.glob("/usr/lib/postgresql/*/bin/initdb") else "postgresql"
+    tools = [shutil.which("mariadbd") or "/usr/sbin/mariadbd",
+             shutil.which("mariadb-install-db") or "/usr/bin/mariadb-install-db"]
+    return ", ".join(tool for tool in tools if not os.access(tool, os.X_OK)) or None
+
+
 def postgresql_bin() -> str:
     """The newest installed PostgreSQL's binaries (Debian: /usr/lib/postgresql/VERSION/bin)."""
     found = [d for d in glob.glob("/usr/lib/postgresql/*/bin") if os.path.exists(d + "/initdb")]
@@ -341,7 +351,7 @@ class MariaDB(Server):
 
     def __init__(self) -> None:
         super().__init__()
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
 
     def _start(self) -> None:
         mariadbd = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
@@ -392,7 +402,7 @@ class MariaDB(Server):
         self.proc = None
 
     def admin(self, timeout: float = START_TIMEOUT) -> Any:
-        import pymysql
+        import pymysql  # type: ignore[import-untyped]
         # read_timeout: PyMySQL's connect_timeout does not cover waiting for the greeting.
         return pymysql.connect(host="127.0.0.1", port=self.port, user=USER,
                                password=self.password, database=USER, autocommit=True,
@@ -479,7 +489,7 @@ if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--watch":
         _watch(sys.argv[2])
     else:
-        # By hand: python tests/databases.py  -> start both, print their URLs, stop on Enter.
+        # By hand: python benchmarks/databases.py  -> start both, print their URLs, stop on Enter.
         with PostgreSQL() as pg, MariaDB() as my:
             for server in (pg, my):
                 print(f"{server.url()}  ({server.startup_seconds:.1f} s, {server.folder})")
