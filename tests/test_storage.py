@@ -144,3 +144,26 @@ def test_threads_taking_turns_share_one_warm_sqlite_connection(data_dir) -> None
     assert len(opened) == 1 and len(used) == 1
     assert storage.data_version() is not None  # (streams keep one of their thread's)
     storage.close()
+
+
+def test_a_mysql_server_that_never_greets_is_a_503_not_a_hang(tmp_path) -> None:
+    """A port that accepts and says nothing (a wedged server, a firewall): PyMySQL's
+    connect_timeout does not cover the greeting; the storage's read timeout does."""
+    import socket
+    import time
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    port = listener.getsockname()[1]
+    try:
+        storage = AltWebSocketStorage(f"mysql://altws:pw@127.0.0.1:{port}/altws",
+                                      busy_timeout=0.5)
+        app = webtest.TestApp(WSGIApp(AltWebSocketServer(
+            storage=storage, settings=Settings(data=str(tmp_path)))))
+        started = time.monotonic()
+        answer = app.post("/echo/new", "", status="*")
+        assert answer.status_int == 503 and answer.json["error"] == "storage"
+        assert time.monotonic() - started < 10
+    finally:
+        listener.close()

@@ -250,3 +250,62 @@ def test_daemon_on_a_corrupt_database_stays_up_and_recovers(data_dir) -> None:
     finally:
         proc.stop()
     assert "storage" in "".join(proc.output)
+
+
+# --- PostgreSQL and MariaDB: the database server drops our connections --------------------
+
+@pytest.fixture(params=["postgresql", "mariadb"])
+def server_database(request) -> Iterator[str]:
+    """A fresh database on the session's PostgreSQL or MariaDB."""
+    with request.getfixturevalue(f"{request.param}_server").fresh_database() as url:
+        yield url
+
+
+def drop_connections(url: str) -> int:
+    """The database server ends every other connection to this database (as a restart, a
+    failover or an idle-connection killer does); returns how many."""
+    from benchmarks import databases
+
+    admin = databases.connect(url)
+    try:
+        cursor = admin.cursor()
+        if databases.engine(url) == "postgresql":
+            cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                           "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+            dropped = len(cursor.fetchall())
+        else:
+            cursor.execute("SELECT id FROM information_schema.processlist "
+                           "WHERE db = DATABASE() AND id <> CONNECTION_ID()")
+            ids = [row[0] for row in cursor.fetchall()]
+            for conn_id in ids:
+                cursor.execute(f"KILL {int(conn_id)}")
+            dropped = len(ids)
+        admin.commit()
+        return dropped
+    finally:
+        admin.close()
+
+
+def test_connections_the_database_drops_are_503_then_nothing_is_lost(server_database,
+                                                                     tmp_path) -> None:
+    server = AltWebSocketServer(storage=server_database, settings=Settings(
+        data=str(tmp_path), max_rate=0))
+    app = web_app(server)
+    conn = new(app)
+    refused = dropped = 0
+    for seq in range(1, 41):
+        if seq % 10 == 0:
+            dropped += drop_connections(server_database)
+        for _attempt in range(5):  # a client retries the same seq
+            answer = post(app, "/echo/send", send_body(conn, seq, str(seq)), status="*")
+            if answer.status_int == 200:
+                assert answer.json["ack"] == seq
+                break
+            assert_503(answer)
+            refused += 1
+        else:
+            raise AssertionError(f"seq {seq} never went through")
+    assert dropped >= 4 and refused >= 1  # the pool's connections were dropped and noticed
+    assert [message for _, message in stored_events(server, conn["id"])] == \
+        [str(seq) for seq in range(1, 41)]  # once each, in order
+    server.storage.close()

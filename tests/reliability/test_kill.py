@@ -39,14 +39,19 @@ MESSAGES = 1500 if SOAK else 300
 KILLS = 10 if SOAK else 3
 
 
-def start_serve(data: str, port: int) -> Process:
-    """``altws serve`` on ``port``: a restart comes back where the client looks for it."""
-    return start_altws("serve", data, "--no-daemon", port=port, heartbeat=1, max_rate=0)
+def start_serve(data: str, port: int, storage: str | None = None) -> Process:
+    """``altws serve`` on ``port`` (on the database ``storage``, else SQLite in ``data``): a
+    restart comes back where the client looks for it."""
+    extra = ["--storage", storage] if storage else []
+    return start_altws("serve", data, "--no-daemon", *extra, port=port, heartbeat=1,
+                       max_rate=0)
 
 
-def test_kill_9_of_altws_serve_loses_and_repeats_nothing(data_dir) -> None:
+def test_kill_9_of_altws_serve_loses_and_repeats_nothing(data_dir, database_url) -> None:
+    """On SQLite, PostgreSQL and MariaDB: a process killed in the middle of transactions
+    leaves nothing half done that a restart would deliver twice or lose."""
     port = free_port()
-    server = start_serve(data_dir, port)
+    server = start_serve(data_dir, port, database_url)
     ws = connect(f"http://127.0.0.1:{port}/echo", emulate=True, timeout=TIMEOUT)
     received: list[Any] = []
     done = threading.Event()
@@ -68,7 +73,7 @@ def test_kill_9_of_altws_serve_loses_and_repeats_nothing(data_dir) -> None:
                 time.sleep(rng.random() * 0.2)  # somewhere in the middle of requests
                 os.killpg(server.proc.pid, signal.SIGKILL)
                 server.proc.wait(TIMEOUT)
-                server = start_serve(data_dir, port)
+                server = start_serve(data_dir, port, database_url)
             elif number % 10 == 0:
                 time.sleep(0.01)
         assert done.wait(12 * TIMEOUT), f"got {len(received)} of {MESSAGES}"

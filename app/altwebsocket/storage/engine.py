@@ -209,12 +209,16 @@ class Database:
                 cursor.execute(f"SET lock_timeout = {int(self.busy_timeout * 1000)}")
             db.commit()
         else:
+            # read_timeout: connect_timeout does not cover the wait for the server's greeting
+            # (a server that accepts and says nothing would hang the request for ever); a
+            # statement waits for row locks at most busy_timeout, so twice that is a fault
+            wait = max(1, int(self.busy_timeout))
+            patience = 2 * self.busy_timeout + 1
             db = self._driver.connect(charset="utf8mb4", autocommit=False,
-                                      connect_timeout=max(1, int(self.busy_timeout)),
-                                      **self._args)
+                                      connect_timeout=wait, read_timeout=patience,
+                                      write_timeout=patience, **self._args)
             with db.cursor() as cursor:
-                cursor.execute("SET SESSION innodb_lock_wait_timeout = %s",
-                               (max(1, int(self.busy_timeout)),))
+                cursor.execute("SET SESSION innodb_lock_wait_timeout = %s", (wait,))
                 cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
                 # "key" is a reserved word there: quoted the standard way, as on the others
                 cursor.execute("SET SESSION sql_mode = CONCAT(@@sql_mode, ',ANSI_QUOTES')")
