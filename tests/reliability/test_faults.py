@@ -309,3 +309,33 @@ def test_connections_the_database_drops_are_503_then_nothing_is_lost(server_data
     assert [message for _, message in stored_events(server, conn["id"])] == \
         [str(seq) for seq in range(1, 41)]  # once each, in order
     server.storage.close()
+
+
+def test_a_row_locked_past_busy_timeout_is_503_busy_then_the_retry_is_delivered_once(
+        server_database, tmp_path, caplog) -> None:
+    """PostgreSQL's and MariaDB's form of a locked database: another transaction holds the
+    connection's row (``SELECT … FOR UPDATE``) longer than ``busy_timeout``: a 503 that says
+    busy (``Retry-After: 1``), nothing changed, and the retry goes through once."""
+    from benchmarks import databases
+
+    server = AltWebSocketServer(storage=server_database, settings=Settings(
+        data=str(tmp_path), max_rate=0, busy_timeout=0.5))
+    app = web_app(server)
+    conn = new(app)
+    assert post(app, "/echo/send", send_body(conn, 1, "a")).json["ack"] == 1
+    before = state_of(server, conn["id"])
+    holder = databases.connect(server_database)
+    try:
+        cursor = holder.cursor()
+        cursor.execute("SELECT id FROM aws_connections WHERE id = %s FOR UPDATE", (conn["id"],))
+        answer = post(app, "/echo/send", send_body(conn, 2, "b"), status="*")
+        assert_503(answer)
+        assert answer.headers["Retry-After"] == "1" and "busy" in answer.json["message"]
+    finally:
+        holder.rollback()
+        holder.close()
+    assert state_of(server, conn["id"]) == before
+    assert "busy" in caplog.text
+    assert post(app, "/echo/send", send_body(conn, 2, "b")).json["ack"] == 2
+    assert [m for _, m in stored_events(server, conn["id"])] == ["a", "b"]
+    server.storage.close()

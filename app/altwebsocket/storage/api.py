@@ -649,7 +649,10 @@ def _close_quietly(db: Any) -> None:
 
 # (words in the driver's message, what the client is told, Retry-After in seconds)
 _FAULTS = (
-    (("locked", "busy"), "the database is busy, retry shortly", 1),
+    # SQLite: "database is locked"; PostgreSQL: "canceling statement due to lock timeout";
+    # MySQL/MariaDB: "Lock wait timeout exceeded"
+    (("locked", "busy", "lock timeout", "lock wait timeout"), "the database is busy, retry "
+     "shortly", 1),
     (("readonly", "read-only"), "the storage is read-only", 5),
     (("full",), "the storage is full", 5),
     (("not a database", "malformed", "corrupt"), "the database file is damaged", 10),
