@@ -184,7 +184,7 @@ def test_servers_run_as_their_own_user_on_loopback(request, engine):
 KILLED_RUN = """
 import sys, time
 sys.path.insert(0, {root!r})
-from tests import databases
+from benchmarks import databases
 server = databases.PostgreSQL().start()
 print(server.folder, flush=True)
 time.sleep(600)
