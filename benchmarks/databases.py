@@ -263,12 +263,21 @@ class Server:
 
 def missing(engine: str) -> str | None:
     """What this machine lacks to run ``engine`` (``"postgresql"`` or ``"mariadb"``), or
-    ``None``: the Debian packages tests/run.sh installs."""
+    ``None``: the Debian packages tests/run.sh installs, and the driver of the extra
+    (``pip install -e '.[postgresql]'`` / ``'.[mysql]'``; the test extra has both)."""
+    import importlib.util
+
     if engine == "postgresql":
-        return None if glob.glob("/usr/lib/postgresql/*/bin/initdb") else "postgresql"
-    tools = [shutil.which("mariadbd") or "/usr/sbin/mariadbd",
-             shutil.which("mariadb-install-db") or "/usr/bin/mariadb-install-db"]
-    return ", ".join(tool for tool in tools if not os.access(tool, os.X_OK)) or None
+        absent = [] if glob.glob("/usr/lib/postgresql/*/bin/initdb") else ["postgresql"]
+        driver = "psycopg"
+    else:
+        tools = [shutil.which("mariadbd") or "/usr/sbin/mariadbd",
+                 shutil.which("mariadb-install-db") or "/usr/bin/mariadb-install-db"]
+        absent = [tool for tool in tools if not os.access(tool, os.X_OK)]
+        driver = "pymysql"
+    if importlib.util.find_spec(driver) is None:
+        absent.append(f"the Python driver {driver}")
+    return ", ".join(absent) or None
 
 
 def postgresql_bin() -> str:
