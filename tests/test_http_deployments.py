@@ -98,7 +98,7 @@ def test_twenty_concurrent_senders_lose_nothing_and_get_no_5xx(deployment) -> No
         thread.start()
     for thread in threads:
         thread.join(6 * TIMEOUT)
-    assert statuses == {200: 100}
+    assert statuses == {200: 100}, "".join(deployment.proc.output[-40:])
     for conn_id, _, stream in clients:
         got = [wire.message_from_event(e) for e in stream.take(5, timeout=3 * TIMEOUT)]
         assert got == [f"{conn_id}:{seq}" for seq in range(1, 6)]

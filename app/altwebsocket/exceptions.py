@@ -145,9 +145,14 @@ class Overloaded(AltWebSocketError):
 
 
 class StorageUnavailable(Overloaded):
-    """The database cannot be used right now (locked, read-only, full disk, corrupt)."""
+    """The database cannot be used right now (locked, read-only, full disk, corrupt).
+
+    ``deadlock``: the database aborted the transaction to break a deadlock (PostgreSQL,
+    MySQL/MariaDB); nothing of it was kept, and running it again is what those databases
+    ask for."""
 
     code = "storage"
+    deadlock = False
 
 
 class ConfigError(AltWebSocketError):

@@ -54,6 +54,9 @@ if TYPE_CHECKING:
 
 __all__ = ["AltWebSocketServer", "Context", "LocalSink", "LocalStream", "Opened"]
 
+DEADLOCK_RETRIES = 2
+"""How many times an operation is run again when the database aborts it as a deadlock."""
+
 HANDOFF_WAIT = 0.002
 """Seconds an operation waits, in all, for the streams of this process it handed events to
 to write them out before it returns (so the POST's own answer follows its echo)."""
@@ -311,8 +314,8 @@ class AltWebSocketServer:
         except StorageUnavailable:
             raise  # not the handler's bug: the whole operation fails with a 503
         except Exception as exc:  # the handler's bug must not break the protocol
-            if ctx.tx.failed is not None:
-                raise StorageUnavailable("the storage is unavailable") from exc
+            if ctx.tx.failed is not None:  # the storage failed under it: that is the error
+                raise ctx.tx.unavailable() from exc
             if callback == "on_error":
                 logger("altwebsocket.server").exception("on_error of %s raised", conn.app)
                 return
@@ -336,13 +339,20 @@ class AltWebSocketServer:
     def run(self, operation: Callable[[Context], T], client: str | None = None) -> T:
         """Run ``operation`` in one transaction, then wake the streams that got events.
         ``client``: the connection whose client asked for it (its own stream's events may
-        be written by this thread)."""
-        with self.storage.transaction() as tx:
-            ctx = Context(self, tx)
-            result = operation(ctx)
-            if tx.overflow:
-                ctx.close_overflowing()
-            own = tx.stream_of(client) if client is not None and tx.woken else None
+        be written by this thread). A transaction the database aborted to break a deadlock
+        is run once more (its callbacks too: nothing of the first run was kept)."""
+        for attempt in range(DEADLOCK_RETRIES + 1):
+            try:
+                with self.storage.transaction() as tx:
+                    ctx = Context(self, tx)
+                    result = operation(ctx)
+                    if tx.overflow:
+                        ctx.close_overflowing()
+                    own = tx.stream_of(client) if client is not None and tx.woken else None
+                break
+            except StorageUnavailable as exc:
+                if not exc.deadlock or attempt == DEADLOCK_RETRIES:
+                    raise
         if tx.woken:
             self._wake(tx, own)
         if ctx.local and self.local_sink is not None:

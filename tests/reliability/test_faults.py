@@ -339,3 +339,46 @@ def test_a_row_locked_past_busy_timeout_is_503_busy_then_the_retry_is_delivered_
     assert post(app, "/echo/send", send_body(conn, 2, "b")).json["ack"] == 2
     assert [m for _, m in stored_events(server, conn["id"])] == ["a", "b"]
     server.storage.close()
+
+
+def deadlocking(monkeypatch: pytest.MonkeyPatch, times: int) -> list[int]:
+    """The first ``times`` inserts of an event fail as a deadlock victim's statement does
+    on PostgreSQL ("deadlock detected") or MariaDB ("Deadlock found when trying to get
+    lock"); returns the count of those failures."""
+    from altwebsocket.storage.api import Transaction, _unavailable
+
+    failures = [0]
+    run = Transaction._run
+
+    def failing(self: Any, statement: str, params: Any = ()) -> Any:
+        if statement.startswith("INSERT INTO aws_events") and failures[0] < times:
+            failures[0] += 1  # (what _run does with the driver's error)
+            self.failed = sqlite3.OperationalError("deadlock detected")
+            raise _unavailable(self.failed)
+        return run(self, statement, params)
+
+    monkeypatch.setattr(Transaction, "_run", failing)
+    return failures
+
+
+def test_a_deadlock_victim_is_run_once_more_and_delivered_once(server, monkeypatch,
+                                                              caplog) -> None:
+    app = web_app(server)
+    conn = new(app)
+    failures = deadlocking(monkeypatch, 1)
+    assert post(app, "/echo/send", send_body(conn, 1, "a")).json["ack"] == 1
+    assert failures == [1] and "deadlock detected" in caplog.text
+    assert [m for _, m in stored_events(server, conn["id"])] == ["a"]  # once
+
+
+def test_a_deadlock_that_keeps_coming_is_a_503_busy(server, monkeypatch) -> None:
+    from altwebsocket.server import DEADLOCK_RETRIES
+
+    app = web_app(server)
+    conn = new(app)
+    before = state_of(server, conn["id"])
+    failures = deadlocking(monkeypatch, 100)
+    answer = post(app, "/echo/send", send_body(conn, 1, "a"), status="*")
+    assert_503(answer)
+    assert answer.headers["Retry-After"] == "1" and failures == [DEADLOCK_RETRIES + 1]
+    assert state_of(server, conn["id"]) == before

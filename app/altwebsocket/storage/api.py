@@ -130,6 +130,11 @@ class Transaction:
         # connection id -> (id of the row whose queue its events go to, its session ref)
         self._routes: dict[str, tuple[str, str | None]] = {}
 
+    def unavailable(self) -> StorageUnavailable:
+        """The 503 for the database error this transaction met (:attr:`failed`)."""
+        assert self.failed is not None
+        return _unavailable(self.failed, log=False)
+
     def _run(self, statement: str, params: Sequence[Any] = ()) -> Any:
         database = self.storage._database
         if self.failed is not None:
@@ -669,6 +674,13 @@ def _unavailable(exc: BaseException, log: bool = True) -> StorageUnavailable:
         if any(word in lowered for word in words):
             message, retry_after = said, seconds
             break
+    # PostgreSQL: "deadlock detected"; MySQL/MariaDB: "Deadlock found when trying to get lock"
+    deadlock = "deadlock" in lowered
+    if deadlock:
+        message, retry_after = "the database is busy, retry shortly", 1
     if log:
-        logger("altwebsocket.storage").error("storage error (%s): %s", message, text)
-    return StorageUnavailable(message, retry_after=retry_after)
+        logger("altwebsocket.storage").log(
+            30 if deadlock else 40, "storage error (%s): %s", message, text)
+    error = StorageUnavailable(message, retry_after=retry_after)
+    error.deadlock = deadlock
+    return error
