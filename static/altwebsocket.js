@@ -2045,6 +2045,13 @@
 
   var HANDLERS = ["open", "message", "error", "close"];
 
+  /** As native: the URL is required (undefined would become the relative URL "undefined"). */
+  function requireURL(count, name) {
+    if (count === 0) {
+      throw new TypeError("Failed to construct '" + name + "': 1 argument required, but only 0 present.");
+    }
+  }
+
   /**
    * AltWebSocket(url, emulate, protocols, options): the WebSocket API over the emulation
    * or the native WebSocket. See the file header and docs/client.md.
@@ -2052,9 +2059,7 @@
   class AltWebSocket extends EventTarget {
     constructor(url, emulate, protocols, options) {
       super();
-      if (arguments.length === 0) { // as native: the URL is required ("undefined" is not one)
-        throw new TypeError("Failed to construct 'AltWebSocket': 1 argument required, but only 0 present.");
-      }
+      requireURL(arguments.length, "AltWebSocket");
       var mode = parseMode(emulate);
       if (mode === null) { // new AltWebSocket(url, protocols): the native signature, auto mode
         options = protocols;
@@ -2360,9 +2365,7 @@
   /** EventSocket(url, protocols, options): the emulation alone (AltWebSocket(url, true)). */
   class EventSocket extends AltWebSocket {
     constructor(url, protocols, options) {
-      if (arguments.length === 0) {
-        throw new TypeError("Failed to construct 'EventSocket': 1 argument required, but only 0 present.");
-      }
+      requireURL(arguments.length, "EventSocket");
       super(url, true, protocols, options);
     }
   }

@@ -56,6 +56,15 @@ HANDED_MAX = 64
 """Batches of handed events a stream holds at most; more, and it reads the storage."""
 
 
+def _following(events: list[StoredEvent], after: int) -> list[StoredEvent] | None:
+    """The events with ids above ``after``, if they follow it without a gap (ids after+1,
+    after+2, …); ``None`` if one is missing (it is in the storage, not here)."""
+    fresh = [event for event in events if event[0] > after]
+    if any(event[0] != after + 1 + n for n, event in enumerate(fresh)):
+        return None
+    return fresh
+
+
 def _v1_event(event: StoredEvent) -> ServerSentEvent:
     return wire.event_for(event[0], event[1], event[2])
 
@@ -237,8 +246,8 @@ class EventStream(LocalStream):
             entries = [handed[n] for n in range(count)] + [(item, None)]
             events = [event for one, _ in entries if not isinstance(one, bytes)
                       for event in one]
-            fresh = [event for event in events if event[0] > self.cursor]
-            if any(event[0] != self.cursor + 1 + n for n, event in enumerate(fresh)):
+            fresh = _following(events, self.cursor)
+            if fresh is None:
                 return False  # a gap: the stream's thread reads the storage
             for _ in range(count):
                 handed.popleft()
@@ -344,9 +353,8 @@ class EventStream(LocalStream):
                     if item and not self.closed:
                         yield item
                     continue
-                last = run[-1][0] if run else self.cursor
-                fresh = [event for event in item if event[0] > last]
-                if all(event[0] == last + 1 + n for n, event in enumerate(fresh)):
+                fresh = _following(item, run[-1][0] if run else self.cursor)
+                if fresh is not None:
                     run += fresh  # (nothing fresh: read from the storage already)
                     continue
                 if run and not self.closed:  # a gap: what came in between is in the storage
