@@ -17,14 +17,15 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, Callable
 from urllib.parse import quote, urlsplit
 
 from altwebsocket.bench.procedure import summary
 from altwebsocket.protocol.sse import SSEDecoder
 
-__all__ = ["HttpConnection", "HttpPool", "fanout_emulated", "hold_emulated", "fanout_native"]
+__all__ = ["HttpConnection", "HttpPool", "fanout_emulated", "hold_emulated", "fanout_native",
+           "crowd_emulated"]
 
 Headers = dict[str, str]
 HELD_P99_MS = 1000.0
@@ -49,6 +50,13 @@ class HttpConnection:
         if self._writer is not None:
             self._writer.close()
         self._reader = self._writer = None
+
+    async def stream_with_headers(self, path: str, headers: Headers | None = None
+                                  ) -> tuple[int, Headers, AsyncIterator[bytes]]:
+        """:meth:`stream`, with the answer's headers (names in lower case)."""
+        reader, _ = await self._send_head("GET", path, b"", headers or {})
+        status, answer_headers = await self._read_head(reader)
+        return status, answer_headers, self._body(reader, answer_headers)
 
     async def _send_head(self, method: str, path: str, body: bytes, headers: Headers
                          ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -246,7 +254,7 @@ async def _open_peers(base: str, count: int, pool: HttpPool,
     return good, count - len(good)
 
 
-async def _close_peers(peers: list[EmulatedPeer], pool: HttpPool, path: str) -> None:
+async def _close_peers(peers: Sequence[EmulatedPeer], pool: HttpPool, path: str) -> None:
     await asyncio.gather(*(peer.close(pool, path) for peer in peers),
                          return_exceptions=True)
 
@@ -430,6 +438,117 @@ async def fanout_native(url: str, clients: int, messages: int, timeout: float = 
             reader.cancel()
     result.update({"messages": messages, "lost": lost, "latency_ms": _stats(samples)})
     return result
+
+
+class CrowdPeer(EmulatedPeer):
+    """An emulated connection whose stream behaves like the browser's ``EventSource``: when
+    an answer ends it comes back after the last ``retry:`` it was told (after
+    ``Retry-After`` on a 503), with ``Last-Event-ID``, until stopped. It records every
+    wait it was told and how each answer went (held open, or a poll)."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__(index)
+        self.last_id = ""
+        self.told_ms: list[int] = []  # each wait the server asked for
+        self.answers: dict[str, int] = {"held": 0, "poll": 0, "refused": 0, "failed": 0}
+
+    async def follow(self, host: str, port: int, path: str,
+                     on_text: Callable[[EmulatedPeer, str], None], stop: asyncio.Event
+                     ) -> None:
+        retry_ms = 3000  # EventSource's own default until a retry: says otherwise
+        while not stop.is_set():
+            conn = HttpConnection(host, port)
+            headers = {"Accept": "text/event-stream"}
+            if self.last_id:
+                headers["Last-Event-ID"] = self.last_id
+            wait_ms = retry_ms
+            try:
+                status, answer, body = await conn.stream_with_headers(
+                    f"{path}/?id={quote(self.id)}&token={quote(self.token)}", headers)
+                if status == 200:
+                    self.opened.set()
+                    decoder, polled = SSEDecoder(), False
+                    async for chunk in body:
+                        polled = polled or b": altws poll" in chunk
+                        for event in decoder.feed(chunk):
+                            if event.id:
+                                self.last_id = event.id
+                            if event.event is None and event.data.startswith('"'):
+                                on_text(self, json.loads(event.data))
+                        if stop.is_set():
+                            break
+                    self.answers["poll" if polled else "held"] += 1
+                    if decoder.retry is not None:
+                        retry_ms = decoder.retry
+                    wait_ms = retry_ms
+                elif status == 204:
+                    return
+                elif status == 503:
+                    self.answers["refused"] += 1
+                    wait_ms = int(float(answer.get("retry-after", "3")) * 1000)
+                else:
+                    self.answers["failed"] += 1
+                self.told_ms.append(wait_ms)
+            except (OSError, asyncio.IncompleteReadError, ValueError):
+                self.answers["failed"] += 1
+            finally:
+                conn.close()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), wait_ms / 1000)
+
+
+async def crowd_emulated(base: str, clients: int, messages: int, interval: float = 0.5,
+                         timeout: float = 15.0) -> dict[str, Any]:
+    """A crowd larger than the host's stream slots: ``clients`` chat connections whose
+    streams behave like ``EventSource`` (:class:`CrowdPeer`); the first posts ``messages``
+    messages ``interval`` s apart, and each is timed from its POST to its arrival on every
+    client. Reports what was lost, the delivery latency, the longest wait a client was
+    told, and how the answers went (held, polls, refused)."""
+    host, port, path = _split(base)
+    run = os.urandom(4).hex()
+    pool = HttpPool(host, port, 4)
+    peers = [CrowdPeer(index) for index in range(clients)]
+    sent_at: dict[str, float] = {}
+    arrived: dict[str, dict[int, float]] = {}
+    stop = asyncio.Event()
+
+    def on_text(peer: EmulatedPeer, text: str) -> None:
+        if text in sent_at:
+            arrived[text].setdefault(peer.index, time.perf_counter())
+
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        for peer in peers:  # one at a time: a CGI host starts one process per request
+            await peer.open(pool, path)
+        tasks = [asyncio.ensure_future(peer.follow(host, port, path, on_text, stop))
+                 for peer in peers]
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*(peer.opened.wait() for peer in peers)),
+                                   timeout)
+        await asyncio.sleep(interval)
+        for number in range(messages):
+            text = f"crowd {run} {number}"
+            sent_at[text], arrived[text] = time.perf_counter(), {}
+            status = await peers[0].send(pool, path, text)
+            if status != 200:
+                raise ConnectionError(f"POST /send: HTTP {status}")
+            await asyncio.sleep(interval)
+        deadline = time.perf_counter() + timeout
+        while time.perf_counter() < deadline and \
+                any(len(got) < clients for got in arrived.values()):
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await _close_peers(peers, pool, path)
+        pool.close()
+    samples = [(when - sent_at[text]) * 1000.0 for text, got in arrived.items()
+               for when in got.values()]
+    answers = {name: sum(peer.answers[name] for peer in peers) for name in peers[0].answers}
+    told = [ms for peer in peers for ms in peer.told_ms]
+    return {"clients": clients, "messages": messages,
+            "lost": clients * messages - len(samples), "latency_ms": _stats(samples),
+            "max_told_ms": max(told, default=0), "answers": answers}
 
 
 def _stats(samples: list[float]) -> dict[str, float]:

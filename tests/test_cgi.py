@@ -12,6 +12,9 @@ import time
 
 import pytest
 
+from altwebsocket.protocol import messages as wire
+from altwebsocket.protocol.sse import SSEDecoder
+
 from .support import (
     HTTP,
     TIMEOUT,
@@ -69,15 +72,21 @@ def test_settings_and_database_are_not_served(cgi_deployment, path) -> None:
     assert HTTP.get(cgi_deployment.url + path).status_code in (403, 404)
 
 
-def test_streams_beyond_the_cap_get_503_with_retry_after(tmp_path) -> None:
+def test_a_stream_beyond_the_cap_is_a_poll_not_a_503(tmp_path) -> None:
+    """Under real Apache CGI: the third stream on two slots is answered at once (200, the
+    waiting events, a ``retry:``); its client comes back as EventSource does."""
     running = start_deployment("cgi", str(tmp_path), max_streams=2, heartbeat=1)
     try:
         base = running.base("echo")
         clients = [open_stream(base) for _ in range(2)]
-        third = HTTP.get(stream_url(base, *new_connection(base)))
-        assert third.status_code == 503
-        assert third.json()["error"] == "overloaded"
-        assert int(third.headers["Retry-After"]) >= 1
+        conn_id, token = new_connection(base)
+        assert send(base, conn_id, token, 1, "waiting").status_code == 200
+        third = HTTP.get(stream_url(base, conn_id, token))
+        assert third.status_code == 200, third.text
+        decoder = SSEDecoder()
+        events = decoder.feed(third.content)
+        assert decoder.retry is not None and 1000 <= decoder.retry <= 3000
+        assert [wire.message_from_event(e) for e in events] == ["waiting"]
         for _, _, stream in clients:
             stream.close()
     finally:

@@ -62,11 +62,13 @@ def _serve(args: argparse.Namespace) -> int:
     from .transports.http.wsgi import WSGIApp
 
     settings = settings_from_args(args)
-    settings.max_streams = args.streams
+    # one thread per held stream: the fewer of --streams and max_streams (the config's)
+    streams = min(args.streams, settings.max_streams)
+    settings = settings.replace(max_streams=streams)
     if args.websocket_url:
-        settings.websocket_url = args.websocket_url
+        settings = settings.replace(websocket_url=args.websocket_url)
     os.makedirs(settings.data, exist_ok=True)
-    _raise_open_file_limit(4 * args.streams + 256)  # each stream: a thread, a socket, SQLite
+    _raise_open_file_limit(4 * streams + 256)  # each stream: a thread, a socket, SQLite
     site_app = _LateApp()
     httpd = waitress.create_server(
         site_app,
@@ -74,8 +76,8 @@ def _serve(args: argparse.Namespace) -> int:
         port=args.port,
         # select() cannot watch a descriptor above 1023, which a few hundred streams reach
         asyncore_use_poll=True,
-        threads=args.streams + 16,
-        connection_limit=args.streams + 100,
+        threads=streams + 16,
+        connection_limit=args.streams + 100,  # (pollers and POSTs come and go)
         channel_timeout=max(120, int(settings.heartbeat * 4)),
         ident="altws",
         clear_untrusted_proxy_headers=True,
@@ -236,8 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--streams", type=int, default=500,
-                       help="concurrent streams this server holds (one thread each; "
-                            "503 beyond; default 500)")
+                       help="streams this server holds at once (one thread each; "
+                            "beyond, or beyond max_streams, the clients poll; default 500)")
     serve.add_argument("--daemon-port", type=int, default=None, metavar="PORT",
                        help="port of the native WebSocket daemon started beside the server "
                             "(default: --port + 1, i.e. 8001; 0 when --port is 0)")

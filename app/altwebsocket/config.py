@@ -45,7 +45,14 @@ FIELDS: dict[str, tuple[Any, str, str]] = {
     "gone_timeout": (60.0, "float", "no stream and no request this long: closed with 1006"),
     "keep_closed": (300.0, "float", "closed connections and their events are purged after"),
     "sweep_interval": (10.0, "float", "how often any request may run that housekeeping"),
-    "max_streams": (1000, "int", "concurrent streams, all processes together; 503 beyond"),
+    "max_streams": (1000, "int", "streams held at once, all processes together; beyond, the "
+                                 "clients poll (0: all poll)"),
+    "crowd_poll": (1.0, "float", "beyond max_streams: a client polls again after this, at the "
+                                 "soonest"),
+    "crowd_rate": (10.0, "float", "beyond max_streams: polls a second the pollers make together "
+                                  "(more pollers poll less often)"),
+    "share_after": (20.0, "float", "a stream held this long ends when clients poll, giving "
+                                   "its slot up; 0 = never"),
     "max_events_queued": (10000, "int", "undelivered events per connection; 1008 beyond"),
     "max_rate": (100.0, "float", "messages per second per connection; 0 = no limit; 429"),
     "rate_burst": (0.0, "float", "messages at once before max_rate applies; 0 = 2 x max_rate"),
@@ -78,6 +85,9 @@ class Settings:
     keep_closed: float
     sweep_interval: float
     max_streams: int
+    crowd_poll: float
+    crowd_rate: float
+    share_after: float
     max_events_queued: int
     max_rate: float
     rate_burst: float
@@ -115,11 +125,13 @@ class Settings:
     def validate(self) -> Settings:
         """Check ranges; raise :class:`ConfigError` naming the bad setting."""
         positive = ("max_message", "max_batch", "stream_lifetime", "heartbeat", "poll_interval",
-                    "gone_timeout", "max_streams", "max_events_queued", "busy_timeout")
+                    "gone_timeout", "max_events_queued", "busy_timeout", "crowd_poll",
+                    "crowd_rate")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"setting {name} must be positive")
-        for name in ("max_rate", "rate_burst", "max_connections_per_ip"):
+        for name in ("max_rate", "rate_burst", "max_connections_per_ip", "max_streams",
+                     "share_after"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"setting {name} must be 0 (no limit) or positive")
         for origin in self.allowed_origins:

@@ -11,6 +11,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
+from ..support import Site
 from .conftest import open_page
 
 
@@ -166,3 +169,32 @@ def test_streams_cut_by_the_server_lose_and_double_nothing(context, short_stream
     }""")
     assert result == ["open"] + [f"s{i}" for i in range(60)] + ["close"]
     assert len(streams) >= 3
+
+
+@pytest.mark.parametrize("share", [False, True], ids=["v1", "v2"])
+def test_sockets_work_when_every_stream_is_a_poll(context, tmp_path, share):
+    """``max_streams = 0``: every stream request is answered at once with what waits and a
+    ``retry:`` (docs/deploy-shared-hosting.md, "When the slots run out"); the sockets still
+    open, echo in order, hear each other and close with their code."""
+    site = Site(str(tmp_path / "data"), streams=0, heartbeat=1, max_rate=0)
+    try:
+        page = open_page(context, site.url)
+        result = page.evaluate("""async (share) => {
+          const echo = new AltWebSocket(location.origin + "/echo", true, [], { share });
+          const a = new AltWebSocket(location.origin + "/chat", true, [], { share });
+          const b = new AltWebSocket(location.origin + "/chat", true, [], { share });
+          const log = H.record(echo), heard = [];
+          b.onmessage = (e) => heard.push(e.data);
+          await Promise.all([H.opened(echo), H.opened(a), H.opened(b)]);
+          for (let i = 0; i < 5; i++) echo.send("p" + i);
+          a.send("to everyone");
+          await H.until(() => log.length >= 6 && heard.includes("to everyone"));
+          echo.close(4001, "done");
+          await H.closed(echo);
+          a.close(); b.close();
+          return log.map((e) => e.type === "message" ? e.data
+                                : e.type === "close" ? e.code : e.type);
+        }""", share)
+    finally:
+        site.stop()
+    assert result == ["open", "p0", "p1", "p2", "p3", "p4", 4001]

@@ -8,7 +8,9 @@ hint costs latency, never a message. Sockets left by killed processes are remove
 send finds no one listening (``ECONNREFUSED``).
 
 The same folder counts the streams of all processes (one socket per stream), which is how a
-host-wide cap on concurrent streams works without a daemon.
+host-wide cap on concurrent streams works without a daemon, and the clients that poll because
+the cap was reached (one ``<id>.p`` file each, touched at every poll; see
+:mod:`..protocol.crowd`).
 
 What a row records as its waker is the socket's :attr:`WakeSocket.address`,
 ``host:path``: several hosts may share one database (PostgreSQL, MySQL), and a path means
@@ -22,13 +24,15 @@ import errno
 import os
 import select
 import socket
+import time
 
 from .._lazy import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-__all__ = ["HOST", "POKE", "wake_folder", "WakeSocket", "send_hints", "count_streams", "local_path"]
+__all__ = ["HOST", "POKE", "wake_folder", "WakeSocket", "send_hints", "count_streams", "local_path",
+           "mark_polling", "unmark_polling", "polling_ages"]
 
 HOST = socket.gethostname()
 """This host's name, the prefix of its wakers' addresses."""
@@ -185,6 +189,53 @@ def count_streams(folder: str, clean: bool = False) -> int:
             elif exc.errno == errno.EAGAIN:
                 alive += 1
     return alive
+
+
+def _marker(folder: str, name: str) -> str:
+    if not name or not all(c.isalnum() or c in "-_" for c in name):
+        raise ValueError(f"not a connection id: {name!r}")
+    return os.path.join(folder, f"{name}.p")
+
+
+def mark_polling(folder: str, name: str) -> None:
+    """Record that the client of connection (or session) ``name`` polls now."""
+    path = _marker(folder, name)
+    try:
+        os.utime(path)
+    except FileNotFoundError:
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        except OSError:
+            pass  # a full or read-only folder: the crowd is counted a little short
+    except OSError:
+        pass
+
+
+def unmark_polling(folder: str, name: str) -> None:
+    """The client of ``name`` holds a stream now: it no longer polls."""
+    _remove(_marker(folder, name))
+
+
+def polling_ages(folder: str, forget_after: float) -> list[float]:
+    """How long ago each polling client last polled, in seconds; markers older than
+    ``forget_after`` are removed (those clients left, or hold a stream)."""
+    now = time.time()
+    ages: list[float] = []
+    try:
+        names = [name for name in os.listdir(folder) if name.endswith(".p")]
+    except OSError:
+        return ages
+    for name in names:
+        path = os.path.join(folder, name)
+        try:
+            age = max(0.0, now - os.stat(path).st_mtime)
+        except OSError:
+            continue
+        if age > forget_after:
+            _remove(path)
+        else:
+            ages.append(age)
+    return ages
 
 
 def paths(folder: str) -> Iterable[str]:

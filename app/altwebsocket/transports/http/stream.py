@@ -29,7 +29,8 @@ from _thread import allocate_lock
 from collections import deque
 
 from ..._lazy import TYPE_CHECKING, logger
-from ...exceptions import AltWebSocketError, Forbidden, Overloaded, UnknownConnection
+from ...exceptions import AltWebSocketError, Forbidden, UnknownConnection
+from ...protocol import crowd
 from ...protocol import messages as wire
 from ...protocol.schedule import BEAT, END, StreamSchedule
 from ...protocol.session import SESSION_APP, session_event_for
@@ -37,7 +38,14 @@ from ...protocol.sse import encode_comment, encode_retry
 from ...protocol.state import Input, State, check_resume, transition
 from ...server import LocalStream
 from ...storage import EVENT_PAGE
-from ...storage.wake import POKE, WakeSocket, count_streams
+from ...storage.wake import (
+    POKE,
+    WakeSocket,
+    count_streams,
+    mark_polling,
+    polling_ages,
+    unmark_polling,
+)
 from .auth import token_matches
 
 if TYPE_CHECKING:
@@ -54,6 +62,9 @@ __all__ = ["Streams", "EventStream", "open_stream", "open_session_stream"]
 
 HANDED_MAX = 64
 """Batches of handed events a stream holds at most; more, and it reads the storage."""
+
+POLL_PAGES = 5
+"""Pages of events a poll answers with at most (the client comes back at once for more)."""
 
 
 def _following(events: list[StoredEvent], after: int) -> list[StoredEvent] | None:
@@ -145,12 +156,26 @@ def _open(server: AltWebSocketServer, streams: Streams, app: str, conn_id: str, 
     if record.state == State.CLOSED and after >= record.last_event:
         return None
     limit = server.settings.max_streams
-    if count_streams(server.wake_dir) >= limit:
-        if count_streams(server.wake_dir, clean=True) >= limit:
-            raise Overloaded("too many open streams, retry later", retry_after=2)
+    crowded = count_streams(server.wake_dir) >= limit and \
+        count_streams(server.wake_dir, clean=True) >= limit
     if app == SESSION_APP:
-        return EventStream(server, streams, record, after, _v2_event, _v2_final)
-    return EventStream(server, streams, record, after)
+        return EventStream(server, streams, record, after, _v2_event, _v2_final, poll=crowded)
+    return EventStream(server, streams, record, after, poll=crowded)
+
+
+def crowd_now(server: AltWebSocketServer) -> tuple[int, float]:
+    """How many clients poll now, and the seconds each waits before it comes back
+    (:mod:`~altwebsocket.protocol.crowd`)."""
+    settings = server.settings
+    ceiling = max(settings.crowd_poll, settings.gone_timeout / 4)
+
+    def delay(pollers: int) -> float:
+        return crowd.poll_delay(pollers, settings.crowd_poll, settings.crowd_rate, ceiling)
+
+    ages = polling_ages(server.wake_dir, crowd.poll_horizon(ceiling))
+    horizon = crowd.poll_horizon(delay(len(ages)))  # those who poll at that pace
+    pollers = sum(1 for age in ages if age <= horizon)
+    return pollers, delay(max(1, pollers))
 
 
 class EventStream(LocalStream):
@@ -166,8 +191,11 @@ class EventStream(LocalStream):
 
     def __init__(self, server: AltWebSocketServer, streams: Streams, record: ConnectionRecord,
                  after: int, encode: Callable[[StoredEvent], ServerSentEvent] = _v1_event,
-                 final: Callable[[StoredEvent], bool] = _v1_final) -> None:
+                 final: Callable[[StoredEvent], bool] = _v1_final, poll: bool = False
+                 ) -> None:
         self.server = server
+        # the slots are taken: answer at once with what waits, and a retry: (a poll)
+        self.poll = poll
         self.encode = encode  # a stored event as the SSE event of this wire version
         self.final = final  # whether an event is the stream's last (its owner closed)
         self.streams = streams
@@ -187,13 +215,20 @@ class EventStream(LocalStream):
         # events handed over by this process's operations, with the locks they wait on,
         # and chunks of the transport's own to write after them (see say())
         self._handed: deque[tuple[list[StoredEvent] | bytes, LockType | None]] = deque()
+        self._polled = False  # start() of a poll is done
 
     def start(self) -> None:
         """Bind the wake-up socket, record it as the connection's waker, and discard the
         events the client has seen (raises :class:`StorageUnavailable` on failure)."""
-        if self._wake is not None:
+        if self._wake is not None or self._polled:
             return
         storage = self.server.storage
+        if self.poll:
+            storage.discard_events(self.record.id, self.cursor)
+            mark_polling(self.server.wake_dir, self.record.id)
+            self._polled = True
+            return
+        unmark_polling(self.server.wake_dir, self.record.id)
         storage.listen()  # hints from other hosts too (PostgreSQL)
         wake = WakeSocket(self.server.wake_dir)
         self.server.hold_stream(wake.address, self)
@@ -316,6 +351,9 @@ class EventStream(LocalStream):
 
     def __iter__(self) -> Iterator[bytes]:
         self.start()
+        if self.poll:
+            yield self._poll_once()
+            return
         self._iterating = True
         wake = self._wake
         assert wake is not None
@@ -365,6 +403,27 @@ class EventStream(LocalStream):
             for lock in locks:
                 lock.release()
 
+    def _poll_once(self) -> bytes:
+        """The whole answer to a poll: the ``retry:`` for the crowd, then the events that
+        wait (a few pages; with more left, the client comes back at once)."""
+        server, conn_id = self.server, self.record.id
+        delay = crowd_now(server)[1]
+        events: list[StoredEvent] = []
+        for _ in range(POLL_PAGES):
+            page = server.storage.events_after(conn_id, events[-1][0] if events else self.cursor)
+            events += page
+            if len(page) < EVENT_PAGE:
+                break
+        else:
+            delay = 0.0
+        if events:
+            self.cursor = events[-1][0]
+        with server.storage.transaction() as tx:  # seen now, and how far it got
+            record = tx.connection(conn_id)
+            tx.set_waker(conn_id, record.waker if record else None, self.cursor)
+        chunk = encode_retry(int(delay * 1000)) + encode_comment(f"altws poll {delay:g}")
+        return chunk + b"".join(self.encode(event).encode() for event in events)
+
     def _read_storage(self, wake: WakeSocket, report_every: int) -> Iterator[bytes]:
         storage, conn_id = self.server.storage, self.record.id
         while not self.closed:
@@ -395,15 +454,25 @@ class EventStream(LocalStream):
                                   settings.heartbeat, settings.poll_interval)
         version = storage.data_version()
         check, read = True, True  # something to write; from the storage too
+        started = streams.clock()
+        share_check = started + settings.share_after  # (0: never; see crowd.gives_up)
         while True:
             if check:
                 with self._writing:  # (direct writes wait; with a writer: until written)
                     yield from self._pending(wake, report_every, read)
                 if self.closed:
                     return
-            action, timeout = schedule.next(streams.clock(), streams.stopping)
+            now = streams.clock()
+            action, timeout = schedule.next(now, streams.stopping)
             if action == END:
                 return
+            if settings.share_after > 0 and now >= share_check:
+                share_check = now + 1.0  # (a look at the crowd a second at most)
+                pollers, delay = crowd_now(server)
+                if crowd.gives_up(now - started, settings.share_after, pollers):
+                    with self._writing:  # the slot goes to a poller; this client polls next
+                        yield encode_retry(int(delay * 1000)) + encode_comment("altws share")
+                    return
             if action == BEAT:
                 with self._writing:
                     yield encode_comment()
