@@ -81,13 +81,34 @@ def cgi_mariadb_deployment(tmp_path_factory, mariadb_server) -> Iterator[Deploym
         yield from _deployment("cgi", tmp_path_factory, storage=url)
 
 
-DEPLOYMENTS = ["wsgi", "cgi", "wsgi_postgresql", "wsgi_mariadb", "cgi_mariadb"]
+# Passenger's pool is the stream ceiling there (a Python process per request), so its
+# fixture cannot take DEPLOYMENT_SETTINGS' 100 streams: the pool must hold the most any
+# scenario holds at once -- 40 open streams (test_many_open_streams_at_once), or 20 streams
+# with 20 senders beside them -- plus the streams an earlier test closed that are still held:
+# behind Passenger a gone client's stream ends only after 2-3 heartbeats (measured: its
+# write passes Passenger's core and Apache before one fails), so the 20 of the concurrent
+# senders' test may still hold processes when the 40 open -- hence a faster heartbeat too --
+# and a few processes for the POSTs.
+PASSENGER_POOL = 64
+PASSENGER_MAX_STREAMS = 60
+
+
+@pytest.fixture(scope="module")
+def passenger_deployment(tmp_path_factory) -> Iterator[Deployment]:
+    """``altws cgi-server --passenger``: Apache + mod_passenger serving deploy/cpanel-passenger/
+    as cPanel's "Setup Python App" does."""
+    data = str(tmp_path_factory.mktemp("data-passenger"))
+    settings = dict(DEPLOYMENT_SETTINGS, max_streams=PASSENGER_MAX_STREAMS, heartbeat=0.5)
+    yield from serving(start_deployment("passenger", data, pool=PASSENGER_POOL, **settings))
+
+
+DEPLOYMENTS = ["wsgi", "cgi", "passenger", "wsgi_postgresql", "wsgi_mariadb", "cgi_mariadb"]
 
 
 @pytest.fixture(params=DEPLOYMENTS)
 def deployment(request: pytest.FixtureRequest) -> Deployment:
-    """Each HTTP scenario runs on every deployment: altws serve and Apache CGI, on SQLite,
-    PostgreSQL and MariaDB."""
+    """Each HTTP scenario runs on every deployment: altws serve, Apache CGI and Apache +
+    Passenger, on SQLite, PostgreSQL and MariaDB."""
     return request.getfixturevalue(f"{request.param}_deployment")  # type: ignore
 
 

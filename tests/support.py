@@ -124,16 +124,22 @@ class Deployment:
             shutil.rmtree(self.data, ignore_errors=True)
 
 
-def start_deployment(kind: str, data: str, **settings: Any) -> Deployment:
-    """Start ``altws serve`` (kind "wsgi") or ``altws cgi-server`` (kind "cgi") on a free port,
-    with ``settings`` written to its configuration."""
+def start_deployment(kind: str, data: str, pool: int | None = None, **settings: Any
+                     ) -> Deployment:
+    """Start ``altws serve`` (kind "wsgi"), ``altws cgi-server`` (kind "cgi") or ``altws
+    cgi-server --passenger`` (kind "passenger", with ``pool`` Passenger processes) on a free
+    port, with ``settings`` written to its configuration. Under Passenger the apps are
+    mounted at the site's root, as under ``altws serve``: ``base(app)`` is ``URL/app``."""
     if kind == "wsgi":
         return Deployment(kind, start_altws("serve", data, **settings), data)
-    # Apache runs the CGI as www-data, which cannot enter pytest's 0700 temp folders.
+    # Apache runs the CGI (and Passenger the app) as www-data, which cannot enter pytest's
+    # 0700 temp folders.
     os.makedirs("/var/tmp/altws", mode=0o755, exist_ok=True)
     data = tempfile.mkdtemp(prefix="test-data-", dir="/var/tmp/altws")
     os.chmod(data, 0o755)
     args = ALTWS + ["cgi-server", "--port", "0", "--data", data]
+    if kind == "passenger":
+        args += ["--passenger"] + (["--pool", str(pool)] if pool else [])
     for name, value in settings.items():
         args += ["--set", f"{name}={value}"]
     proc = Process(args, pattern=r"http://127\.0\.0\.1:\d+/", timeout=3 * TIMEOUT)

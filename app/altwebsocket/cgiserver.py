@@ -27,7 +27,7 @@ from typing import Callable
 from .exceptions import ConfigError
 from .resources import shipped
 
-__all__ = ["CGIServer", "PassengerServer", "add_parser"]
+__all__ = ["CGIServer", "PassengerServer", "add_parser", "passenger_pids", "run_processes"]
 
 APACHE = "/usr/sbin/apache2"
 MODULES = "/usr/lib/apache2/modules"
@@ -361,7 +361,7 @@ class PassengerServer(CGIServer):
         run = self.run_dir
         proc, self.proc = self.proc, None
         if run:
-            helpers = _registry_pids(os.path.join(run, "passenger", "registry"))
+            helpers = passenger_pids(run)
             if proc is not None and proc.poll() is None:
                 try:
                     os.killpg(proc.pid, signal.SIGTERM)
@@ -382,9 +382,10 @@ class PassengerServer(CGIServer):
         super().stop()
 
 
-def _registry_pids(registry: str) -> list[int]:
-    """The pids of Passenger's watchdog and core, from the instance folders in
-    ``registry`` (``watchdog.pid``, ``core.pid``)."""
+def passenger_pids(run: str) -> list[int]:
+    """The pids of the Passenger watchdog and core of the run folder ``run``, from the
+    instance folders of its registry (``watchdog.pid``, ``core.pid``)."""
+    registry = os.path.join(run, "passenger", "registry")
     pids = []
     try:
         instances = os.listdir(registry)
