@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 
 say() { printf '\n== %s\n' "$*"; }
 
-# Debian packages: Apache (CGI tests), the browser engines (browser tests: Chromium, Firefox
+# Debian packages: Apache (CGI tests) and its mod_passenger (the cPanel "Setup Python App"
+# deployment: altws cgi-server --passenger), the browser engines (browser tests: Chromium, Firefox
 # ESR, and WebKit's MiniBrowser driven by WebKitWebDriver on an Xvfb screen), tmux (terminal
 # client tests), python3-venv (the CGI's own venv is built from Debian's /usr/bin/python3),
 # PostgreSQL and MariaDB servers and clients (benchmarks/databases.py starts private servers of its
@@ -19,6 +20,7 @@ command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
 [ -x /usr/sbin/mariadbd ] && [ -x /usr/bin/mariadb-install-db ] || missing+=(mariadb-server)
 command -v mariadb >/dev/null 2>&1 || missing+=(mariadb-client)
 [ -x /usr/sbin/apache2 ] || missing+=(apache2)
+[ -f /usr/lib/apache2/modules/mod_passenger.so ] || missing+=(libapache2-mod-passenger)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 [ -x /usr/bin/firefox-esr ] || missing+=(firefox-esr)
 [ -x /usr/bin/WebKitWebDriver ] || missing+=(webkit2gtk-driver)
