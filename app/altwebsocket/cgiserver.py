@@ -170,7 +170,7 @@ class CGIServer:
         script = open(os.path.join(shipped("cgi-bin", "altws.cgi"), "altws.cgi"),
                       encoding="utf-8").read()
         lines = script.split("\n")
-        lines[0] = f"#!{python}"
+        lines[0] = f"#!{python} -S"  # (the script finds the venv's packages itself)
         script = "\n".join(lines).replace(
             '#   sys.path.insert(0, "/home/me/altwebsocket/app")',
             f'sys.path.insert(0, {os.path.join(run, "lib")!r})')

@@ -12,9 +12,8 @@ NUL, any Unicode) and any bytes survive exactly.
 from __future__ import annotations
 
 import binascii
-import json
 
-from .._lazy import TYPE_CHECKING
+from .._lazy import TYPE_CHECKING, json_dumps, json_loads
 from ..exceptions import MessageTooBig, ProtocolError
 from .close import CloseCode, validate_client_close
 from .sse import ServerSentEvent
@@ -160,7 +159,7 @@ def parse_json_body(body: bytes, limit: int) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise ProtocolError("the request body is not valid UTF-8") from None
     try:
-        value = json.loads(text)
+        value = json_loads(text)
     except (ValueError, RecursionError):
         raise ProtocolError("the request body is not valid JSON") from None
     if not isinstance(value, dict):
@@ -303,7 +302,7 @@ _LINE_LIKE = {0x2028: "\\u2028", 0x2029: "\\u2029", 0x85: "\\u0085"}
 def to_json(value: Any) -> str:
     """``value`` as compact-enough JSON text, non-ASCII kept but U+2028, U+2029 and U+0085
     escaped (they can only occur inside strings, where ``\\uXXXX`` means the same)."""
-    return json.dumps(value, ensure_ascii=False).translate(_LINE_LIKE)
+    return json_dumps(value).translate(_LINE_LIKE)
 
 
 def event_for(event_id: int, kind: int, payload: bytes) -> ServerSentEvent:
@@ -312,7 +311,7 @@ def event_for(event_id: int, kind: int, payload: bytes) -> ServerSentEvent:
         return ServerSentEvent(data=to_json(payload.decode("utf-8")), id=str(event_id))
     if kind == BINARY:
         return ServerSentEvent(
-            data=json.dumps(b64encode(payload)),
+            data=json_dumps(b64encode(payload)),
             event="binary",
             id=str(event_id),
         )
@@ -339,14 +338,14 @@ def close_payload(code: int, reason: str) -> Payload:
 def message_from_event(event: ServerSentEvent) -> Message | tuple[int, str]:
     """The inverse of :func:`event_for`: a message, or ``(code, reason)`` for a close."""
     if event.event is None or event.event == "message":
-        text = json.loads(event.data)
+        text = json_loads(event.data)
         if not isinstance(text, str):
             raise ProtocolError("a text event's data must be a JSON string")
         return text
     if event.event == "binary":
-        return b64decode(json.loads(event.data))
+        return b64decode(json_loads(event.data))
     if event.event == "close":
-        obj = json.loads(event.data)
+        obj = json_loads(event.data)
         return int(obj.get("code", 1005)), str(obj.get("reason", ""))
     raise ProtocolError(f"unknown event type {event.event!r}")
 

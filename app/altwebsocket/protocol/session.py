@@ -8,9 +8,7 @@ operation: a malformed or oversized operation is one failed result, not a failed
 
 from __future__ import annotations
 
-import json
-
-from .._lazy import TYPE_CHECKING
+from .._lazy import TYPE_CHECKING, json_loads
 from ..exceptions import AltWebSocketError, ProtocolError
 from .close import CloseCode, validate_client_close
 from .messages import BINARY, CLOSE, TEXT, b64encode, parse_messages, parse_new, to_json
@@ -177,7 +175,7 @@ def session_event_for(event_id: int, kind: int, payload: bytes, ref: str | None
         body["data"] = b64encode(payload)
         event = "binary"
     elif kind == CLOSE:
-        closed = json.loads(payload.decode("utf-8"))
+        closed = json_loads(payload.decode("utf-8"))
         body["code"], body["reason"] = int(closed["code"]), str(closed["reason"])
         event = "close"
     else:

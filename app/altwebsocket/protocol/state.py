@@ -13,13 +13,12 @@ Rules this module keeps (the rest of the server relies on them):
 
 from __future__ import annotations
 
-import enum
-
 from .._lazy import TYPE_CHECKING
 from ..exceptions import ConnectionClosed, ProtocolError, SeqGap
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from typing import ClassVar
 
 __all__ = [
     "State",
@@ -32,23 +31,54 @@ __all__ = [
 ]
 
 
-class State(enum.IntEnum):
-    """A connection's state, numbered as ``WebSocket.readyState``."""
+class State(int):
+    """A connection's state, numbered as ``WebSocket.readyState``: ints (``State.OPEN == 1``),
+    not an ``enum.IntEnum`` (``enum`` costs a CGI request ~2 ms to import)."""
 
-    CONNECTING = 0
-    OPEN = 1
-    CLOSING = 2
-    CLOSED = 3
+    __slots__ = ()
+    _names: ClassVar[tuple[str, ...]] = ("CONNECTING", "OPEN", "CLOSING", "CLOSED")
+
+    CONNECTING: ClassVar[State]
+    OPEN: ClassVar[State]
+    CLOSING: ClassVar[State]
+    CLOSED: ClassVar[State]
+
+    @property
+    def name(self) -> str:
+        """The state's name (``"OPEN"``)."""
+        return self._names[self] if 0 <= self < len(self._names) else str(int(self))
+
+    def __repr__(self) -> str:
+        return f"State.{self.name}"
+
+    __str__ = int.__repr__
 
 
-class Input(enum.Enum):
-    """What can happen to a connection."""
+for _value, _name in enumerate(State._names):
+    setattr(State, _name, State(_value))
 
-    MESSAGE = "message"  # the client sends a message
-    STREAM = "stream"  # the client opens the event stream
-    CLIENT_CLOSE = "client_close"  # the client asks to close
-    SERVER_CLOSE = "server_close"  # the handler closes
-    GONE = "gone"  # no stream and no request for too long
+
+class Input(str):
+    """What can happen to a connection (its value names it, e.g. ``"message"``)."""
+
+    __slots__ = ()
+
+    MESSAGE: ClassVar[Input]  # the client sends a message
+    STREAM: ClassVar[Input]  # the client opens the event stream
+    CLIENT_CLOSE: ClassVar[Input]  # the client asks to close
+    SERVER_CLOSE: ClassVar[Input]  # the handler closes
+    GONE: ClassVar[Input]  # no stream and no request for too long
+
+    @property
+    def value(self) -> str:
+        return str.__str__(self)
+
+    def __repr__(self) -> str:
+        return f"Input.{self.value.upper()}"
+
+
+for _name in ("MESSAGE", "STREAM", "CLIENT_CLOSE", "SERVER_CLOSE", "GONE"):
+    setattr(Input, _name, Input(_name.lower()))
 
 
 TRANSITIONS: dict[tuple[State, Input], State] = {

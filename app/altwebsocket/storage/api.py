@@ -16,9 +16,10 @@ local filesystem, a rollback journal elsewhere (WAL must not be used over NFS).
 
 from __future__ import annotations
 
+# the C module: sqlite3's Python part imports datetime and registers adapters we never use
+import _sqlite3 as sqlite3
 import binascii
 import os
-import sqlite3
 import time
 from _thread import _local, allocate_lock
 from collections import namedtuple

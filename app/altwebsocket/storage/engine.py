@@ -24,8 +24,9 @@ SQLAlchemy from :mod:`.schema` (imported only then).
 
 from __future__ import annotations
 
+# the C module: sqlite3's Python part imports datetime and registers adapters we never use
+import _sqlite3 as sqlite3
 import os
-import sqlite3
 
 from .._lazy import TYPE_CHECKING, logger
 from ..exceptions import ConfigError

@@ -20,10 +20,11 @@ their events through :mod:`.notify` or their poll.
 
 from __future__ import annotations
 
+# the C module: socket.py imports selectors and builds its enums, ~1.5 ms of every CGI request
+import _socket as socket
 import errno
 import os
 import select
-import socket
 import time
 
 from .._lazy import TYPE_CHECKING

@@ -19,7 +19,6 @@ module and fails if any of them is loaded.
 from __future__ import annotations
 
 import os
-import signal
 import sys
 
 from ..._lazy import TYPE_CHECKING
@@ -41,7 +40,10 @@ def _terminate(signum: int, frame: Any) -> None:
 
 def run(config_path: str | None = None) -> None:
     """Serve one CGI request with the apps and settings of ``config_path``."""
-    signal.signal(signal.SIGTERM, _terminate)
+    # the C module: signal.py builds enums of every signal (enum is ~1 ms to import)
+    import _signal  # type: ignore[import-not-found,unused-ignore]
+
+    _signal.signal(_signal.SIGTERM, _terminate)
     from ...config import convert, load_settings, read_ini
     from ...exceptions import ConfigError
 

@@ -14,9 +14,7 @@ Routes of version 1, for an app ``B = /<app>``: ``GET B/info``, ``POST B/new``, 
 
 from __future__ import annotations
 
-import json
-
-from ..._lazy import TYPE_CHECKING, logger
+from ..._lazy import TYPE_CHECKING, json_dumps, logger
 from ...exceptions import (
     AltWebSocketError,
     MessageTooBig,
@@ -148,7 +146,7 @@ class WSGIApp:
     @staticmethod
     def _json(start_response: StartResponse, status: int, body: dict[str, Any],
               headers: Iterable[tuple[str, str]] = ()) -> list[bytes]:
-        data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        data = json_dumps(body).encode("utf-8")
         start_response(_STATUS.get(status, f"{status} Error"), [
             ("Content-Type", "application/json; charset=utf-8"),
             ("Content-Length", str(len(data))),
