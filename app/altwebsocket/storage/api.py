@@ -21,9 +21,8 @@ import _sqlite3 as sqlite3
 import binascii
 import os
 import time
+from _operator import itemgetter
 from _thread import _local, allocate_lock
-from collections import namedtuple
-from contextlib import contextmanager
 
 from .._lazy import TYPE_CHECKING, logger
 from ..exceptions import ConfigError, StorageUnavailable
@@ -32,7 +31,7 @@ from .engine import Database, filesystem_type
 from .schema import CONNECTION_COLUMNS
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Sequence
     from typing import Any, Callable
 
 __all__ = [
@@ -65,15 +64,27 @@ def random_name(nbytes: int) -> str:
 _CONNECTION_COLUMNS = ", ".join(CONNECTION_COLUMNS)
 
 
-# mypy cannot read fields from a computed column list (misc); the annotations below declare them
-class ConnectionRecord(namedtuple("ConnectionRecord", CONNECTION_COLUMNS)):  # type: ignore[misc]
+class ConnectionRecord(tuple):  # type: ignore[type-arg]
     """One row of the connections table (the columns of ``aws_connections`` in
-    :mod:`.schema`; ``state`` as a :class:`~altwebsocket.protocol.state.State`).
+    :mod:`.schema`; ``state`` as a :class:`~altwebsocket.protocol.state.State`): a tuple
+    whose fields are read by name, like a ``namedtuple`` (not one: ``collections`` and the
+    class it builds cost a CGI request ~1 ms).
 
     ``token_hash`` is whatever the transport that made the connection stored to recognise
     its client (the HTTP transport: the SHA-256 of the secret token; native: empty)."""
 
     __slots__ = ()
+    _fields = CONNECTION_COLUMNS
+
+    def __new__(cls, *values: Any) -> ConnectionRecord:
+        if len(values) != len(CONNECTION_COLUMNS):
+            raise TypeError(f"a connection record has {len(CONNECTION_COLUMNS)} fields, "
+                            f"not {len(values)}")
+        return tuple.__new__(cls, values)
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={value!r}" for name, value in zip(self._fields, self))
+        return f"ConnectionRecord({fields})"
 
     # The fields' types, for type checkers: the fields themselves are CONNECTION_COLUMNS
     # (tests/test_storage.py checks that these names are the same, in the same order).
@@ -98,6 +109,10 @@ class ConnectionRecord(namedtuple("ConnectionRecord", CONNECTION_COLUMNS)):  # t
     rate_at: float | None
     session_id: str | None
     session_ref: str | None
+
+
+for _index, _name in enumerate(CONNECTION_COLUMNS):
+    setattr(ConnectionRecord, _name, property(itemgetter(_index), doc=f"column {_name}"))
 
 
 def _record(row: Sequence[Any]) -> ConnectionRecord:
@@ -514,23 +529,28 @@ class AltWebSocketStorage:
                     return
         _close_quietly(db)
 
-    @contextmanager
-    def transaction(self) -> Iterator[Transaction]:
-        """A write transaction; commits on success, rolls back on any exception. Its
-        :attr:`~Transaction.now` is read from :attr:`clock` once."""
+    def transaction(self) -> _Scope:
+        """A write transaction (``with storage.transaction() as tx:``); commits on
+        success, rolls back on any exception. Its :attr:`~Transaction.now` is read from
+        :attr:`clock` once."""
+        return _Scope(self)
+
+    def _begin(self) -> Transaction:
         db = self._acquire()
-        errors = self._database.errors
         try:
             self._database.begin_write(db)
-        except errors as exc:
+        except self._database.errors as exc:
             self._release(db, broken=True)
             raise _unavailable(exc) from exc
-        tx = Transaction(self, db, self.clock())
-        try:
-            yield tx
-            if tx.failed is not None:  # a handler swallowed a database error: undo it all
-                raise _unavailable(tx.failed, log=False)
-        except BaseException as exc:
+        return Transaction(self, db, self.clock())
+
+    def _end(self, tx: Transaction, exc: BaseException | None) -> None:
+        """Commit ``tx``, or roll it back when ``exc`` ended its block (raised again, a
+        database error as :class:`StorageUnavailable`)."""
+        db, errors = tx._db, self._database.errors
+        if exc is None and tx.failed is not None:  # a handler swallowed a database error
+            exc = _unavailable(tx.failed, log=False)
+        if exc is not None:
             broken = tx.failed is not None or isinstance(exc, errors)
             try:
                 self._database.rollback(db)
@@ -539,18 +559,18 @@ class AltWebSocketStorage:
             self._release(db, broken)
             if isinstance(exc, errors):
                 raise _unavailable(exc) from exc
-            raise
+            raise exc
         try:
             if tx.woken and self._database.engine_name == "postgresql":
                 self._notify(db, tx.woken)  # delivered to other hosts when this commits
             self._database.commit(db)
-        except errors as exc:
+        except errors as failure:
             try:
                 self._database.rollback(db)
             except Exception:
                 pass
             self._release(db, broken=True)
-            raise _unavailable(exc) from exc
+            raise _unavailable(failure) from failure
         self._release(db)
 
     def _notify(self, db: Any, woken: dict[str, list[str]]) -> None:
@@ -685,3 +705,28 @@ def _unavailable(exc: BaseException, log: bool = True) -> StorageUnavailable:
     error = StorageUnavailable(message, retry_after=retry_after)
     error.deadlock = deadlock
     return error
+
+
+class _Scope:
+    """What :meth:`AltWebSocketStorage.transaction` returns: ``with`` it, a transaction (a
+    class rather than ``contextlib.contextmanager``, which a CGI request would import)."""
+
+    __slots__ = ("_storage", "_tx")
+
+    def __init__(self, storage: AltWebSocketStorage) -> None:
+        self._storage = storage
+        self._tx: Transaction | None = None
+
+    def __enter__(self) -> Transaction:
+        self._tx = self._storage._begin()
+        return self._tx
+
+    def __exit__(self, kind: object, exc: BaseException | None, trace: object) -> None:
+        tx, self._tx = self._tx, None
+        if tx is None:
+            return
+        try:
+            self._storage._end(tx, exc)
+        except BaseException as raised:
+            if raised is not exc:  # (the block's own exception goes on as it was)
+                raise
