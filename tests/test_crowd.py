@@ -127,12 +127,13 @@ def test_a_held_stream_gives_its_slot_up_when_others_poll(data_dir) -> None:
     assert streams.active == 0 and os.listdir(server.wake_dir) == [f"{other['id']}.p"]
 
 
-@pytest.mark.parametrize("kind", ["wsgi", "cgi"])
+@pytest.mark.parametrize("kind", ["wsgi", "cgi", "passenger"])
 def test_twelve_clients_on_three_slots_all_get_every_message(kind, tmp_path) -> None:
     """The shared-host scenario: room for 3 streams, 12 chat clients behaving like
-    EventSource; every client gets every message and is never told to wait long."""
-    running = start_deployment(kind, str(tmp_path), max_streams=3, heartbeat=1,
-                               share_after=3, max_rate=0)
+    EventSource; every client gets every message and is never told to wait long. Under
+    Passenger the pool (8 processes) leaves room for the polls and POSTs beside the 3."""
+    running = start_deployment(kind, str(tmp_path), pool=8 if kind == "passenger" else None,
+                               max_streams=3, heartbeat=1, share_after=3, max_rate=0)
     try:
         result = asyncio.run(crowd_emulated(running.base("chat"), clients=12, messages=10,
                                             interval=0.5, timeout=3 * TIMEOUT))

@@ -143,6 +143,12 @@ def test_local_quick(tmp_path) -> None:
         for key in ("emulation-cgi", "cgi-bare"):
             assert set(keys[key]["runs"]) == {"3"}
         assert data["memory"]["cgi_stream_peak_rss_mb"] > 0
+        # the shared-host crowd: 4 clients on 1 slot under CGI and Passenger (run.sh installs it)
+        assert set(keys["emulation-passenger"]["runs"]) == {"3"}
+        crowd = {row["deployment"]: row for row in data["crowd"]}
+        assert set(crowd) == {"cgi", "passenger"}
+        for row in crowd.values():
+            assert row["lost"] == 0 and row["answers"]["poll"] > 0, row
     for key in ("emulation-postgresql", "emulation-mariadb"):  # (tests/run.sh installs both)
         assert set(keys[key]["runs"]) == {"5", "10"} and keys[key]["error"] is None
     if not any(note.startswith("Chromium") for note in data["skipped"]):
