@@ -112,3 +112,23 @@ def test_cgi_server_without_apache_says_what_to_install_and_installs_nothing(tmp
     assert "Apache is not installed" in done.stderr
     assert "apt-get install apache2" in done.stderr
     assert not mark.exists()
+
+
+def test_the_selftest_reports_the_stream_ceiling(tmp_path) -> None:
+    """``altws-selftest.cgi?report=1`` says how many streams this host may hold: the
+    ``max_streams`` of the altws.ini beside it, the account's process limit and use."""
+    import json
+    import shutil
+
+    from .support import ROOT
+
+    script = tmp_path / "altws-selftest.cgi"
+    shutil.copy(os.path.join(ROOT, "deploy", "selftest", "altws-selftest.cgi"), script)
+    (tmp_path / "altws.ini").write_text("[altws]\ndata = data\nmax_streams = 3\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, timeout=30,
+                          env={"QUERY_STRING": "report=1", "PATH": os.environ["PATH"]})
+    ceiling = json.loads(done.stdout.split(b"\r\n\r\n", 1)[1])["stream_ceiling"]
+    assert ceiling["max_streams"] == 3 and ceiling["max_streams_from"] == "altws.ini"
+    assert ceiling["processes_now"] >= 1
+    assert ceiling["process_limit"] is None or ceiling["process_limit"] > 0
+    assert "poll" in ceiling["advice"] or "lower" in ceiling["advice"]

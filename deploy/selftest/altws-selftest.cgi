@@ -7,7 +7,9 @@
 #   ?stream=1&gap=S   an SSE stream: one timestamped event every S seconds (default 1), then
 #                     silence growing 5, 10, 20, 40, 80 s to find the host's idle cut-off
 #   ?report=1         JSON: Python and SQLite versions, the data folder's filesystem, whether
-#                     WAL is safe there, CGI environment facts
+#                     WAL is safe there, CGI environment facts, and the stream ceiling: the
+#                     process limit this account has, how many processes it runs now, and
+#                     the max_streams altws.ini sets (beyond it, clients poll)
 #   (nothing)         an HTML page that runs both and shows what it learnt
 import json
 import os
@@ -19,22 +21,66 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def data_folder():
-    """The data folder named in altws.ini next to this script, else the script's folder."""
-    path = os.path.join(HERE, "altws.ini")
-    folder = HERE
+def setting(name):
+    """The value of ``name`` in the [altws] section of altws.ini next to this script."""
+    found = None
     try:
         section = ""
-        for raw in open(path, encoding="utf-8"):
+        for raw in open(os.path.join(HERE, "altws.ini"), encoding="utf-8"):
             line = raw.strip()
             if line.startswith("["):
                 section = line.strip("[]").strip()
-            elif section == "altws" and line.split("=", 1)[0].strip() == "data":
-                value = line.split("=", 1)[1].split(" ;")[0].strip()
-                folder = value if os.path.isabs(value) else os.path.join(HERE, value)
+            elif section == "altws" and "=" in line and line.split("=", 1)[0].strip() == name:
+                found = line.split("=", 1)[1].split(" ;")[0].strip()
     except OSError:
         pass
+    return found
+
+
+def data_folder():
+    """The data folder named in altws.ini next to this script, else the script's folder."""
+    value = setting("data")
+    folder = HERE if not value else value if os.path.isabs(value) else os.path.join(HERE, value)
     return os.path.normpath(folder)
+
+
+def stream_ceiling():
+    """How many streams may be held at once here, as far as a script can tell."""
+    try:
+        import resource
+        soft = resource.getrlimit(resource.RLIMIT_NPROC)[0]
+        limit = None if soft == resource.RLIM_INFINITY else soft
+    except (ImportError, OSError, ValueError):
+        limit = None
+    uid, running = os.getuid(), 0
+    try:
+        for pid in os.listdir("/proc"):
+            if pid.isdigit():
+                try:
+                    if os.stat("/proc/" + pid).st_uid == uid:
+                        running += 1
+                except OSError:
+                    pass
+    except OSError:
+        running = None
+    configured = setting("max_streams")
+    max_streams = int(configured) if configured and configured.isdigit() else 12
+    ceiling = {
+        "max_streams": max_streams,
+        "max_streams_from": "altws.ini" if configured else "the CGI default",
+        "process_limit": limit,  # RLIMIT_NPROC (CloudLinux "NPROC"); None: unlimited
+        "processes_now": running,  # this account's processes, this script included
+        # CloudLinux's entry-process limit (EP, often 20) is not visible to a script: read it
+        # in cPanel's "Resource Usage" page; every held stream is one entry process.
+        "entry_processes": "not visible to a script: see cPanel's Resource Usage page",
+    }
+    if limit and max_streams > limit // 2:
+        ceiling["advice"] = ("max_streams is more than half the process limit: lower it so "
+                             "the POSTs and polls find processes")
+    else:
+        ceiling["advice"] = ("keep max_streams a few below your entry processes (EP); "
+                             "beyond it, clients poll instead of holding a stream")
+    return ceiling
 
 
 def filesystem(path):
@@ -90,6 +136,7 @@ def report():
         "https": os.environ.get("HTTPS", ""),
         "no_gzip_env": os.environ.get("no-gzip", os.environ.get("no_gzip", "")),
         "altwebsocket_importable": _importable(),
+        "stream_ceiling": stream_ceiling(),
     }
 
 
