@@ -54,7 +54,8 @@ FIELDS: dict[str, tuple[Any, str, str]] = {
     "share_after": (20.0, "float", "a stream held this long ends when clients poll, giving "
                                    "its slot up; 0 = never"),
     "max_events_queued": (10000, "int", "undelivered events per connection; 1008 beyond"),
-    "max_rate": (100.0, "float", "messages per second per connection; 0 = no limit; 429"),
+    "max_rate": (5000.0, "float", "messages per second per connection (CGI: 100); 0 = no "
+                                  "limit; 429"),
     "rate_burst": (0.0, "float", "messages at once before max_rate applies; 0 = 2 x max_rate"),
     "max_connections_per_ip": (200, "int", "open connections per client address; 0 = no limit;"
                                            " 429 on /new"),

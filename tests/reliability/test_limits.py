@@ -214,3 +214,22 @@ def test_a_version_1_database_is_migrated_in_place(data_dir) -> None:
     check = sqlite3.connect(path)
     assert check.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
     assert check.execute("SELECT COUNT(*) FROM aws_connections").fetchone() == (2,)
+
+
+def test_a_fast_client_is_not_throttled_on_a_persistent_server_but_is_under_cgi(data_dir) -> None:
+    """The default ``max_rate`` (docs/security.md, "Why these defaults"): 1,000 messages
+    back to back pass on a persistent server; under CGI the same client is held at 100/s."""
+    from altwebsocket.config import convert
+    from altwebsocket.transports.http.cgi import CGI_DEFAULTS
+
+    app = web_app(make_server(data_dir))
+    conn = new(app)
+    for seq in range(1, 1001):
+        post(app, "/echo/send", send_body(conn, seq, "x"))  # 200 each, none refused
+    cgi = Settings(**{name: convert(name, str(value)) for name, value in CGI_DEFAULTS.items()})
+    assert cgi.max_rate == 100 and Settings().max_rate == 5000
+    cgi_app = web_app(make_server(os.path.join(data_dir, "cgi"), max_rate=cgi.max_rate))
+    conn = new(cgi_app)
+    statuses = [post(cgi_app, "/echo/send", send_body(conn, seq, "x"), status="*").status_int
+                for seq in range(1, 301)]
+    assert statuses.count(429) > 0 and statuses[:200] == [200] * 200  # the burst, then paced

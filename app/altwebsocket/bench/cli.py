@@ -162,9 +162,9 @@ def _run_url(args: argparse.Namespace, rounds: list[int]) -> int:
     print(format_series_table(series, rounds))
     _print_paper(series)
     if max(rounds) > 200:
-        print("note: a server's max_rate (default 100 messages/s per connection, burst 200) "
-              "slows longer runs down to that rate; set max_rate = 0 on a server you "
-              "benchmark")
+        print("note: a server's max_rate (default 5,000 messages/s per connection, burst "
+              "10,000; under CGI 100, burst 200) slows longer runs down to that rate; set "
+              "max_rate = 0 on a server you benchmark")
     measured = [one for one in series if one.totals]
     if len(measured) == 2:
         native, emulated = (next(one for one in measured if one.key == key)

@@ -2,8 +2,9 @@
 
 Settings come from an INI file next to the script (suEXEC wipes the environment). Under CGI
 the defaults respect a shared host: streams live 45 s (well inside Apache's 60 s ``Timeout``
-and proxies' idle limits) and at most 12 run at once (each holds one of the host's ~20 entry
-processes; the 13th client gets a 503 and retries).
+and proxies' idle limits), at most 12 are held at once (each holds one of the host's ~20
+entry processes; clients beyond poll), and a connection sends at most 100 messages a second
+(each POST is a new process).
 
 **The CGI rule.** Every CGI request is a new interpreter, so every module it imports costs
 every request: a ``/send`` must cost little more than starting Python. What ``run`` imports —
@@ -29,7 +30,9 @@ if TYPE_CHECKING:
 
 __all__ = ["run", "serve_cgi", "CGI_DEFAULTS"]
 
-CGI_DEFAULTS = {"stream_lifetime": 45.0, "max_streams": 12}
+# max_rate: under CGI every POST is a new process, the account's scarce resource; the
+# persistent transports default to 5,000 (docs/security.md, "Why these defaults")
+CGI_DEFAULTS = {"stream_lifetime": 45.0, "max_streams": 12, "max_rate": 100.0}
 
 
 def _terminate(signum: int, frame: Any) -> None:
