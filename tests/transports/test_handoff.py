@@ -228,8 +228,9 @@ class Written:
 def test_a_request_writes_its_own_clients_events_itself(data_dir, monkeypatch) -> None:
     """With a ``write`` callable (``direct_writes``: waitress), the request of a client
     writes its events onto that client's stream in its own thread; the other clients'
-    streams write theirs in their own threads (a client that does not read cannot hold
-    up anyone else's request)."""
+    streams get theirs from the process's one fan-out thread (not the request's: a client
+    that does not read cannot hold up anyone else's request; not each stream's own: a
+    broadcast to a thousand streams does not wake a thousand threads)."""
     monkeypatch.setattr(server_module, "HANDOFF_WAIT", TIMEOUT)
     server = make_server(data_dir, max_rate=0, heartbeat=30, poll_interval=30)
     app = web_app(server)
@@ -257,7 +258,49 @@ def test_a_request_writes_its_own_clients_events_itself(data_dir, monkeypatch) -
     mine, theirs = writes[0].messages(), writes[1].messages()
     assert mine == [(here, "m1"), (here, "m2"), (here, "m3")]  # written by the request
     assert [m for _, m in theirs] == ["m1", "m2", "m3"]
-    assert all(thread not in (here, None) for thread, _ in theirs)  # by the stream's thread
+    assert streams.fanout_thread is not None
+    assert {thread for thread, _ in theirs} == {streams.fanout_thread.ident}
+    streams.shutdown(TIMEOUT)
+    for thread in threads:
+        thread.join(TIMEOUT)
+    assert streams.active == 0
+
+
+def test_a_broadcast_to_many_direct_streams_is_written_by_one_thread(data_dir,
+                                                                     monkeypatch) -> None:
+    """Fifty streams that write directly (waitress): one broadcast reaches each once, all
+    written by the fan-out thread, none read back from the storage."""
+    monkeypatch.setattr(server_module, "HANDOFF_WAIT", TIMEOUT)
+    server = make_server(data_dir, max_rate=0, heartbeat=30, poll_interval=30)
+    app = web_app(server)
+    members = [new(app, "chat") for _ in range(50)]
+    streams, writes, threads, held = Streams(), [], [], []
+    reads = count_reads(server)
+    for member in members:
+        stream = open_stream(server, streams, "chat", member["id"], member["token"], 0)
+        assert stream is not None
+        stream.writer = written = Written()
+        held.append(stream)
+        writes.append(written)
+        body = iter(stream)
+        thread = threading.Thread(target=lambda b=body: [*b], daemon=True)
+        thread.start()
+        threads.append(thread)
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline and (  # each stream wrote its first chunk, read once
+            reads[0] < 50 or not all(w.chunks for w in writes)
+            or any(s._writing.locked() for s in held)):
+        time.sleep(0.001)
+    reads[0] = 0
+    assert server.push("chat", "news") == 50
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline and not all(w.messages() for w in writes):
+        time.sleep(0.001)
+    assert [[m for _, m in w.messages()] for w in writes] == [["news"]] * 50
+    assert streams.fanout_thread is not None
+    assert {thread for w in writes for thread, _ in w.messages()} == {
+        streams.fanout_thread.ident}
+    assert reads[0] == 0  # handed, not read back
     streams.shutdown(TIMEOUT)
     for thread in threads:
         thread.join(TIMEOUT)

@@ -18,12 +18,16 @@ On a WSGI server whose ``write`` callable may be called from any thread (waitres
 ``altws serve`` runs; :attr:`EventStream.writer`), the operation of the stream's own client
 writes the events onto the stream itself, when the stream is not writing at that moment:
 no thread switch between the commit and the bytes on the wire. Events for other clients'
-streams are always handed to their own threads (a client that does not read blocks only
-its own stream and its own requests).
+streams (a broadcast) are written by the process's one fan-out thread
+(:meth:`Streams.write_soon`), never by the operation's own thread (a client that does not
+read blocks only its own stream and its own requests): a broadcast to a thousand streams
+wakes one thread, not a thousand. Without such a ``write`` (and when the fan-out thread
+finds a stream busy) each stream's own thread writes what it was handed.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from _thread import allocate_lock
 from collections import deque
@@ -93,13 +97,50 @@ def _v2_final(event: StoredEvent) -> bool:
 
 
 class Streams:
-    """The streams this process serves: how many, and whether they should end now."""
+    """The streams this process serves: how many, and whether they should end now; and the
+    one thread that writes, for the streams that write directly (:attr:`EventStream.writer`),
+    the events handed to them by operations of other clients (a broadcast): one thread
+    writes them all, rather than each stream's own thread waking to write its own."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
         self.stopping = False
         self._waiting: dict[WakeSocket, None] = {}  # the wake sockets of the open streams
         self._lock = allocate_lock()
+        self._to_write: deque[EventStream] = deque()  # streams with handed events to write
+        self._writer_wake = allocate_lock()  # released when _to_write has something
+        self._writer_wake.acquire()
+        self.fanout_thread: threading.Thread | None = None  # started by the first write_soon
+
+    def write_soon(self, stream: EventStream) -> None:
+        """Have the fan-out thread write what was handed to ``stream`` (its own thread
+        does when the fan-out thread cannot: it is writing, or a gap needs a read)."""
+        self._to_write.append(stream)
+        if self.fanout_thread is None:
+            with self._lock:
+                if self.fanout_thread is None:
+                    thread = threading.Thread(target=self._write_handed, name="altws-fanout",
+                                              daemon=True)
+                    thread.start()
+                    self.fanout_thread = thread
+        if self._writer_wake.locked():
+            try:
+                self._writer_wake.release()
+            except RuntimeError:  # released by another thread just now
+                pass
+
+    def _write_handed(self) -> None:
+        pending = self._to_write
+        while True:
+            self._writer_wake.acquire()
+            while pending:
+                stream = pending.popleft()
+                try:
+                    written = stream._write_now(b"")
+                except Exception:  # (a stream that went away: its own thread ends it)
+                    written = False
+                if not written:
+                    stream.poke()
 
     @property
     def active(self) -> int:
@@ -262,8 +303,17 @@ class EventStream(LocalStream):
         written = allocate_lock()
         written.acquire()
         self._handed.append((events, written))
-        wake.poke()
+        if self.writer is not None and self._started_writing:
+            self.streams.write_soon(self)  # one thread writes a broadcast's streams
+        else:
+            wake.poke()
         return written
+
+    def poke(self) -> None:
+        """Wake this stream's own thread to write what was handed to it."""
+        wake = self._wake
+        if wake is not None:
+            wake.poke()
 
     def _write_now(self, item: list[StoredEvent] | bytes) -> bool:
         """Write what was handed and ``item`` (events, or a chunk said) in this thread, as
