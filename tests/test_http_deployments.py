@@ -105,7 +105,7 @@ def test_twenty_concurrent_senders_lose_nothing_and_get_no_5xx(deployment) -> No
         stream.close()
 
 
-@pytest.mark.parametrize("kind", ["wsgi", "cgi"])
+@pytest.mark.parametrize("kind", ["wsgi", "cgi", "passenger"])
 def test_stream_ends_after_its_lifetime_and_resumes(kind, tmp_path) -> None:
     running = start_deployment(kind, str(tmp_path), stream_lifetime=1, heartbeat=0.3)
     try:
