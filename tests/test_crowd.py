@@ -134,11 +134,27 @@ def test_twelve_clients_on_three_slots_all_get_every_message(kind, tmp_path) -> 
     Passenger the pool (8 processes) leaves room for the polls and POSTs beside the 3."""
     running = start_deployment(kind, str(tmp_path), pool=8 if kind == "passenger" else None,
                                max_streams=3, heartbeat=1, share_after=3, max_rate=0)
+    results: list = []
     try:
-        result = asyncio.run(crowd_emulated(running.base("chat"), clients=12, messages=10,
-                                            interval=0.5, timeout=3 * TIMEOUT))
+        # in a thread of its own: the browser tests' Playwright keeps an event loop running
+        # in this one
+        def crowd() -> None:
+            try:
+                results.append(asyncio.run(crowd_emulated(
+                    running.base("chat"), clients=12, messages=10, interval=0.5,
+                    timeout=3 * TIMEOUT)))
+            except BaseException as exc:  # raised below, in the test's thread
+                results.append(exc)
+
+        worker = threading.Thread(target=crowd)
+        worker.start()
+        worker.join(10 * TIMEOUT)
     finally:
         running.stop()
+    assert results, "the crowd did not finish"
+    if isinstance(results[0], BaseException):
+        raise results[0]
+    result = results[0]
     assert result["lost"] == 0, result
     assert result["answers"]["refused"] == 0 and result["answers"]["failed"] == 0, result
     assert result["answers"]["poll"] > 0, result  # the crowd did go beyond the slots
