@@ -91,15 +91,44 @@ class LocalStream:
 
 
 class Context(UnitOfWork):
-    """One operation: its transaction, the connections it has seen and their states."""
+    """One operation: its transaction, the connections it has seen and their states.
 
-    def __init__(self, server: AltWebSocketServer, tx: Transaction) -> None:
+    Given ``begin`` instead of a transaction, the transaction starts only when something
+    needs the storage (:attr:`tx`): an operation whose handler only sends to connections
+    held in this process (:class:`LocalSink`) runs without one (the daemon's hot path,
+    :meth:`AltWebSocketServer.receive_held`)."""
+
+    def __init__(self, server: AltWebSocketServer, tx: Transaction | None = None,
+                 begin: Callable[[], Transaction] | None = None) -> None:
         self.server = server
-        self.tx = tx
-        tx.max_queued = server.settings.max_events_queued
+        self._tx = tx
+        self._begin = begin
+        if tx is not None:
+            tx.max_queued = server.settings.max_events_queued
+        self.begin_error: BaseException | None = None  # what a lazy start raised
         self._connections: dict[str, AltWebSocketConnection] = {}
         self._states: dict[str, State] = {}
         self.local: list[tuple[str, int, bytes]] = []
+
+    @property
+    def tx(self) -> Transaction:
+        """The operation's transaction (started now if it has none yet)."""
+        tx = self._tx
+        if tx is None:
+            assert self._begin is not None
+            try:
+                tx = self._begin()
+            except BaseException as exc:
+                self.begin_error = exc  # not the handler's error: the operation's
+                raise
+            tx.max_queued = self.server.settings.max_events_queued
+            self._tx = tx
+        return tx
+
+    @property
+    def began(self) -> Transaction | None:
+        """The transaction, if one was started."""
+        return self._tx
 
     def wrap(self, record: ConnectionRecord) -> AltWebSocketConnection:
         """The one connection object of this operation for ``record``."""
@@ -314,8 +343,11 @@ class AltWebSocketServer:
         except StorageUnavailable:
             raise  # not the handler's bug: the whole operation fails with a 503
         except Exception as exc:  # the handler's bug must not break the protocol
-            if ctx.tx.failed is not None:  # the storage failed under it: that is the error
-                raise ctx.tx.unavailable() from exc
+            if exc is ctx.begin_error:
+                raise  # the operation's own transaction could not start: not the handler's
+            tx = ctx.began
+            if tx is not None and tx.failed is not None:  # the storage failed under it
+                raise tx.unavailable() from exc
             if callback == "on_error":
                 logger("altwebsocket.server").exception("on_error of %s raised", conn.app)
                 return
@@ -506,6 +538,61 @@ class AltWebSocketServer:
             return decision.ack
 
         return self.run(operation, client=conn_id)
+
+    def receive_held(self, app: str, conn_id: str, protocol: str, message: Message,
+                     bucket: tuple[float, float] | None = None) -> tuple[float, float] | None:
+        """A message from a native connection this process holds (its :class:`LocalSink`,
+        the daemon): the hot path. The connection's seq and rate bucket live in the
+        transport's memory (a native socket has no retries to deduplicate, and no other
+        process receives its messages); ``on_message`` runs without a transaction as long as
+        the handler only sends to connections held here (those events skip the storage
+        anyway). The first thing that needs the storage starts one, which first checks,
+        under the row's lock, that the connection is still open (:class:`ConnectionClosed`
+        if another process closed it); everything then commits together, as in
+        :meth:`receive`. Returns the new bucket (:class:`RateLimited` when empty)."""
+        self.handler(app)
+        rate = self.settings.max_rate
+        if rate > 0:
+            tokens, at = bucket if bucket is not None else (None, None)
+            bucket = take_tokens(tokens, at, 1, self.clock(), rate, self.settings.rate_burst)
+        storage = self.storage
+        for attempt in range(DEADLOCK_RETRIES + 1):
+            started: list[Transaction] = []
+
+            def begin(started: list[Transaction] = started) -> Transaction:
+                tx = storage._begin()
+                started.append(tx)  # (ended below, whatever happens next)
+                record = tx.connection(conn_id, lock=True)
+                if record is None or record.app != app:
+                    raise UnknownConnection("no such connection")
+                transition(record.state, Input.MESSAGE)
+                return tx
+
+            ctx = Context(self, begin=begin)
+            conn = AltWebSocketConnection(ctx, conn_id, app, protocol, "websocket")
+            ctx._connections[conn_id] = conn
+            ctx._states[conn_id] = State.OPEN
+            try:
+                try:
+                    self._call(ctx, conn, "on_message", message)
+                    if started and started[0].overflow:
+                        ctx.close_overflowing()
+                except BaseException as exc:
+                    if started:
+                        storage._end(started[0], exc)  # rolls back; raises exc (or a 503)
+                    raise
+                if started:
+                    storage._end(started[0], None)
+                break
+            except StorageUnavailable as exc:
+                if not exc.deadlock or attempt == DEADLOCK_RETRIES:
+                    raise
+        tx = started[0] if started else None
+        if tx is not None and tx.woken:
+            self._wake(tx, None)
+        if ctx.local and self.local_sink is not None:
+            self.local_sink.deliver(ctx.local)
+        return bucket
 
     def _take_tokens(self, record: ConnectionRecord, count: int, now: float
                      ) -> tuple[float, float] | None:

@@ -249,10 +249,12 @@ class AltWebSocketDaemon(LocalSink):
         self._dispatch(self._flush(client))  # what on_open queued, and anything since
 
     def _receive(self, client: NativeClient, data: wire.Message) -> int:
-        seq = client.seq + 1  # counted only once stored: a retry reuses the same seq
-        ack = self.server.receive(client.app, client.id, (wire.InboundMessage(seq, data),))
-        client.seq = seq
-        return ack
+        # The hot path: seq and rate bucket in memory; no transaction unless the handler
+        # needs the storage (AltWebSocketServer.receive_held).
+        client.bucket = self.server.receive_held(client.app, client.id, client.protocol, data,
+                                                 client.bucket)
+        client.seq += 1  # counted once handled: a retry (busy storage) is the same message
+        return client.seq
 
     async def _receive_patiently(self, client: NativeClient, data: wire.Message) -> None:
         """Store a frame, waiting out ``max_rate`` (the socket is not read meanwhile, so a
@@ -464,7 +466,7 @@ class AltWebSocketDaemon(LocalSink):
             await ws.close(code, exc.message[:120])
             return
         client = NativeClient(ws, app, opened.id, self.settings.max_events_queued,
-                              self._max_bytes)
+                              self._max_bytes, opened.protocol)
         client.start()
         try:
             await self._db(self._attach, client)

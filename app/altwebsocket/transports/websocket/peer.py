@@ -59,7 +59,10 @@ class NativeClient:
         ws: the ``websockets`` connection.
         app: the app name (the URL path).
         id: the connection id in the storage.
-        seq: the seq of the last message received from the client (1, 2, 3…).
+        protocol: the subprotocol chosen.
+        seq: the number of messages received from the client and handled (1, 2, 3…; kept
+            here, not in the storage: a native socket has no retries to deduplicate).
+        bucket: the ``max_rate`` token bucket ``(tokens, at)``, kept here too.
         cursor: the id of the last stored event sent (stored events come from other processes,
             broadcasts and closes; messages a handler sends to this very connection from this
             process skip the storage and have no id).
@@ -67,11 +70,13 @@ class NativeClient:
     """
 
     def __init__(self, ws: ServerConnection, app: str, conn_id: str, max_frames: int,
-                 max_bytes: int) -> None:
+                 max_bytes: int, protocol: str = "") -> None:
         self.ws = ws
         self.app = app
         self.id = conn_id
+        self.protocol = protocol
         self.seq = 0
+        self.bucket: tuple[float, float] | None = None  # max_rate's token bucket, in memory
         self.cursor = 0
         self.discarded = 0
         self.max_frames = max_frames
