@@ -204,9 +204,27 @@ def _open(server: AltWebSocketServer, streams: Streams, app: str, conn_id: str, 
     return EventStream(server, streams, record, after, poll=crowded)
 
 
+# (wake folder, crowd_poll, crowd_rate, gone_timeout) -> (when counted, the crowd)
+_CROWD_SEEN: dict[tuple[str, float, float, float], tuple[float, tuple[int, float]]] = {}
+CROWD_FRESH = 0.5
+"""Seconds a process reuses its last count of the crowd (the held streams of one ``altws
+serve`` all look at it once a second: one folder listing between them, not one each)."""
+
+
 def crowd_now(server: AltWebSocketServer) -> tuple[int, float]:
     """How many clients poll now, and the seconds each waits before it comes back
     (:mod:`~altwebsocket.protocol.crowd`)."""
+    settings, now = server.settings, time.monotonic()
+    key = (server.wake_dir, settings.crowd_poll, settings.crowd_rate, settings.gone_timeout)
+    seen = _CROWD_SEEN.get(key)
+    if seen is not None and now - seen[0] < CROWD_FRESH:
+        return seen[1]
+    found = _count_crowd(server)
+    _CROWD_SEEN[key] = (now, found)
+    return found
+
+
+def _count_crowd(server: AltWebSocketServer) -> tuple[int, float]:
     settings = server.settings
     ceiling = max(settings.crowd_poll, settings.gone_timeout / 4)
 
