@@ -41,7 +41,8 @@ FIELDS: dict[str, tuple[Any, str, str]] = {
     "stream_lifetime": (300.0, "float", "a stream ends itself after this; the client resumes"),
     "heartbeat": (15.0, "float", "a ':' comment on the stream at least this often"),
     "retry_ms": (1000, "int", "the SSE retry: field (ms)"),
-    "poll_interval": (1.0, "float", "a waiting stream re-checks the database this often"),
+    "poll_interval": (1.0, "float", "a process looks for events its streams' hints missed "
+                                    "this often"),
     "gone_timeout": (60.0, "float", "no stream and no request this long: closed with 1006"),
     "keep_closed": (300.0, "float", "closed connections and their events are purged after"),
     "sweep_interval": (10.0, "float", "how often any request may run that housekeeping"),

@@ -273,6 +273,22 @@ class Transaction:
             (waker, self.now, sent, conn_id),
         )
 
+    def discard(self, conn_id: str, upto: int) -> None:
+        """Delete the connection's events up to ``upto`` (its client has seen them: they
+        no longer count as queued)."""
+        if upto <= 0:
+            return
+        self._run("DELETE FROM aws_events WHERE conn_id = ? AND event_id <= ?", (conn_id, upto))
+        greatest = self.storage._database.dialect.greatest("sent_event", "?")
+        self._run(f"UPDATE aws_connections SET sent_event = {greatest} WHERE id = ?",
+                  (upto, conn_id))
+
+    def touch_streams(self, streams: Sequence[tuple[str, str, int]]) -> None:
+        """For each ``(conn_id, waker, sent)`` what :meth:`set_waker` records — the stream
+        of a process's heartbeat, for all its streams in one transaction."""
+        for conn_id, waker, sent in streams:
+            self.set_waker(conn_id, waker, sent)
+
     def touch_waker(self, waker: str) -> int:
         """Mark every connection waited on by ``waker`` as seen now (a process heartbeat)."""
         cursor = self._run(
@@ -633,6 +649,18 @@ class AltWebSocketStorage:
         )
         return [(int(row[0]), int(row[1]), bytes(row[2]), row[3]) for row in rows]
 
+    def last_events(self, conn_ids: Sequence[str]) -> dict[str, int]:
+        """The id of the last event queued for each of ``conn_ids`` (a read outside any
+        transaction; one statement per 500 ids)."""
+        found: dict[str, int] = {}
+        for start in range(0, len(conn_ids), 500):
+            part = tuple(conn_ids[start:start + 500])
+            marks = ", ".join("?" * len(part))
+            for conn_id, last in self._query(
+                    f"SELECT id, last_event FROM aws_connections WHERE id IN ({marks})", part):
+                found[str(conn_id)] = int(last)
+        return found
+
     def data_version(self) -> int | None:
         """SQLite's ``PRAGMA data_version`` on this thread's connection (changes on commits
         by other connections); ``None`` for databases without it."""
@@ -649,10 +677,7 @@ class AltWebSocketStorage:
         if upto <= 0:
             return
         with self.transaction() as tx:
-            tx._run("DELETE FROM aws_events WHERE conn_id = ? AND event_id <= ?", (conn_id, upto))
-            greatest = self._database.dialect.greatest("sent_event", "?")
-            tx._run(f"UPDATE aws_connections SET sent_event = {greatest} WHERE id = ?",
-                    (upto, conn_id))
+            tx.discard(conn_id, upto)
 
     def checkpoint(self) -> None:
         """Fold the WAL back into the database file (keeps the WAL file bounded)."""

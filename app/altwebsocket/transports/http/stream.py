@@ -48,6 +48,7 @@ from ...storage.wake import (
     count_streams,
     mark_polling,
     polling_ages,
+    send_hints,
     unmark_polling,
 )
 from .auth import token_matches
@@ -105,8 +106,10 @@ class Streams:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
         self.stopping = False
-        self._waiting: dict[WakeSocket, None] = {}  # the wake sockets of the open streams
+        # the wake sockets of the open streams, and the streams (None: counted only)
+        self._waiting: dict[WakeSocket, EventStream | None] = {}
         self._lock = allocate_lock()
+        self.poller_thread: threading.Thread | None = None  # started by the first add()
         self._to_write: deque[EventStream] = deque()  # streams with handed events to write
         self._writer_wake = allocate_lock()  # released when _to_write has something
         self._writer_wake.acquire()
@@ -147,10 +150,69 @@ class Streams:
         """How many streams are open."""
         return len(self._waiting)
 
-    def add(self, wake: WakeSocket) -> None:
-        """Count in a stream that waits on ``wake``."""
+    def add(self, wake: WakeSocket, stream: EventStream | None = None) -> None:
+        """Count in a stream that waits on ``wake`` (and, given the stream, have the
+        process's poller look after it: :meth:`_poll`)."""
         with self._lock:
-            self._waiting[wake] = None
+            self._waiting[wake] = stream
+            if stream is not None and self.poller_thread is None:
+                thread = threading.Thread(target=self._poll, args=(stream.server,),
+                                          name="altws-poller", daemon=True)
+                thread.start()
+                self.poller_thread = thread
+
+    def _poll(self, server: AltWebSocketServer) -> None:
+        """The fallback for a lost wake-up hint, once for all the streams of this process:
+        every ``poll_interval`` one read of where each stream's connection stands (its last
+        event id); a stream that is behind it two rounds running — with no event handed to
+        it that would catch it up — is sent a hint, and reads the storage (so a lost hint
+        costs at most two ``poll_interval`` s). (Hints are datagrams: one may be lost, or
+        never sent — a writer that died after its commit, a host that cannot reach this
+        one's sockets.) A round that fails (the storage is down) is tried again at the
+        next: the thread does not stop while the process serves streams."""
+        settings = server.settings
+        interval = min(settings.poll_interval, settings.heartbeat)
+        touched = time.monotonic()
+        behind: dict[EventStream, int] = {}  # streams behind at the last round: where to
+        while not self.stopping:
+            time.sleep(interval)
+            try:
+                held = [stream for stream in list(self._waiting.values())
+                        if stream is not None and stream._wake is not None]
+                if not held:
+                    continue
+                if time.monotonic() - touched >= settings.heartbeat:
+                    touched = time.monotonic()
+                    self._touch(server, held)
+                last = server.storage.last_events([stream.record.id for stream in held])
+                hints: dict[str, list[str]] = {}
+                seen_behind, behind = behind, {}
+                for stream in held:
+                    wake, upto = stream._wake, max(stream.cursor, stream.handed_upto)
+                    if wake is None or last.get(stream.record.id, 0) <= upto:
+                        continue
+                    behind[stream] = last[stream.record.id]
+                    # Behind now, and still short of where it stood a round ago: not a
+                    # broadcast being handed out as this round read (that would be a
+                    # thousand needless reads at once), a hint that never came.
+                    if seen_behind.get(stream, 0) > upto:
+                        hints[wake.address] = [stream.record.id]
+                if hints:
+                    send_hints(hints)
+            except Exception as exc:  # (the storage is down: the next round tries again)
+                logger("altwebsocket.stream").debug("the streams' poll failed: %s", exc)
+
+    @staticmethod
+    def _touch(server: AltWebSocketServer, held: list[EventStream]) -> None:
+        """Record, for every stream of this process in one transaction, that it lives (so
+        its connection never counts as gone, ``gone_timeout``), which wake socket waits for
+        it, and how far it got (``max_events_queued``): once a heartbeat for all, rather
+        than a write transaction per stream per heartbeat, a thousand of them queued on the
+        database's one write lock."""
+        touches = [(stream.record.id, wake.address, stream.cursor)
+                   for stream in held if (wake := stream._wake) is not None]
+        with server.storage.transaction() as tx:
+            tx.touch_streams(touches)
 
     def remove(self, wake: WakeSocket) -> None:
         """Count out the stream of ``wake``."""
@@ -275,6 +337,7 @@ class EventStream(LocalStream):
         # and chunks of the transport's own to write after them (see say())
         self._handed: deque[tuple[list[StoredEvent] | bytes, LockType | None]] = deque()
         self._polled = False  # start() of a poll is done
+        self.handed_upto = 0  # the last event id handed over (written, or about to be)
 
     def start(self) -> None:
         """Bind the wake-up socket, record it as the connection's waker, and discard the
@@ -292,15 +355,15 @@ class EventStream(LocalStream):
         wake = WakeSocket(self.server.wake_dir)
         self.server.hold_stream(wake.address, self)
         try:
-            with storage.transaction() as tx:
+            with storage.transaction() as tx:  # (one write: a thousand streams open at once)
                 tx.set_waker(self.record.id, wake.address, self.cursor)
-            storage.discard_events(self.record.id, self.cursor)
+                tx.discard(self.record.id, self.cursor)
         except BaseException:
             self.server.hold_stream(wake.address, None)
             wake.close()
             raise
         self._wake = wake
-        self.streams.add(wake)
+        self.streams.add(wake, self)
 
     def offer(self, events: list[StoredEvent], own: bool = False) -> LockType | bool:
         """Take events committed for this stream by an operation of this process (called
@@ -311,6 +374,8 @@ class EventStream(LocalStream):
         wake = self._wake
         if wake is None or self.closed:
             return False
+        if events:
+            self.handed_upto = max(self.handed_upto, events[-1][0])
         if own and self._holding and len(self._handed) < HANDED_MAX:
             self._handed.append((events, None))  # out with the request's answer (say())
             return True
@@ -366,6 +431,8 @@ class EventStream(LocalStream):
                 for _, lock in entries:
                     if lock is not None:
                         lock.release()
+            if self.closed:  # its last event is out: the stream's own thread ends it now
+                wake.poke()
             return True
         finally:
             self._writing.release()
@@ -514,13 +581,18 @@ class EventStream(LocalStream):
         return b"".join(self.encode(event).encode() for event in events)
 
     def _events(self, wake: WakeSocket) -> Iterator[bytes]:
-        server, settings, storage = self.server, self.server.settings, self.server.storage
+        server, settings = self.server, self.server.settings
         streams = self.streams
         report_every = self._report_every
         yield encode_retry(settings.retry_ms) + encode_comment("altws")
+        # It waits for its wake socket; without a hint it wakes only to beat (and to look
+        # at the crowd when it may give its slot up): a thousand streams that woke every
+        # second would keep a thousand threads asking for the GIL (the process's poller
+        # looks for lost hints for all of them, Streams._poll).
+        bound = settings.heartbeat if settings.share_after <= 0 else \
+            min(settings.heartbeat, max(1.0, settings.share_after))
         schedule = StreamSchedule(streams.clock(), settings.stream_lifetime,
-                                  settings.heartbeat, settings.poll_interval)
-        version = storage.data_version()
+                                  settings.heartbeat, bound)
         check, read = True, True  # something to write; from the storage too
         started = streams.clock()
         share_check = started + settings.share_after  # (0: never; see crowd.gives_up)
@@ -528,8 +600,8 @@ class EventStream(LocalStream):
             if check:
                 with self._writing:  # (direct writes wait; with a writer: until written)
                     yield from self._pending(wake, report_every, read)
-                if self.closed:
-                    return
+            if self.closed:  # (its last event written here, or by a direct write)
+                return
             now = streams.clock()
             action, timeout = schedule.next(now, streams.stopping)
             if action == END:
@@ -541,21 +613,17 @@ class EventStream(LocalStream):
                     with self._writing:  # the slot goes to a poller; this client polls next
                         yield encode_retry(int(delay * 1000)) + encode_comment("altws share")
                     return
-            if action == BEAT:
-                with self._writing:
+            if action == BEAT:  # (the process's poller records that the stream lives,
+                with self._writing:  # and finds what a lost hint did not bring)
                     yield encode_comment()
-                with storage.transaction() as tx:
-                    tx.set_waker(self.record.id, wake.address, self.cursor)
                 server.maybe_sweep()
-                check = read = True
+                check = read = False
                 continue
             hints = wake.wait(timeout)
-            if hints:  # only pokes: what was handed over; a hint: the storage too
-                check, read = True, any(hint != POKE for hint in hints)
-            else:
-                current = storage.data_version()
-                check = read = current is None or current != version
-                version = current
+            # only pokes: what was handed over; a hint: the storage too. Nothing: nothing
+            # new (a lost hint is found by the process's poller, Streams._poll)
+            check = bool(hints)
+            read = any(hint != POKE for hint in hints)
 
     def _release(self, wake: WakeSocket) -> None:
         self.server.hold_stream(wake.address, None)
