@@ -560,7 +560,7 @@ class AltWebSocketServer:
             started: list[Transaction] = []
 
             def begin(started: list[Transaction] = started) -> Transaction:
-                tx = storage._begin()
+                tx = storage.begin()
                 started.append(tx)  # (ended below, whatever happens next)
                 record = tx.connection(conn_id, lock=True)
                 if record is None or record.app != app:
@@ -579,10 +579,10 @@ class AltWebSocketServer:
                         ctx.close_overflowing()
                 except BaseException as exc:
                     if started:
-                        storage._end(started[0], exc)  # rolls back; raises exc (or a 503)
+                        storage.end(started[0], exc)  # rolls back; raises exc (or a 503)
                     raise
                 if started:
-                    storage._end(started[0], None)
+                    storage.end(started[0], None)
                 break
             except StorageUnavailable as exc:
                 if not exc.deadlock or attempt == DEADLOCK_RETRIES:

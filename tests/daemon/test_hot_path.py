@@ -17,14 +17,14 @@ from ..support import TIMEOUT, Daemon, serving
 def count_frame_transactions(monkeypatch) -> list[int]:
     """Count the transactions started for native frames (by ``receive_held``)."""
     begun = [0]
-    begin = AltWebSocketStorage._begin
+    begin = AltWebSocketStorage.begin
 
     def counting(self):  # type: ignore[no-untyped-def]
         if any(frame.name == "receive_held" for frame in traceback.extract_stack()):
             begun[0] += 1
         return begin(self)
 
-    monkeypatch.setattr(AltWebSocketStorage, "_begin", counting)
+    monkeypatch.setattr(AltWebSocketStorage, "begin", counting)
     return begun
 
 

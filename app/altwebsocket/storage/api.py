@@ -551,7 +551,9 @@ class AltWebSocketStorage:
         :attr:`clock` once."""
         return _Scope(self)
 
-    def _begin(self) -> Transaction:
+    def begin(self) -> Transaction:
+        """Start a write transaction; :meth:`end` ends it (what ``with``
+        :meth:`transaction` does, for a caller that starts one only when it needs it)."""
         db = self._acquire()
         try:
             self._database.begin_write(db)
@@ -560,7 +562,7 @@ class AltWebSocketStorage:
             raise _unavailable(exc) from exc
         return Transaction(self, db, self.clock())
 
-    def _end(self, tx: Transaction, exc: BaseException | None) -> None:
+    def end(self, tx: Transaction, exc: BaseException | None) -> None:
         """Commit ``tx``, or roll it back when ``exc`` ended its block (raised again, a
         database error as :class:`StorageUnavailable`)."""
         db, errors = tx._db, self._database.errors
@@ -743,7 +745,7 @@ class _Scope:
         self._tx: Transaction | None = None
 
     def __enter__(self) -> Transaction:
-        self._tx = self._storage._begin()
+        self._tx = self._storage.begin()
         return self._tx
 
     def __exit__(self, kind: object, exc: BaseException | None, trace: object) -> None:
@@ -751,7 +753,7 @@ class _Scope:
         if tx is None:
             return
         try:
-            self._storage._end(tx, exc)
+            self._storage.end(tx, exc)
         except BaseException as raised:
             if raised is not exc:  # (the block's own exception goes on as it was)
                 raise
