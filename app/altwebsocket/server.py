@@ -575,6 +575,8 @@ class AltWebSocketServer:
             try:
                 try:
                     self._call(ctx, conn, "on_message", message)
+                    if ctx.begin_error is not None:  # (a handler that swallowed it)
+                        raise ctx.begin_error
                     if started and started[0].overflow:
                         ctx.close_overflowing()
                 except BaseException as exc:
