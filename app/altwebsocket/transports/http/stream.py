@@ -173,7 +173,7 @@ class Streams:
         settings = server.settings
         interval = min(settings.poll_interval, settings.heartbeat)
         touched = time.monotonic()
-        behind: dict[EventStream, int] = {}  # streams behind at the last round: where to
+        behind: dict[EventStream, int] = {}  # behind at the last round: the id to reach
         while not self.stopping:
             time.sleep(interval)
             try:
