@@ -180,7 +180,7 @@ class CGIServer:
         self._write_settings(os.path.join(deploy, "apache-cgi", "altws.ini"),
                              os.path.join(cgi_bin, "altws.ini"))
         with open(os.path.join(htdocs, "index.html"), "w", encoding="utf-8") as out:
-            out.write(_INDEX)
+            out.write(_index("CGI", "/cgi-bin/altws.cgi"))
         user = self._own_data()
         template = open(os.path.join(deploy, "apache-cgi", "local", "httpd.conf.in"),
                         encoding="utf-8").read()
@@ -322,7 +322,7 @@ class PassengerServer(CGIServer):
         os.makedirs(app_root)
         shutil.copytree(shipped("static", "altwebsocket.js"), os.path.join(public, "static"))
         with open(os.path.join(public, "index.html"), "w", encoding="utf-8") as out:
-            out.write(_PASSENGER_INDEX)
+            out.write(_index("Passenger", ""))
         shutil.copy(os.path.join(deploy, "cpanel-passenger", "htaccess"),
                     os.path.join(public, ".htaccess"))
         startup = open(os.path.join(deploy, "cpanel-passenger", "passenger_wsgi.py"),
@@ -470,24 +470,15 @@ def passenger_max_streams(pool: int) -> int:
     return max(1, pool - 2)
 
 
-_PASSENGER_INDEX = """<!doctype html><meta charset=utf-8>
+def _index(title: str, base: str) -> str:
+    """The run folder's index page: links to the chat and echo pages on ``base``."""
+    return f"""<!doctype html><meta charset=utf-8>
 <meta name=viewport content="width=device-width,initial-scale=1">
-<title>AltWebSocket under Passenger</title>
-<h1>AltWebSocket under Passenger</h1>
+<title>AltWebSocket under {title}</title>
+<h1>AltWebSocket under {title}</h1>
 <ul>
-<li><a href="static/chat.html?url=/chat">chat</a>
-<li><a href="static/echo.html?url=/echo">echo</a>
-</ul>
-"""
-
-
-_INDEX = """<!doctype html><meta charset=utf-8>
-<meta name=viewport content="width=device-width,initial-scale=1">
-<title>AltWebSocket under CGI</title>
-<h1>AltWebSocket under CGI</h1>
-<ul>
-<li><a href="static/chat.html?url=/cgi-bin/altws.cgi/chat">chat</a>
-<li><a href="static/echo.html?url=/cgi-bin/altws.cgi/echo">echo</a>
+<li><a href="static/chat.html?url={base}/chat">chat</a>
+<li><a href="static/echo.html?url={base}/echo">echo</a>
 </ul>
 """
 

@@ -225,19 +225,14 @@ class Written:
                 for e in SSEDecoder().feed(chunk) if e.id]
 
 
-def test_a_request_writes_its_own_clients_events_itself(data_dir, monkeypatch) -> None:
-    """With a ``write`` callable (``direct_writes``: waitress), the request of a client
-    writes its events onto that client's stream in its own thread; the other clients'
-    streams get theirs from the process's one fan-out thread (not the request's: a client
-    that does not read cannot hold up anyone else's request; not each stream's own: a
-    broadcast to a thousand streams does not wake a thousand threads)."""
-    monkeypatch.setattr(server_module, "HANDOFF_WAIT", TIMEOUT)
-    server = make_server(data_dir, max_rate=0, heartbeat=30, poll_interval=30)
-    app = web_app(server)
-    talker, listener = new(app, "chat"), new(app, "chat")
+def direct_streams(server: Any, members: list[dict[str, Any]]
+                   ) -> tuple[Streams, list[Written], list[threading.Thread], list[Any]]:
+    """Chat streams of ``members`` that write directly (as under waitress), each iterated
+    in a thread; returns once each wrote its first chunk and read the storage once, and
+    counts its reads (``count_reads``) from before they opened."""
     streams, writes, threads, held = Streams(), [], [], []
     reads = count_reads(server)
-    for member in (talker, listener):
+    for member in members:
         stream = open_stream(server, streams, "chat", member["id"], member["token"], 0)
         assert stream is not None
         stream.writer = written = Written()
@@ -248,10 +243,24 @@ def test_a_request_writes_its_own_clients_events_itself(data_dir, monkeypatch) -
         thread.start()
         threads.append(thread)
     deadline = time.monotonic() + TIMEOUT
-    while time.monotonic() < deadline and (  # the streams' own first chunk and read are done
-            reads[0] < 2 or not all(w.chunks for w in writes)
+    while time.monotonic() < deadline and (
+            reads[0] < len(members) or not all(w.chunks for w in writes)
             or any(stream._writing.locked() for stream in held)):
         time.sleep(0.001)
+    return streams, writes, threads, held
+
+
+def test_a_request_writes_its_own_clients_events_itself(data_dir, monkeypatch) -> None:
+    """With a ``write`` callable (``direct_writes``: waitress), the request of a client
+    writes its events onto that client's stream in its own thread; the other clients'
+    streams get theirs from the process's one fan-out thread (not the request's: a client
+    that does not read cannot hold up anyone else's request; not each stream's own: a
+    broadcast to a thousand streams does not wake a thousand threads)."""
+    monkeypatch.setattr(server_module, "HANDOFF_WAIT", TIMEOUT)
+    server = make_server(data_dir, max_rate=0, heartbeat=30, poll_interval=30)
+    app = web_app(server)
+    talker, listener = new(app, "chat"), new(app, "chat")
+    streams, writes, threads, _ = direct_streams(server, [talker, listener])
     here = threading.get_ident()
     for seq in range(1, 4):
         server.receive("chat", talker["id"], text(seq, f"m{seq}"))
@@ -274,24 +283,8 @@ def test_a_broadcast_to_many_direct_streams_is_written_by_one_thread(data_dir,
     server = make_server(data_dir, max_rate=0, heartbeat=30, poll_interval=30)
     app = web_app(server)
     members = [new(app, "chat") for _ in range(50)]
-    streams, writes, threads, held = Streams(), [], [], []
+    streams, writes, threads, _ = direct_streams(server, members)
     reads = count_reads(server)
-    for member in members:
-        stream = open_stream(server, streams, "chat", member["id"], member["token"], 0)
-        assert stream is not None
-        stream.writer = written = Written()
-        held.append(stream)
-        writes.append(written)
-        body = iter(stream)
-        thread = threading.Thread(target=lambda b=body: [*b], daemon=True)
-        thread.start()
-        threads.append(thread)
-    deadline = time.monotonic() + TIMEOUT
-    while time.monotonic() < deadline and (  # each stream wrote its first chunk, read once
-            reads[0] < 50 or not all(w.chunks for w in writes)
-            or any(s._writing.locked() for s in held)):
-        time.sleep(0.001)
-    reads[0] = 0
     assert server.push("chat", "news") == 50
     deadline = time.monotonic() + TIMEOUT
     while time.monotonic() < deadline and not all(w.messages() for w in writes):
