@@ -79,8 +79,14 @@ try:
     from _json import make_scanner as _make_scanner
 
     _scan = _make_scanner(_Decoding())  # type: ignore[arg-type]  # (duck-typed in C)
-    _encode = _make_encoder({}, _not_serializable, _quote, None, ": ", ", ", False, False,
-                            True)
+
+    def _encoder() -> Any:
+        # a fresh one per call, as json does: its circular-reference marks (the first
+        # argument) could be left behind by a call that failed half-way
+        return _make_encoder({}, _not_serializable, _quote, None, ": ", ", ", False, False,
+                             True)
+
+    _encoder()  # (another _json's signature: TypeError, the fallback below)
 
     def json_loads(text: str) -> Any:
         """``json.loads(text)``: a ``ValueError`` for a document that is not JSON."""
@@ -97,7 +103,7 @@ try:
         """``json.dumps(value, ensure_ascii=False)``."""
         if isinstance(value, str):
             return str(_quote(value))
-        return "".join(_encode(value, 0))
+        return "".join(_encoder()(value, 0))
 
 except (ImportError, TypeError):  # pragma: no cover - not CPython, or another _json
     import json as _json_module

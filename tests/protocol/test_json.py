@@ -64,3 +64,14 @@ def test_what_json_cannot_hold_is_a_type_error() -> None:
     circular.append(circular)
     with pytest.raises(ValueError):
         json_dumps(circular)
+
+
+def test_a_failed_dump_leaves_nothing_behind() -> None:
+    """A dump that fails half-way (an object JSON cannot hold, deep inside) does not make
+    a later dump of the same containers look circular."""
+    inner: list[Any] = [1, object()]
+    outer = {"a": inner}
+    with pytest.raises(TypeError):
+        json_dumps(outer)
+    inner.pop()
+    assert json_dumps(outer) == json.dumps(outer, ensure_ascii=False)
