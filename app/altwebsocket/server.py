@@ -385,11 +385,17 @@ class AltWebSocketServer:
             except StorageUnavailable as exc:
                 if not exc.deadlock or attempt == DEADLOCK_RETRIES:
                     raise
-        if tx.woken:
+        self._committed(ctx, own)
+        return result
+
+    def _committed(self, ctx: Context, own: str | None = None) -> None:
+        """After an operation's commit: hand its events to this process's streams, hint the
+        others', deliver its in-memory ones (:class:`LocalSink`)."""
+        tx = ctx.began
+        if tx is not None and tx.woken:
             self._wake(tx, own)
         if ctx.local and self.local_sink is not None:
             self.local_sink.deliver(ctx.local)
-        return result
 
     def _wake(self, tx: Transaction, own: str | None = None) -> None:
         """Hand the committed events to this process's streams (``own``: the row id of the
@@ -589,11 +595,7 @@ class AltWebSocketServer:
             except StorageUnavailable as exc:
                 if not exc.deadlock or attempt == DEADLOCK_RETRIES:
                     raise
-        tx = started[0] if started else None
-        if tx is not None and tx.woken:
-            self._wake(tx, None)
-        if ctx.local and self.local_sink is not None:
-            self.local_sink.deliver(ctx.local)
+        self._committed(ctx)
         return bucket
 
     def _take_tokens(self, record: ConnectionRecord, count: int, now: float
