@@ -14,7 +14,7 @@ from ..support import ROOT
 
 FORBIDDEN = ["flask", "werkzeug", "sqlalchemy", "typing", "logging", "dataclasses", "wsgiref",
              "asyncio", "websockets", "waitress", "json", "re", "socket", "selectors", "signal",
-             "enum", "sqlite3", "datetime", "contextlib"]
+             "enum", "sqlite3", "datetime", "contextlib", "threading"]
 
 PROBE = """
 import sys

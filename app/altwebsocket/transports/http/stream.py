@@ -27,7 +27,6 @@ finds a stream busy) each stream's own thread writes what it was handed.
 
 from __future__ import annotations
 
-import threading
 import time
 from _thread import allocate_lock
 from collections import deque
@@ -54,6 +53,7 @@ from ...storage.wake import (
 from .auth import token_matches
 
 if TYPE_CHECKING:
+    import threading
     from _thread import LockType
     from collections.abc import Iterator
     from typing import Callable
@@ -122,6 +122,8 @@ class Streams:
         if self.fanout_thread is None:
             with self._lock:
                 if self.fanout_thread is None:
+                    import threading  # (only a stream needs it: not a CGI /send)
+
                     thread = threading.Thread(target=self._write_handed, name="altws-fanout",
                                               daemon=True)
                     thread.start()
@@ -156,6 +158,8 @@ class Streams:
         with self._lock:
             self._waiting[wake] = stream
             if stream is not None and self.poller_thread is None:
+                import threading  # (only a stream needs it: not a CGI /send)
+
                 thread = threading.Thread(target=self._poll, args=(stream.server,),
                                           name="altws-poller", daemon=True)
                 thread.start()
