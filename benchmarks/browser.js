@@ -3,7 +3,10 @@
  * altwsBench.open(url, mode): mode "emulation" / "native" (AltWebSocket with emulate
  *   true / false), "websocket" (the browser's own WebSocket at a ws:// URL) or "fetch"
  *   (no socket: each round trip is one fetch POST whose answer is the echo) or "sse" (a raw
- *   EventSource on url, each payload POSTed to url as hex text and echoed as one event).
+ *   EventSource on url, each payload POSTed to url as hex text and echoed as one event) or
+ *   "socketio" (Socket.IO 4's long-polling, `io(url, {transports: ["polling"]})`, the page
+ *   having loaded the server's /socket.io/socket.io.min.js; `send` and the `message` event)
+ *   or "socketio-text" (the same, each payload sent as its hex digits).
  * altwsBench.run(rounds, size, timeoutMs): that many round trips of `size` random bytes;
  *   resolves to {total, samples} in ms (performance.now()).
  * altwsBench.close().
@@ -59,10 +62,33 @@
     });
   }
 
+  // Socket.IO's long-polling, the fallback of the best-known peer (benchmarks/peers.py).
+  // `text`: the bytes go as their hex digits (Socket.IO's polling sends binary as base64
+  // through a Blob, several times slower than a string: the text row is its best case).
+  function socketIO(url, ms, text) {
+    var socket = io(url, { transports: ["polling"], forceNew: true, reconnection: false });
+    ws = {
+      send: function (payload) { socket.send(text ? hex(payload) : payload); },
+      close: function () { socket.close(); },
+    };
+    socket.on("message", function (data) {
+      var w = waiting; waiting = null;
+      if (w) { w(typeof data === "string" ? unhex(data) : data); }
+    });
+    return new Promise(function (resolve, reject) {
+      var timer = setTimeout(function () { reject(new Error("no connect within " + ms + " ms")); }, ms);
+      socket.on("connect", function () { clearTimeout(timer); resolve("socketio"); });
+      socket.on("connect_error", function (e) { clearTimeout(timer); reject(new Error("connect_error: " + e.message)); });
+    });
+  }
+
   window.altwsBench = {
     open: function (url, mode, ms) {
       if (mode === "fetch") { ws = { fetch: url, close: function () {} }; return Promise.resolve("fetch"); }
       if (mode === "sse") { return rawSSE(url, ms || 10000); }
+      if (mode === "socketio" || mode === "socketio-text") {
+        return socketIO(url, ms || 10000, mode === "socketio-text");
+      }
       // "emulation": the browser's shared session (wire version 2, the default);
       // "emulation-v1": one stream per socket ({share: false}, version 1)
       ws = mode === "websocket" ? new WebSocket(url)

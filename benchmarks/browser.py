@@ -26,11 +26,12 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from altwebsocket.bench.procedure import WARMUP, Progress, Series
 
-__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "BrowserUnavailable", "BrowserBench"]
+__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "BrowserRun", "BrowserUnavailable", "BrowserBench"]
 
 CHROMIUM = os.environ.get("ALTWS_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -41,8 +42,30 @@ CHROMIUM_ARGS = [
     "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
 ]
 _SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "browser.js")
+_CLIENTS = {"emulation": "/static/altwebsocket.js", "emulation-v1": "/static/altwebsocket.js",
+            "native": "/static/altwebsocket.js", "socketio": "/socket.io/socket.io.min.js",
+            "socketio-text": "/socket.io/socket.io.min.js"}
+"""The client script each mode loads into the page (from the page's own origin)."""
 CHUNK = 250
 """Round trips per call into the page (the progress bar moves between calls)."""
+
+
+@dataclass
+class BrowserRun:
+    """One setup for :meth:`BrowserBench.measure_interleaved` (see :meth:`~BrowserBench.
+    measure` for the modes)."""
+
+    key: str
+    label: str
+    page_url: str
+    target: str
+    mode: str
+    transport: str
+    rounds: list[int]
+
+
+def _error(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
 
 
 class BrowserUnavailable(RuntimeError):
@@ -162,56 +185,110 @@ class BrowserBench:
         browser's own WebSocket; an HTTP echo URL for ``fetch``), with ``mode``
         ``emulation`` (the shared session), ``emulation-v1`` (``{share: false}``, one stream
         per socket), ``native``, ``websocket``, ``fetch`` (one POST per echo) or ``sse`` (a
-        raw EventSource down, a fetch POST up, at a bare server).
+        raw EventSource down, a fetch POST up, at a bare server) or ``socketio`` /
+        ``socketio-text`` (Socket.IO's long-polling, binary or as hex text, from a page of the
+        peer's own origin).
         Errors are recorded in the series."""
-        series = Series(key, label, "chromium", transport)
-        page_target = ""
+        run = BrowserRun(key, label, page_url, target, mode, transport, list(rounds))
+        return self.measure_interleaved([run], size, quiet)[0]
+
+    def measure_interleaved(self, runs: list[BrowserRun], size: int, quiet: bool = False
+                            ) -> list[Series]:
+        """Measure several setups side by side: each in its own page (tab), their sockets
+        open together, their round trips taken in turns of :data:`CHUNK` (A, B, C, A, B,
+        C…), so that a moment of load on this shared machine falls on all of them alike and
+        their ratios hold. Each round count is a fresh connection per setup. A setup that
+        fails is recorded in its series and leaves the others going."""
+        series = [Series(run.key, run.label, "chromium", run.transport) for run in runs]
+        pages: list[tuple[str, str] | None] = []
         seconds = self.timeout_ms / 1000
+        for run, one in zip(runs, series):
+            try:
+                pages.append(self._prepare(run))
+            except Exception as exc:  # a page error or timeout: recorded for the table
+                one.error = _error(exc)
+                pages.append(None)
         try:
-            page_target, session = self._open_page(page_url)
-            if mode in ("emulation", "emulation-v1", "native"):
-                self._evaluate(session, """new Promise((resolve, reject) => {
-                    const s = document.createElement("script");
-                    s.src = "/static/altwebsocket.js"; s.onload = resolve;
-                    s.onerror = () => reject(new Error("cannot load /static/altwebsocket.js"));
-                    (document.head || document.documentElement).appendChild(s); })""")
-            self._evaluate(session, self._js)
-            for count in rounds:
-                progress: Progress | None = None if quiet else \
-                    Progress(f"{label[:36]} x{count}", count)
-                args = json.dumps([target, mode, self.timeout_ms])
-                got = self._evaluate(session, f"altwsBench.open(...{args})", 2 * seconds)
-                wanted = "emulation" if mode == "emulation-v1" else mode
-                if got != wanted and mode in ("emulation", "emulation-v1", "native"):
-                    raise RuntimeError(f"AltWebSocket opened {got}, not {wanted}")
-                self._evaluate(session, f"altwsBench.run({WARMUP}, {size}, {self.timeout_ms})",
-                               2 * seconds)
-                total = 0.0
-                samples: list[float] = []
-                left = count
-                while left > 0:
-                    step = min(CHUNK, left)
-                    result = self._evaluate(
-                        session, f"altwsBench.run({step}, {size}, {self.timeout_ms})",
-                        step * seconds)
-                    total += float(result["total"])
-                    samples.extend(float(value) for value in result["samples"])
-                    left -= step
-                    if progress is not None:
-                        progress.update(step)
-                self._evaluate(session, "altwsBench.close()")
-                series.add(count, total, samples)
+            for count in sorted({count for run in runs for count in run.rounds}):
+                going = [n for n, run in enumerate(runs)
+                         if count in run.rounds and pages[n] and not series[n].error]
+                progress: Progress | None = None if quiet or not going else Progress(
+                    f"Chromium, {len(going)} setup{'s' * (len(going) > 1)} in turns "
+                    f"x{count}", count * len(going))
+                for n in list(going):
+                    try:
+                        self._open_socket(runs[n], pages[n][1], size)  # type: ignore[index]
+                    except Exception as exc:
+                        series[n].error = _error(exc)
+                        going.remove(n)
+                totals = dict.fromkeys(going, 0.0)
+                samples: dict[int, list[float]] = {n: [] for n in going}
+                done = 0
+                while done < count and going:
+                    step = min(CHUNK, count - done)
+                    for n in list(going):
+                        session = pages[n][1]  # type: ignore[index]
+                        try:
+                            result = self._evaluate(
+                                session, f"altwsBench.run({step}, {size}, {self.timeout_ms})",
+                                step * seconds)
+                        except Exception as exc:
+                            series[n].error = _error(exc)
+                            going.remove(n)
+                            continue
+                        totals[n] += float(result["total"])
+                        samples[n].extend(float(value) for value in result["samples"])
+                        if progress is not None:
+                            progress.update(step)
+                    done += step
+                for n in going:
+                    try:
+                        self._evaluate(pages[n][1], "altwsBench.close()")  # type: ignore[index]
+                    except Exception as exc:
+                        series[n].error = _error(exc)
+                        continue
+                    series[n].add(count, totals[n], samples[n])
                 if progress is not None:
-                    progress.finish(f"{total:,.0f} ms")
-        except Exception as exc:  # a page error or timeout: recorded for the table
-            series.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+                    progress.finish(", ".join(f"{totals[n]:,.0f}" for n in going) + " ms")
         finally:
-            if page_target:
-                try:
-                    self._devtools.call("Target.closeTarget", {"targetId": page_target})
-                except Exception:  # the browser may be gone: close() cleans up
-                    pass
+            for page in pages:
+                if page:
+                    try:
+                        self._devtools.call("Target.closeTarget", {"targetId": page[0]})
+                    except Exception:  # the browser may be gone: close() cleans up
+                        pass
         return series
+
+    def _prepare(self, run: BrowserRun) -> tuple[str, str]:
+        """A tab at the run's page with its client script and ``browser.js`` loaded."""
+        page_target, session = self._open_page(run.page_url)
+        try:
+            script = _CLIENTS.get(run.mode)
+            if script:
+                self._evaluate(session, f"""new Promise((resolve, reject) => {{
+                    const s = document.createElement("script");
+                    s.src = {json.dumps(script)}; s.onload = resolve;
+                    s.onerror = () => reject(new Error("cannot load " + s.src));
+                    (document.head || document.documentElement).appendChild(s); }})""")
+            self._evaluate(session, self._js)
+        except BaseException:
+            try:
+                self._devtools.call("Target.closeTarget", {"targetId": page_target})
+            except Exception:
+                pass
+            raise
+        return page_target, session
+
+    def _open_socket(self, run: BrowserRun, session: str, size: int) -> None:
+        """Open the run's socket in its tab, then the uncounted warm-up round trips."""
+        seconds = self.timeout_ms / 1000
+        args = json.dumps([run.target, run.mode, self.timeout_ms])
+        got = self._evaluate(session, f"altwsBench.open(...{args})", 2 * seconds)
+        wanted = "emulation" if run.mode == "emulation-v1" else run.mode
+        if got != wanted and run.mode in ("emulation", "emulation-v1", "native"):
+            raise RuntimeError(f"AltWebSocket opened {got}, not {wanted}")
+        self._evaluate(session, f"altwsBench.run({WARMUP}, {size}, {self.timeout_ms})",
+                       2 * seconds)
 
     def close(self) -> None:
         """Close Chromium and remove its profile."""

@@ -24,6 +24,7 @@ import http.client
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -98,6 +99,8 @@ TARGETS: dict[str, float] = {
     "cgi_stream_peak_mb": 30.0,
     # issue 17: the emulated echo costs one POST (issue 12 asked for 1.3)
     "emulation_vs_fetch_same_server": 1.1,
+    # issue 17: below Socket.IO's long-polling, measured beside it in the same run
+    "emulation_vs_socketio_polling": 1.0,
 }
 
 
@@ -185,6 +188,16 @@ class LocalReport:
              "chromium", None, None),
             ("one stream per socket / bare fetch POST, same server", "chromium-emulation-v1",
              "chromium-fetch-serve", "chromium", None, None),
+            # against Socket.IO's faster case: the same bytes sent as text (ours: binary)
+            ("emulation / Socket.IO long-polling (text)", "chromium-emulation",
+             "chromium-socketio-polling-text", "chromium",
+             TARGETS["emulation_vs_socketio_polling"], None),
+            ("emulation / Socket.IO long-polling (binary)", "chromium-emulation",
+             "chromium-socketio-polling", "chromium", None, None),
+            ("one stream per socket / Socket.IO long-polling (text)", "chromium-emulation-v1",
+             "chromium-socketio-polling-text", "chromium", None, None),
+            ("Socket.IO long-polling (text) / one bare fetch POST",
+             "chromium-socketio-polling-text", "chromium-fetch", "chromium", None, None),
             ("emulation on PostgreSQL / on SQLite", "emulation-postgresql", "emulation",
              "python", None, None),
             ("emulation on MariaDB / on SQLite", "emulation-mariadb", "emulation", "python",
@@ -444,13 +457,24 @@ def run_local(plan: Plan, quiet: bool = False, log: Callable[[str], None] = prin
 
         # 2. the same from headless Chromium
         if plan.browser:
-            from .browser import BrowserBench, BrowserUnavailable
+            from .browser import BrowserBench, BrowserRun, BrowserUnavailable
 
             try:
                 browser = BrowserBench()
             except BrowserUnavailable as exc:
                 report.skipped.append(f"Chromium: {exc}")
                 log(f"altws bench: skipping the browser: {exc}")
+            peer = None
+            if browser is not None:
+                from .peers import PeerUnavailable, start_socketio
+
+                try:
+                    peer = start_socketio(log=log)
+                    procs.append(peer)
+                    names[peer.pid] = "the Socket.IO peer"
+                except (PeerUnavailable, RuntimeError, OSError,
+                        subprocess.SubprocessError) as exc:
+                    report.skipped.append(f"Socket.IO long-polling: {exc}")
             if browser is not None:
                 page = serve.url + LAB_PAGE  # a blank HTML page of serve's origin
                 runs = [
@@ -471,15 +495,26 @@ def run_local(plan: Plan, quiet: bool = False, log: Callable[[str], None] = prin
                      "per socket (serve)", page, serve.url + "/echo", "emulation-v1",
                      "emulation", plan.rounds),
                 ]
+                if peer is not None:  # the best-known peer's fallback, from its own page
+                    runs.append(("chromium-socketio-polling",
+                                 "Chromium Socket.IO 4 long-polling (Node)", peer.url + "/",
+                                 peer.url, "socketio", "http", plan.rounds))
+                    runs.append(("chromium-socketio-polling-text",
+                                 "Chromium Socket.IO 4 long-polling, as hex text",
+                                 peer.url + "/", peer.url, "socketio-text", "http",
+                                 plan.rounds))
                 if cgi is not None:
                     runs.append(("chromium-emulation-cgi",
                                  "Chromium AltWebSocket emulation (CGI)", cgi.url + "/",
                                  f"{cgi.url}/cgi-bin/altws.cgi/echo", "emulation",
                                  "emulation", plan.cgi_rounds))
-                for key, label, page_url, target, mode, transport, rounds in runs:
-                    series = browser.measure(page_url, target, mode, rounds, plan.size, key,
-                                             label, transport, quiet)
-                    if series.error:  # once more in a fresh page; both errors are kept
+                # in turns (BrowserBench.measure_interleaved): load on this shared machine
+                # falls on every setup alike, and the ratios between them hold
+                measured = browser.measure_interleaved(
+                    [BrowserRun(*run) for run in runs], plan.size, quiet)
+                for run, series in zip(runs, measured):
+                    if series.error:  # once more, alone, in a fresh page; both errors kept
+                        key, label, page_url, target, mode, transport, rounds = run
                         log(f"altws bench: {label}: {series.error}; once more")
                         first = series.error
                         series = browser.measure(page_url, target, mode, rounds, plan.size,

@@ -50,6 +50,11 @@ if [ ! -x .venv/node/node_modules/.bin/tsc ]; then
   npm install --silent --no-audit --no-fund --prefix .venv/node typescript@5 >/dev/null
 fi
 export ALTWS_TSC="$PWD/.venv/node/node_modules/.bin/tsc"
+# Socket.IO 4, the peer `altws bench --local` measures beside the emulation (benchmarks/peers.py)
+if [ ! -f .venv/node/node_modules/socket.io/package.json ]; then
+  say "installing Socket.IO (npm) into .venv/node"
+  npm install --silent --no-audit --no-fund --prefix .venv/node socket.io@4 >/dev/null
+fi
 
 # Autobahn|Testsuite (the WebSocket fuzzing client run against the daemon) is Python 2 only:
 # these machines carry pyenv's Python 2.7.18. Built once, kept in /opt/altws-autobahn.

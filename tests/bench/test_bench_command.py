@@ -155,7 +155,9 @@ def test_local_quick(tmp_path) -> None:
         for key in ("chromium-fetch", "chromium-websocket", "chromium-native",
                     "chromium-emulation", "chromium-emulation-v1", "chromium-fetch-serve",
                     "chromium-sse-raw", "chromium-emulation-postgresql",
-                    "chromium-emulation-mariadb"):
+                    "chromium-emulation-mariadb",
+                    # Socket.IO's long-polling beside it (tests/run.sh installs socket.io)
+                    "chromium-socketio-polling", "chromium-socketio-polling-text"):
             assert keys[key]["client"] == "chromium" and keys[key]["error"] is None
             assert len(keys[key]["runs"]["10"]["samples_ms"]) == 10
     names = {(row["name"], row["client"]) for row in data["ratios"]}
