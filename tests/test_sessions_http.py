@@ -213,3 +213,21 @@ def test_the_secret_is_checked_and_never_needed_in_a_url(deployment) -> None:
     unknown = HTTP.post(session.base + "/send", content=json.dumps(
         {"session": "nope", "secret": "nope", "ops": [session.text("a", "x")]}))
     assert unknown.status_code == 404
+
+
+def test_a_wrong_secret_is_refused_while_the_stream_is_held(deployment) -> None:
+    """A process that holds the session's stream remembers the secret it checked (it reads
+    no session row per POST); a wrong one is still a 403, and nothing it carries runs."""
+    session = Session(session_base(deployment))
+    stream = session.stream()
+    assert session.ops({"op": "open", "ref": "a", "app": "echo"})[0]["ok"]
+    assert session.ops(session.text("a", "one"))[0]["ok"]
+    assert [body["data"] for _, _, body in events_of(stream, 1)] == ["one"]
+    for secret in ("x" + session.secret, session.secret[:-1], ""):
+        post = HTTP.post(session.base + "/send", content=json.dumps(
+            {"session": session.id, "secret": secret,
+             "ops": [{"op": "send", "ref": "a", "messages": [{"seq": 2, "data": "bad"}]}]}))
+        assert post.status_code in (400, 403), post.text
+    assert session.ops(session.text("a", "two"))[0]["ack"] == 2
+    assert [body["data"] for _, _, body in events_of(stream, 1)] == ["two"]
+    stream.close()

@@ -38,13 +38,14 @@ SESSION_APP = "_session"
 
 OPEN, SEND, CLOSE_OP = "open", "send", "close"
 
-_REF_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.:")
+_REF_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.:"
 
 
 def is_ref(value: Any) -> bool:
     """Whether ``value`` is a valid connection ref (1–64 of ``A-Z a-z 0-9 - _ . :``)."""
+    # (strip() removes every character of the set from both ends: nothing may be left)
     return (isinstance(value, str) and 0 < len(value) <= 64
-            and all(ch in _REF_CHARS for ch in value))
+            and not value.strip(_REF_CHARS))
 
 
 class Op:

@@ -9,7 +9,7 @@ connection id with an ``authorize`` check that the connection belongs to this se
 
 from __future__ import annotations
 
-from ..._lazy import TYPE_CHECKING
+from ..._lazy import TYPE_CHECKING, compare_digest
 from ...exceptions import AltWebSocketError, ConnectionClosed, Forbidden, UnknownConnection
 from ...protocol import session as v2
 from ...protocol.state import State
@@ -54,6 +54,8 @@ class SessionEndpoints:
     def __init__(self, server: AltWebSocketServer) -> None:
         self.server = server
         self._refs: dict[tuple[str, str], tuple[str, str]] = {}  # (session, ref) -> app, id
+        # session -> (its secret's hash, the waker of its stream held here), once checked
+        self._verified: dict[str, tuple[str, str]] = {}
 
     def new(self, origin: str | None, client_addr: str | None) -> dict[str, Any]:
         """``S/new``: a session and its secret."""
@@ -64,26 +66,44 @@ class SessionEndpoints:
                 "max_message": settings.max_message, "max_batch": settings.max_batch,
                 "heartbeat": settings.heartbeat, "stream_lifetime": settings.stream_lifetime}
 
-    def _session(self, session_id: str, secret: str) -> ConnectionRecord:
+    def _stream_of(self, session_id: str, secret: str) -> EventStream | None:
+        """Check the session and its secret (404, 403, 410 for the whole request); return
+        its stream if this process holds it. The session is read from the storage unless
+        this process already checked this secret for the stream it holds now, still open:
+        then nothing is read (each operation still checks, in its own transaction, that its
+        connection is this session's and open)."""
+        hashed = hash_token(secret)
+        known = self._verified.get(session_id)
+        if known is not None:
+            found = self.server.stream_here(known[1])
+            if isinstance(found, EventStream) and not found.closed and \
+                    found.record.id == session_id and compare_digest(known[0], hashed):
+                return found
+            del self._verified[session_id]
         record = self.server.storage.connection(session_id)
         if record is None or record.app != v2.SESSION_APP:
             raise UnknownConnection("no such session")
-        authorizer(secret)(record)
+        if not record.token_hash or not compare_digest(record.token_hash, hashed):
+            raise Forbidden("wrong token for this connection")
         if record.state != State.OPEN:
             raise ConnectionClosed("the session is closed")
-        return record
+        found = self.server.stream_here(record.waker) if record.waker else None
+        if not isinstance(found, EventStream) or record.waker is None:
+            return None
+        if len(self._verified) >= REFS_KEPT:
+            self._verified.clear()  # (a long-running process: start again, cheaply)
+        self._verified[session_id] = (hashed, record.waker)
+        return found
 
     def send(self, body: dict[str, Any], origin: str | None,
              client_addr: str | None) -> dict[str, Any]:
         """``S/send``: run each operation; one result per operation, in order."""
         settings = self.server.settings
         request = v2.parse_session_request(body, settings.max_message, settings.max_batch)
-        session = self._session(request.session, request.secret)
-        member = _member_of(request.session)
         # The session's stream, if this process holds it: what these operations queue for it
         # goes out in one write with the copy of the answer (or at the end, without one).
-        found = self.server.stream_here(session.waker) if session.waker else None
-        stream = found if isinstance(found, EventStream) else None
+        stream = self._stream_of(request.session, request.secret)
+        member = _member_of(request.session)
         if stream is not None:
             stream.hold()
         try:
@@ -152,5 +172,6 @@ class SessionEndpoints:
     def close(self, body: dict[str, Any]) -> dict[str, Any]:
         """``S/close``: close the session's connections (1001) and the session."""
         session_id, secret = v2.parse_session(body)
+        self._verified.pop(session_id, None)
         closed = self.server.close_session(session_id, authorize=authorizer(secret))
         return {"ok": True} if closed else {"ok": True, "already_closed": True}
