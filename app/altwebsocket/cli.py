@@ -59,6 +59,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from .server import AltWebSocketServer
     from .site import create_site
+    from .transports.http.waitress_channel import DirectChannel
     from .transports.http.wsgi import WSGIApp
 
     settings = settings_from_args(args)
@@ -82,6 +83,7 @@ def _serve(args: argparse.Namespace) -> int:
         ident="altws",
         clear_untrusted_proxy_headers=True,
     )
+    httpd.channel_class = DirectChannel  # writes sent at once (see .waitress_channel)
     port = int(httpd.effective_port)
     url = f"http://{args.host}:{port}/"
     daemon = None
