@@ -237,11 +237,12 @@ def _split(base: str) -> tuple[str, int, str]:
 
 
 async def _open_peers(base: str, count: int, pool: HttpPool,
-                      on_text: Callable[[EmulatedPeer, str], None], timeout: float
-                      ) -> tuple[list[EmulatedPeer], int]:
-    """``count`` connections with their streams open; return them and the failures."""
+                      on_text: Callable[[EmulatedPeer, str], None], timeout: float,
+                      first: int = 0) -> tuple[list[EmulatedPeer], int]:
+    """``count`` connections (numbered from ``first``) with their streams open; return
+    them and the failures."""
     host, port, path = _split(base)
-    peers = [EmulatedPeer(index) for index in range(count)]
+    peers = [EmulatedPeer(first + index) for index in range(count)]
     results = await asyncio.gather(*(peer.open(pool, path) for peer in peers),
                                    return_exceptions=True)
     opened = [peer for peer, result in zip(peers, results) if not isinstance(result, Exception)]
@@ -374,6 +375,57 @@ async def hold_emulated(base: str, clients: int, seconds: float, timeout: float 
                    # held: every client connected, nothing lost or refused, p99 under 1 s
                    "held": bool(len(peers) == clients and not sent_at and not errors["http"]
                                 and latency.get("p99", HELD_P99_MS) < HELD_P99_MS)})
+    return result
+
+
+async def idle_emulated(base: str, clients: int, seconds: float, timeout: float = 60.0,
+                        after_open: Callable[[], dict[str, Any]] | None = None,
+                        wave: int = 250) -> dict[str, Any]:
+    """``clients`` emulated connections to an echo app, opened and then left idle for
+    ``seconds`` (their streams carry only heartbeats); then each sends one message, which
+    must come back on its own stream. Reports how many streams the server dropped meanwhile
+    and how many answered at the end (``after_open`` reads the memory once all are open)."""
+    host, port, path = _split(base)
+    pool = HttpPool(host, port, min(32, clients))
+    answered: set[int] = set()
+    done = asyncio.Event()
+    peers: list[EmulatedPeer] = []
+
+    def on_text(peer: EmulatedPeer, text: str) -> None:
+        if text == f"idle {peer.index}":
+            answered.add(peer.index)
+            if len(answered) >= len(peers):
+                done.set()
+
+    # opened in waves of ``wave`` (visitors arrive over time, not 5,000 in one instant)
+    started = time.perf_counter()
+    for first in range(0, clients, wave):
+        opened, _ = await _open_peers(base, min(wave, clients - first), pool, on_text,
+                                      timeout, first)
+        peers.extend(opened)
+    result: dict[str, Any] = {"clients": clients, "connected": len(peers),
+                              "connect_failed": clients - len(peers),
+                              "open_s": round(time.perf_counter() - started, 3)}
+    if after_open is not None:
+        result.update(after_open())
+    errors = dropped = 0
+    try:
+        await asyncio.sleep(seconds)
+        dropped = sum(1 for peer in peers if peer.ended.is_set())
+        statuses = await asyncio.gather(*(peer.send(pool, path, f"idle {peer.index}")
+                                          for peer in peers if not peer.ended.is_set()),
+                                        return_exceptions=True)
+        errors = sum(1 for status in statuses if status != 200)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(done.wait(), timeout)
+    finally:
+        await _close_peers(peers, pool, path)
+        pool.close()
+    result.update({"seconds": seconds, "streams_dropped": dropped, "http_errors": errors,
+                   "answered": len(answered),
+                   # held: all connected, none dropped, every one answered at the end
+                   "held": bool(len(peers) == clients and not dropped
+                                and len(answered) == clients)})
     return result
 
 

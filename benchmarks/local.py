@@ -118,6 +118,9 @@ class Plan:
     native_fanout_clients: list[int] = field(default_factory=lambda: [100, 1000])
     hold_clients: list[int] = field(default_factory=lambda: [100, 250, 500])
     hold_seconds: float = 10.0
+    # issue 14: idle emulated connections held by one altws serve (streams carry heartbeats)
+    idle_clients: list[int] = field(default_factory=lambda: [2000])
+    idle_seconds: float = 20.0  # more than a heartbeat (15 s)
     # the shared-host crowd (issue 15): clients beyond the stream slots poll
     crowd_clients: int = 12
     crowd_slots: int = 3
@@ -133,6 +136,7 @@ class Plan:
         return cls(rounds=[5, 10], cgi_rounds=[3], throughput_messages=50,
                    cgi_throughput_messages=10, fanout_clients=[3], fanout_messages=2,
                    native_fanout_clients=[3], hold_clients=[3], hold_seconds=2.0,
+                   idle_clients=[3], idle_seconds=1.0,
                    crowd_clients=4, crowd_slots=1, crowd_messages=2)
 
 
@@ -147,6 +151,7 @@ class LocalReport:
     fanout: list[dict[str, Any]] = field(default_factory=list)
     fanout_native: list[dict[str, Any]] = field(default_factory=list)
     hold: list[dict[str, Any]] = field(default_factory=list)
+    idle: list[dict[str, Any]] = field(default_factory=list)
     crowd: list[dict[str, Any]] = field(default_factory=list)
     memory: dict[str, Any] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
@@ -229,7 +234,8 @@ class LocalReport:
             "seconds": round(self.seconds, 1),
             "echo": [one.to_json() for one in self.echo], "ratios": self.ratios(),
             "throughput": self.throughput, "fanout": self.fanout,
-            "fanout_native": self.fanout_native, "hold": self.hold, "crowd": self.crowd,
+            "fanout_native": self.fanout_native, "hold": self.hold, "idle": self.idle,
+            "crowd": self.crowd,
             "memory": self.memory,
             "paper": {name: {str(k): v for k, v in figures.items()}
                       for name, figures in PAPER.items()},
@@ -345,6 +351,28 @@ def _cgi_stream_peak(url: str, fragment: str, size: int) -> dict[str, Any]:
         return {"error": "no CGI stream process found"}
     return {"cgi_stream_peak_rss_mb": round(max(peaks.values()) / 1024, 1),
             "processes_seen": len(peaks)}
+
+
+def _idle(clients: int, seconds: float) -> dict[str, Any]:
+    """``clients`` idle emulated connections on an ``altws serve`` of their own, sized for
+    them (``--streams``, ``max_streams``), opened in waves; its memory per connection."""
+    from .loadgen import idle_emulated
+
+    data = tempfile.mkdtemp(prefix="altws-bench-idle-")
+    config = os.path.join(data, "altws.ini")
+    with open(config, "w", encoding="utf-8") as out:
+        out.write("[altws]\n" + "".join(f"{name} = {value}\n" for name, value in
+                                          {**BENCH_SETTINGS,
+                                           "max_streams": str(clients + 100)}.items()))
+    serve = ServerProcess([sys.executable, "-m", "altwebsocket", "serve", "--port", "0",
+                           "--no-daemon", "--streams", str(clients + 100), "--data", data,
+                           "--config", config], cwd=ROOT, keep=200, timeout=60)
+    try:
+        return asyncio.run(idle_emulated(serve.url + "/echo", clients, seconds,
+                                         after_open=_rss_reader(serve.pid, clients, "serve")))
+    finally:
+        serve.stop()
+        shutil.rmtree(data, ignore_errors=True)
 
 
 def _rss_reader(pid: int, clients: int, key: str) -> Callable[[], dict[str, Any]]:
@@ -742,6 +770,12 @@ def _extras(plan: Plan, report: LocalReport, serve: ServerProcess, daemon: Serve
                           after_open=_rss_reader(serve.pid, clients, "serve"))))  # noqa: B023
         if got:
             report.hold.append(got)
+    for clients in plan.idle_clients:
+        log(f"idle connections: {clients} emulated clients held by one altws serve ...")
+        got = attempt(f"holding {clients} idle emulated connections",
+                      lambda: _idle(clients, plan.idle_seconds))  # noqa: B023
+        if got:
+            report.idle.append(got)
     if report.fanout:
         last = report.fanout[-1]
         report.memory["serve_kb_per_emulated_connection"] = last.get("serve_kb_per_connection")
@@ -873,6 +907,16 @@ def format_report(report: LocalReport) -> str:
         out.append(f"  held (nothing lost or refused, p99 < 1 s): up to "
                    f"{max(held) if held else 0} of {max(r['clients'] for r in report.hold)} "
                    f"tried")
+        out.append("")
+    if report.idle:
+        out.append("Idle emulated connections held by one altws serve (heartbeats only; "
+                   "then one echo each)")
+        for row in report.idle:
+            out.append(f"  {row['clients']:<5} connected {row['connected']:<5} "
+                       f"opened in {row['open_s']:.1f} s  held {row['seconds']:g} s  "
+                       f"dropped {row['streams_dropped']}  answered {row['answered']}  "
+                       f"memory {row.get('serve_kb_per_connection', '-')} KB/connection  "
+                       f"{'held' if row.get('held') else 'NOT held'}")
         out.append("")
     if report.crowd:
         out.append("Shared host, more clients than stream slots: chat clients behaving like "

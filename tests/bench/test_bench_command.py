@@ -172,6 +172,9 @@ def test_local_quick(tmp_path) -> None:
         row = data[section][0]
         assert row["clients"] == row["connected"] == 3 and row["lost"] == 0
         assert row["latency_ms"]["count"] > 0
+    idle = data["idle"][0]  # issue 14: idle connections on a serve of their own
+    assert idle["clients"] == idle["connected"] == idle["answered"] == 3 and idle["held"]
+    assert "Idle emulated connections held by one altws serve" in text
     assert data["hold"][0]["sent"] == 6 and data["hold"][0]["http_errors"] == 0
     assert data["hold"][0]["held"] is True
     assert "held (nothing lost or refused, p99 < 1 s): up to 3 of 3 tried" in text
