@@ -79,7 +79,7 @@ class SessionEndpoints:
             if isinstance(found, EventStream) and not found.closed and \
                     found.record.id == session_id and compare_digest(known[0], hashed):
                 return found
-            del self._verified[session_id]
+            self._verified.pop(session_id, None)  # (another thread may have just dropped it)
         record = self.server.storage.connection(session_id)
         if record is None or record.app != v2.SESSION_APP:
             raise UnknownConnection("no such session")
@@ -87,12 +87,13 @@ class SessionEndpoints:
             raise Forbidden("wrong token for this connection")
         if record.state != State.OPEN:
             raise ConnectionClosed("the session is closed")
-        found = self.server.stream_here(record.waker) if record.waker else None
-        if not isinstance(found, EventStream) or record.waker is None:
+        waker = record.waker
+        found = self.server.stream_here(waker) if waker else None
+        if not isinstance(found, EventStream) or waker is None:
             return None
         if len(self._verified) >= REFS_KEPT:
             self._verified.clear()  # (a long-running process: start again, cheaply)
-        self._verified[session_id] = (hashed, record.waker)
+        self._verified[session_id] = (hashed, waker)
         return found
 
     def send(self, body: dict[str, Any], origin: str | None,
