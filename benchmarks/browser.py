@@ -212,9 +212,10 @@ class BrowserBench:
             for count in sorted({count for run in runs for count in run.rounds}):
                 going = [n for n, run in enumerate(runs)
                          if count in run.rounds and pages[n] and not series[n].error]
+                title = f"Chromium, {len(going)} setups in turns" if len(going) != 1 \
+                    else runs[going[0]].label[:36]
                 progress: Progress | None = None if quiet or not going else Progress(
-                    f"Chromium, {len(going)} setup{'s' * (len(going) > 1)} in turns "
-                    f"x{count}", count * len(going))
+                    f"{title} x{count}", count * len(going))
                 for n in list(going):
                     try:
                         self._open_socket(runs[n], pages[n][1], size)  # type: ignore[index]

@@ -353,17 +353,22 @@ def _cgi_stream_peak(url: str, fragment: str, size: int) -> dict[str, Any]:
             "processes_seen": len(peaks)}
 
 
+def _write_config(folder: str, settings: dict[str, str]) -> str:
+    """``folder/altws.ini`` with ``settings`` in its ``[altws]`` section; its path."""
+    config = os.path.join(folder, "altws.ini")
+    with open(config, "w", encoding="utf-8") as out:
+        out.write("[altws]\n" + "".join(f"{name} = {value}\n"
+                                         for name, value in settings.items()))
+    return config
+
+
 def _idle(clients: int, seconds: float) -> dict[str, Any]:
     """``clients`` idle emulated connections on an ``altws serve`` of their own, sized for
     them (``--streams``, ``max_streams``), opened in waves; its memory per connection."""
     from .loadgen import idle_emulated
 
     data = tempfile.mkdtemp(prefix="altws-bench-idle-")
-    config = os.path.join(data, "altws.ini")
-    with open(config, "w", encoding="utf-8") as out:
-        out.write("[altws]\n" + "".join(f"{name} = {value}\n" for name, value in
-                                          {**BENCH_SETTINGS,
-                                           "max_streams": str(clients + 100)}.items()))
+    config = _write_config(data, {**BENCH_SETTINGS, "max_streams": str(clients + 100)})
     serve = ServerProcess([sys.executable, "-m", "altwebsocket", "serve", "--port", "0",
                            "--no-daemon", "--streams", str(clients + 100), "--data", data,
                            "--config", config], cwd=ROOT, keep=200, timeout=60)
@@ -427,10 +432,7 @@ def run_local(plan: Plan, quiet: bool = False, log: Callable[[str], None] = prin
 
     try:
         log("starting: bare websockets echo, altws daemon, altws serve ...")
-        config = os.path.join(data, "altws.ini")
-        with open(config, "w", encoding="utf-8") as out:
-            out.write("[altws]\n" + "".join(f"{name} = {value}\n"
-                                             for name, value in BENCH_SETTINGS.items()))
+        config = _write_config(data, BENCH_SETTINGS)
         bare = _start([sys.executable, "-m", "benchmarks.servers"])
         procs.append(bare)
         http_echo = _start([sys.executable, "-m", "benchmarks.servers", "http-echo"])

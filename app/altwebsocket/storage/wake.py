@@ -3,7 +3,8 @@
 A stream that waits for events binds a datagram socket in the wake folder and records its
 path on the connection's row. A writer that queued events for the connection sends the
 connection id to that path after its commit. The hint only shortens the wait: the database
-is the truth, and a waiting stream also polls (``PRAGMA data_version`` for SQLite), so a lost
+is the truth, and what a lost hint missed is still found (the daemon polls ``PRAGMA
+data_version``; the HTTP streams of a process have one poller, ``Streams._poll``), so a lost
 hint costs latency, never a message. Sockets left by killed processes are removed when a
 send finds no one listening (``ECONNREFUSED``).
 

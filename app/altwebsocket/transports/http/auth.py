@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
     from ...storage import ConnectionRecord
 
-__all__ = ["new_token", "hash_token", "token_matches", "authorizer"]
+__all__ = ["new_token", "hash_token", "token_matches", "hash_matches", "authorizer"]
 
 
 def new_token() -> str:
@@ -32,8 +32,12 @@ def hash_token(token: str) -> str:
 def token_matches(record: ConnectionRecord, token: str) -> bool:
     """Whether ``token`` is the connection's, compared in constant time (a native
     connection stores no hash, so no token matches it)."""
-    return bool(record.token_hash) and bool(compare_digest(record.token_hash,
-                                                           hash_token(token)))
+    return hash_matches(record, hash_token(token))
+
+
+def hash_matches(record: ConnectionRecord, hashed: str) -> bool:
+    """:func:`token_matches` for a token already hashed (:func:`hash_token`)."""
+    return bool(record.token_hash) and bool(compare_digest(record.token_hash, hashed))
 
 
 def authorizer(token: str) -> Callable[[ConnectionRecord], None]:

@@ -13,7 +13,7 @@ from ..._lazy import TYPE_CHECKING, compare_digest
 from ...exceptions import AltWebSocketError, ConnectionClosed, Forbidden, UnknownConnection
 from ...protocol import session as v2
 from ...protocol.state import State
-from .auth import authorizer, hash_token, new_token
+from .auth import authorizer, hash_matches, hash_token, new_token
 from .stream import EventStream
 
 if TYPE_CHECKING:
@@ -83,7 +83,7 @@ class SessionEndpoints:
         record = self.server.storage.connection(session_id)
         if record is None or record.app != v2.SESSION_APP:
             raise UnknownConnection("no such session")
-        if not record.token_hash or not compare_digest(record.token_hash, hashed):
+        if not hash_matches(record, hashed):
             raise Forbidden("wrong token for this connection")
         if record.state != State.OPEN:
             raise ConnectionClosed("the session is closed")
