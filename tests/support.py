@@ -190,12 +190,19 @@ def serving(running: Running) -> Iterator[Running]:
 class WSGIThread:
     """``app`` served by waitress in a thread of this process, on 127.0.0.1, a free port."""
 
-    def __init__(self, app: Callable[..., Iterable[bytes]], threads: int = 16) -> None:
+    def __init__(self, app: Callable[..., Iterable[bytes]], threads: int = 16,
+                 as_altws_serve: bool = False) -> None:
         import waitress
 
-        # select() cannot watch a descriptor above 1023; a test process may hold that many
-        self.httpd = waitress.create_server(app, host="127.0.0.1", port=0, threads=threads,
-                                            asyncore_use_poll=True, ident="altws-test")
+        if as_altws_serve:  # its channel, which detaches streams (they need no threads)
+            from altwebsocket.transports.http.waitress_channel import create_server
+
+            self.httpd = create_server(app, "127.0.0.1", 0, connections=1000,
+                                       threads=threads, ident="altws-test")
+        else:
+            # select() cannot watch a descriptor above 1023; a test process may hold that many
+            self.httpd = waitress.create_server(app, host="127.0.0.1", port=0, threads=threads,
+                                                asyncore_use_poll=True, ident="altws-test")
         self.url = f"http://127.0.0.1:{self.httpd.effective_port}"  # type: ignore[union-attr]
         self._thread = threading.Thread(target=self.httpd.run, name="waitress", daemon=True)
         self._thread.start()
@@ -272,7 +279,7 @@ class Site:
         self.data = data
         config = Settings(data=data, max_streams=streams, **settings).validate()
         app = _LateApp()
-        self.http = WSGIThread(app, threads=streams + 16)
+        self.http = WSGIThread(app, threads=16, as_altws_serve=True)
         self.url = self.http.url
         self.daemon: Daemon | None = None
         self.ws: str | None = None
@@ -287,7 +294,7 @@ class Site:
                 config = config.replace(websocket_url=websocket_url.rstrip("/"))
             server = AltWebSocketServer(settings=config)
             server.storage.ensure_schema()
-            self.endpoints = WSGIApp(server)
+            self.endpoints = WSGIApp(server, direct_writes=True)  # (as altws serve)
             app.app = create_site(self.endpoints)
         except BaseException:
             self.http.stop()

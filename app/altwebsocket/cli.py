@@ -55,35 +55,23 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import waitress
-
     from .server import AltWebSocketServer
     from .site import create_site
-    from .transports.http.waitress_channel import DirectChannel
+    from .transports.http.waitress_channel import create_server
     from .transports.http.wsgi import WSGIApp
 
     settings = settings_from_args(args)
-    # one thread per held stream: the fewer of --streams and max_streams (the config's)
+    # the fewer of --streams and max_streams (the config's)
     streams = min(args.streams, settings.max_streams)
     settings = settings.replace(max_streams=streams)
     if args.websocket_url:
         settings = settings.replace(websocket_url=args.websocket_url)
     os.makedirs(settings.data, exist_ok=True)
-    _raise_open_file_limit(4 * streams + 256)  # each stream: a thread, a socket, SQLite
+    _raise_open_file_limit(2 * args.streams + 512)  # a stream: its socket, its wake socket
     site_app = _LateApp()
-    httpd = waitress.create_server(
-        site_app,
-        host=args.host,
-        port=args.port,
-        # select() cannot watch a descriptor above 1023, which a few hundred streams reach
-        asyncore_use_poll=True,
-        threads=streams + 16,
-        connection_limit=args.streams + 100,  # (pollers and POSTs come and go)
-        channel_timeout=max(120, int(settings.heartbeat * 4)),
-        ident="altws",
-        clear_untrusted_proxy_headers=True,
-    )
-    httpd.channel_class = DirectChannel  # writes sent at once (see .waitress_channel)
+    httpd = create_server(site_app, args.host, args.port,
+                          connections=args.streams + 100,  # (pollers and POSTs come and go)
+                          channel_timeout=max(120, int(settings.heartbeat * 4)))
     port = int(httpd.effective_port)
     url = f"http://{args.host}:{port}/"
     daemon = None
@@ -239,9 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
                                        "it).")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--streams", type=int, default=500,
-                       help="streams this server holds at once (one thread each; "
-                            "beyond, or beyond max_streams, the clients poll; default 500)")
+    serve.add_argument("--streams", type=int, default=10000,
+                       help="streams this server holds at once (beyond, or beyond the "
+                            "config's max_streams, the clients poll; default 10000)")
     serve.add_argument("--daemon-port", type=int, default=None, metavar="PORT",
                        help="port of the native WebSocket daemon started beside the server "
                             "(default: --port + 1, i.e. 8001; 0 when --port is 0)")

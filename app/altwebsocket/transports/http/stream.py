@@ -55,13 +55,14 @@ from .auth import token_matches
 if TYPE_CHECKING:
     import threading
     from _thread import LockType
-    from collections.abc import Iterator
+    from collections.abc import Generator, Iterator
     from typing import Callable
 
     from ...protocol.sse import ServerSentEvent
     from ...server import AltWebSocketServer
     from ...storage import ConnectionRecord
     from ...storage.api import StoredEvent
+    from .keeper import StreamKeeper
 
 __all__ = ["Streams", "EventStream", "open_stream", "open_session_stream"]
 
@@ -114,6 +115,7 @@ class Streams:
         self._writer_wake = allocate_lock()  # released when _to_write has something
         self._writer_wake.acquire()
         self.fanout_thread: threading.Thread | None = None  # started by the first write_soon
+        self._keeper: StreamKeeper | None = None  # started by the first keeper()
 
     def write_soon(self, stream: EventStream) -> None:
         """Have the fan-out thread write what was handed to ``stream`` (its own thread
@@ -146,6 +148,19 @@ class Streams:
                     written = False
                 if not written:
                     stream.poke()
+
+    def keeper(self) -> StreamKeeper:
+        """The process's keeper of detached streams (:mod:`.keeper`), started at the first
+        call."""
+        keeper = self._keeper
+        if keeper is None:
+            with self._lock:
+                keeper = self._keeper
+                if keeper is None:
+                    from .keeper import StreamKeeper  # (only altws serve detaches streams)
+
+                    keeper = self._keeper = StreamKeeper()
+        return keeper
 
     @property
     def active(self) -> int:
@@ -234,6 +249,8 @@ class Streams:
         deadline = time.monotonic() + timeout
         while self.active and time.monotonic() < deadline:
             time.sleep(0.02)
+        if self._keeper is not None:
+            self._keeper.stop()
 
 
 def open_stream(server: AltWebSocketServer, streams: Streams, app: str, conn_id: str,
@@ -497,18 +514,91 @@ class EventStream(LocalStream):
         wake = self._wake
         assert wake is not None
         try:
-            writer = self.writer
-            if writer is None:
-                yield from self._events(wake)
-            else:  # every chunk written here, none yielded
-                for chunk in self._events(wake):
-                    writer(chunk)
-                    self._started_writing = True
+            steps = self._events(wake)
+            if self.writer is not None:  # every chunk written by advance(), none yielded
+                wait = self.advance(steps, None)
+                while wait is not None:  # this thread waits for the stream's hints
+                    wait = self.advance(steps, wake.wait(wait))
+                return
+            hints: list[str] | None = None
+            while True:
+                try:
+                    step = steps.send(hints)
+                except StopIteration:
+                    return
+                if isinstance(step, float):
+                    hints = wake.wait(step)
+                else:
+                    hints = None
+                    yield step
         except AltWebSocketError as exc:  # the storage failed: end; the client resumes
-            logger("altwebsocket.stream").warning(
-                "stream of %s ended early: %s", self.record.id, exc.message)
+            self._ended_early(exc)
         finally:
             self._release(wake)
+
+    def advance(self, steps: Generator[bytes | float, list[str] | None, None],
+                hints: list[str] | None) -> float | None:
+        """Run the stream's loop ``steps`` (:meth:`_events`), sent ``hints`` (``None`` at
+        its start), writing its chunks with :attr:`writer`, up to its next wait: returns the
+        seconds it waits at most for its wake socket, or ``None`` when the stream is over
+        (its last event written, its lifetime up, the storage failed or the client gone;
+        :meth:`release` then lets go of it)."""
+        writer = self.writer
+        assert writer is not None, "advance() writes: a stream with a writer"
+        try:
+            step = steps.send(hints)
+            while not isinstance(step, float):
+                writer(step)
+                self._started_writing = True
+                step = steps.send(None)
+            return step
+        except StopIteration:
+            pass
+        except AltWebSocketError as exc:
+            self._ended_early(exc)
+        except Exception as exc:  # the write failed: the client went away
+            logger("altwebsocket.stream").debug("stream of %s: client gone (%s)",
+                                                self.record.id, exc)
+        self.closed = True
+        steps.close()
+        return None
+
+    def run_detached(self, keeper: StreamKeeper,
+                     detach: Callable[[Callable[[], None]], Callable[[], None]]) -> bool:
+        """Start the stream in the calling (request's) thread — headers, first chunk, what
+        waits — then hand it to ``keeper`` (:mod:`.keeper`), which holds it without a thread
+        of its own. ``detach(gone)`` tells the HTTP server the response goes on after the
+        request's thread returns (``gone`` is called if the client disconnects), and
+        returns the function that ends the response. ``False``: the stream was over
+        before it needed to wait, and the request's thread ends the response as usual."""
+        self.start()
+        self._iterating = True
+        wake = self._wake
+        assert wake is not None and not self.poll
+        steps = self._events(wake)
+        wait = self.advance(steps, None)
+        if wait is None:
+            self.release()
+            return False
+        keeper.adopt(self, wake, steps, wait, detach(self.gone))
+        return True
+
+    def gone(self) -> None:
+        """The client disconnected (the HTTP server saw it): end the stream at its next
+        step rather than at its next write (a heartbeat away)."""
+        self.closed = True
+        self.poke()
+
+    def release(self) -> None:
+        """Let go of a stream whose loop is over (:meth:`advance` returned ``None``): the
+        storage no longer names it the connection's waker, its wake socket is closed."""
+        wake, self._wake = self._wake, None
+        if wake is not None:
+            self._release(wake)
+
+    def _ended_early(self, exc: AltWebSocketError) -> None:
+        logger("altwebsocket.stream").warning(
+            "stream of %s ended early: %s", self.record.id, exc.message)
 
     def _pending(self, wake: WakeSocket, report_every: int, read: bool) -> Iterator[bytes]:
         """The events queued since the cursor, one chunk per page: with ``read`` (a hint
@@ -584,7 +674,11 @@ class EventStream(LocalStream):
             self.closed = True
         return b"".join(self.encode(event).encode() for event in events)
 
-    def _events(self, wake: WakeSocket) -> Iterator[bytes]:
+    def _events(self, wake: WakeSocket) -> Generator[bytes | float, list[str] | None, None]:
+        """The stream's life: yields the chunks to write, in order, and — where it waits —
+        the seconds to wait for its wake socket at most, to be sent back the hints that came
+        meanwhile (``[]``: none). Whoever drives it waits: the stream's own thread
+        (:meth:`__iter__`) or a :class:`StreamKeeper`, which waits for many at once."""
         server, settings = self.server, self.server.settings
         streams = self.streams
         report_every = self._report_every
@@ -623,7 +717,7 @@ class EventStream(LocalStream):
                 server.maybe_sweep()
                 check = read = False
                 continue
-            hints = wake.wait(timeout)
+            hints = (yield float(timeout)) or []
             # only pokes: what was handed over; a hint: the storage too. Nothing: nothing
             # new (a lost hint is found by the process's poller, Streams._poll)
             check = bool(hints)

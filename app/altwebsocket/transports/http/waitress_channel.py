@@ -16,20 +16,123 @@ when nothing is buffered before them: they never sit in the buffer, the main loo
 nothing to look at, and the same broadcast reaches the 1,000 streams in ~30 ms. What the
 socket does not take (a client that reads slowly) is buffered and sent as waitress always
 does, and so is everything behind it.
+
+The channel also lets a response outlive its request's thread (``environ["altws.detach"]``,
+:class:`DetachingTask`): an event stream writes its headers and first chunk, hands itself to
+the process's :class:`~.keeper.StreamKeeper` and frees the thread, so a held stream costs no
+thread of waitress's pool. While detached the channel reads nothing but the end of the
+connection (a client of an event stream sends nothing more), and tells the stream when the
+client goes; the keeper ends the response, and the connection is then closed.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Callable
 
 from waitress.channel import HTTPChannel
+from waitress.task import WSGITask
 
-__all__ = ["DirectChannel"]
+from .wsgi import DETACH
+
+__all__ = ["DirectChannel", "DetachingTask", "create_server", "REQUEST_THREADS"]
+
+REQUEST_THREADS = 32
+"""waitress threads of ``altws serve``: for requests (POSTs, the start of a stream), not for
+the streams it holds, which its keeper holds (:mod:`.keeper`)."""
+
+
+def create_server(app: Any, host: str, port: int, connections: int,
+                  channel_timeout: int = 120, threads: int = REQUEST_THREADS,
+                  ident: str = "altws") -> Any:
+    """waitress as ``altws serve`` runs it: :class:`DirectChannel` (with detached streams),
+    ``threads`` for the requests, up to ``connections`` connections at once."""
+    import waitress
+
+    httpd = waitress.create_server(
+        app,
+        host=host,
+        port=port,
+        # select() cannot watch a descriptor above 1023, which a few hundred streams reach
+        asyncore_use_poll=True,
+        threads=threads,
+        connection_limit=connections,
+        channel_timeout=channel_timeout,
+        ident=ident,
+        clear_untrusted_proxy_headers=True,
+    )
+    httpd.channel_class = DirectChannel  # writes sent at once; streams held by the keeper
+    return httpd
+
+
+class DetachingTask(WSGITask):  # type: ignore[misc]
+    """waitress's WSGI task, whose application may keep the response going after the
+    request's thread returns (:meth:`detach`)."""
+
+    detached = False
+
+    def get_environment(self) -> dict[str, Any]:
+        environ: dict[str, Any] = super().get_environment()
+        environ[DETACH] = self.detach
+        return environ
+
+    def detach(self, gone: Callable[[], None]) -> Callable[[], None]:
+        """Called by the application, in the request's thread, before its body iterator
+        ends: the response goes on (written from other threads), ``gone`` is called when
+        the client disconnects, and the returned function ends the response (from any
+        thread; the connection is then closed)."""
+        self.detached = True
+        channel = self.channel
+        channel.detached_gone = gone
+        return self._finish_detached
+
+    def service(self) -> None:  # (waitress's, but a detached response is not finished)
+        try:
+            self.start()
+            self.execute()
+            if self.detached:  # (an HTTP/1.0 client's connection closes when it ends)
+                self.close_on_finish = False
+            else:
+                self.finish()
+        except OSError:
+            self.close_on_finish = True
+            if self.channel.adj.log_socket_errors:
+                raise
+
+    def _finish_detached(self) -> None:
+        channel = self.channel
+        channel.detached_gone = None
+        try:
+            if self.chunked_response and channel.connected:
+                channel.write_soon(b"0\r\n\r\n")  # (not self.write: it would chunk it)
+        except Exception:  # the client is gone: nothing to end
+            pass
+        finally:
+            with channel.requests_lock:
+                channel.close_when_flushed = True
+            channel.server.pull_trigger()
 
 
 class DirectChannel(HTTPChannel):  # type: ignore[misc]  # (waitress has no type hints)
-    """waitress's channel, but :meth:`write_soon` sends what it can at once (module doc)."""
+    """waitress's channel, but :meth:`write_soon` sends what it can at once, and a
+    response may be detached from its request's thread (module doc)."""
+
+    task_class = DetachingTask
+    detached_gone: Callable[[], None] | None = None  # set while a response is detached
+
+    def received(self, data: bytes) -> bool:
+        if self.detached_gone is not None:  # no request may follow a detached response's
+            return True
+        return bool(super().received(data))
+
+    def handle_close(self) -> None:
+        gone, self.detached_gone = self.detached_gone, None
+        super().handle_close()
+        if gone is not None:
+            try:
+                gone()
+            except Exception:  # (the stream ends at its next write anyway)
+                pass
 
     def write_soon(self, data: Any) -> int:
         if data and self.connected and not self.total_outbufs_len and \

@@ -297,6 +297,9 @@ class WSGIApp:
             return []
         if self.direct_writes:
             stream.writer = write
+            detach = environ.get(DETACH)
+            if detach is not None and not stream.poll:  # held without a thread (.keeper)
+                return _Detached(stream, detach)
         return _Body(stream)
 
     def _openapi(self, environ: dict[str, Any], start_response: StartResponse, app: str,
@@ -323,3 +326,30 @@ class _Body:
         if close is not None:
             close()
         self._stream.abandon()  # if the body was never iterated
+
+
+DETACH = "altws.detach"
+"""The environ key under which a WSGI server that can detach a response from its request's
+thread offers to (``altws serve``: :class:`.waitress_channel.DetachingTask`): a callable
+``detach(gone) -> finish``; absent on other servers. A stream is then held by the process's
+keeper (:mod:`.keeper`), not by a thread of the server."""
+
+
+class _Detached:
+    """The body of a stream held by the process's keeper (:mod:`.keeper`): iterating it
+    starts the stream in the request's thread and hands it over; it yields nothing."""
+
+    def __init__(self, stream: EventStream, detach: Callable[..., Any]) -> None:
+        self._stream = stream
+        self._detach = detach
+        self._iterated = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        self._iterated = True
+        stream = self._stream
+        stream.run_detached(stream.streams.keeper(), self._detach)
+        return iter(())
+
+    def close(self) -> None:
+        if not self._iterated:
+            self._stream.abandon()
