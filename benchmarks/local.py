@@ -119,7 +119,7 @@ class Plan:
     hold_clients: list[int] = field(default_factory=lambda: [100, 250, 500])
     hold_seconds: float = 10.0
     # issue 14: idle emulated connections held by one altws serve (streams carry heartbeats)
-    idle_clients: list[int] = field(default_factory=lambda: [2000])
+    idle_clients: list[int] = field(default_factory=lambda: [5000])
     idle_seconds: float = 20.0  # more than a heartbeat (15 s)
     # the shared-host crowd (issue 15): clients beyond the stream slots poll
     crowd_clients: int = 12
@@ -734,7 +734,13 @@ def _extras(plan: Plan, report: LocalReport, serve: ServerProcess, daemon: Serve
             cgi: Any, attempt: Callable[[str, Callable[[], Any]], Any],
             log: Callable[[str], None]) -> None:
     """Throughput, fan-out, held connections, memory per connection."""
+    from altwebsocket.cli import raise_open_file_limit
+
     from .loadgen import fanout_emulated, fanout_native, hold_emulated
+
+    most = max([0] + plan.fanout_clients + plan.native_fanout_clients + plan.hold_clients
+               + plan.idle_clients)
+    raise_open_file_limit(2 * most + 512)  # this process holds a socket per client
 
     log("throughput: one client sending as fast as it can ...")
     # attempt() calls each lambda at once, inside its loop iteration: the loop variables it

@@ -12,7 +12,7 @@ from typing import Any, Callable
 from .config import DEFAULT_APPS, Settings, load_settings
 from .exceptions import AltWebSocketError, ConfigError
 
-__all__ = ["main", "settings_from_args"]
+__all__ = ["main", "settings_from_args", "raise_open_file_limit"]
 
 
 def _add_settings_options(parser: argparse.ArgumentParser) -> None:
@@ -67,7 +67,7 @@ def _serve(args: argparse.Namespace) -> int:
     if args.websocket_url:
         settings = settings.replace(websocket_url=args.websocket_url)
     os.makedirs(settings.data, exist_ok=True)
-    _raise_open_file_limit(2 * args.streams + 512)  # a stream: its socket, its wake socket
+    raise_open_file_limit(2 * args.streams + 512)  # a stream: its socket, its wake socket
     site_app = _LateApp()
     httpd = create_server(site_app, args.host, args.port,
                           connections=args.streams + 100,  # (pollers and POSTs come and go)
@@ -175,7 +175,7 @@ class _DaemonThread:
         self._thread.join(timeout)
 
 
-def _raise_open_file_limit(wanted: int) -> None:
+def raise_open_file_limit(wanted: int) -> None:
     """Raise the soft limit on open files towards ``wanted`` (within the hard limit)."""
     try:
         import resource

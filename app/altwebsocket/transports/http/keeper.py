@@ -178,7 +178,7 @@ class StreamKeeper:
         now = self.clock()
         while heap and heap[0][0] <= now:
             _, serial, _, held = heapq.heappop(heap)
-            if serial == held.serial and held.fd in self._held:
+            if serial == held.serial and self._held.get(held.fd) is held:
                 self._make_due(held)
 
     def _schedule(self, held: _Held, wait: float) -> None:

@@ -22,7 +22,14 @@ streams (a broadcast) are written by the process's one fan-out thread
 (:meth:`Streams.write_soon`), never by the operation's own thread (a client that does not
 read blocks only its own stream and its own requests): a broadcast to a thousand streams
 wakes one thread, not a thousand. Without such a ``write`` (and when the fan-out thread
-finds a stream busy) each stream's own thread writes what it was handed.
+finds a stream busy) the stream's driver writes what it was handed.
+
+A stream's loop (:meth:`EventStream._events`) yields where it waits instead of waiting, so
+two drivers run it: the request's thread, which waits on the stream's wake socket (any WSGI
+server), or — under ``altws serve``, whose waitress lets a response outlive its request's
+thread — the process's :class:`~.keeper.StreamKeeper`, which holds thousands of streams on
+a few threads (:meth:`EventStream.run_detached`). "The stream's own thread" below is
+whichever drives it.
 """
 
 from __future__ import annotations
@@ -249,8 +256,9 @@ class Streams:
         deadline = time.monotonic() + timeout
         while self.active and time.monotonic() < deadline:
             time.sleep(0.02)
-        if self._keeper is not None:
-            self._keeper.stop()
+        keeper, self._keeper = self._keeper, None
+        if keeper is not None:
+            keeper.stop()
 
 
 def open_stream(server: AltWebSocketServer, streams: Streams, app: str, conn_id: str,

@@ -347,7 +347,11 @@ class _Detached:
     def __iter__(self) -> Iterator[bytes]:
         self._iterated = True
         stream = self._stream
-        stream.run_detached(stream.streams.keeper(), self._detach)
+        try:
+            stream.run_detached(stream.streams.keeper(), self._detach)
+        except BaseException:  # (not held by anyone: let go of it here)
+            stream.release()
+            raise
         return iter(())
 
     def close(self) -> None:
