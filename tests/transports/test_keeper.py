@@ -60,11 +60,15 @@ def served(data_dir) -> Iterator[Served]:
 class RawStream:
     """An event stream read from a plain socket in a thread (every byte as it came)."""
 
-    def __init__(self, url: str, http10: bool = False) -> None:
+    def __init__(self, url: str, http10: bool = False, read: bool = True) -> None:
         rest = url.split("://", 1)[1]
         hostport, _, path = rest.partition("/")
         host, _, port = hostport.partition(":")
-        self.sock = socket.create_connection((host, int(port)), timeout=TIMEOUT)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if not read:  # a client that reads nothing: as little as the kernel lets it buffer
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.sock.settimeout(TIMEOUT)
+        self.sock.connect((host, int(port)))
         version = "1.0" if http10 else "1.1"
         self.sock.sendall(f"GET /{path} HTTP/{version}\r\nHost: {hostport}\r\n"
                           "Accept: text/event-stream\r\n\r\n".encode())
@@ -72,7 +76,8 @@ class RawStream:
         self.closed = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
+        if read:
+            self._thread.start()
 
     def _read(self) -> None:
         try:
@@ -234,3 +239,33 @@ def test_a_stopping_server_ends_its_held_streams_at_once(data_dir) -> None:
     finally:
         if not stopped:
             running.stop()
+
+
+def test_a_client_that_reads_nothing_ends_its_stream_rather_than_block_the_writers(
+        data_dir) -> None:
+    """Past a few MB unread (here 1 MB: half of a lowered waitress high watermark) a held
+    stream's writes fail as if its client had gone: the POSTs that write its echoes, and the
+    keeper, go on; the client resumes on a new stream and gets every message, in order."""
+    running = Served(data_dir, heartbeat=30.0, stream_lifetime=60)
+    try:
+        running.http.httpd.adj.outbuf_high_watermark = 2 * 1024 * 1024  # writers block past it
+        base = running.url + "/echo"
+        conn_id, token = new_connection(base)
+        stalled = RawStream(stream_url(base, conn_id, token), read=False)
+        _until(lambda: running.keeper.holding == 1)
+        messages = 16
+        big = "x" * (512 * 1024)  # 8 MB in all: past the buffer, the socket's and the kernel's
+        for n in range(messages):
+            started = time.monotonic()
+            assert send(base, conn_id, token, n + 1, f"{n}:{big}").status_code == 200
+            assert time.monotonic() - started < TIMEOUT
+        _until(lambda: running.keeper.holding == 0 and running.endpoints.streams.active == 0)
+        stalled.close()
+        again = RawStream(stream_url(base, conn_id, token) + "&lastEventId=0")
+        data = again.wait_for(f"id: {messages}\n".encode())
+        got = [int(line.split(b'"')[1].split(b":")[0]) for line in data.split(b"\n")
+               if line.startswith(b"data: ")]
+        assert got[:messages] == list(range(messages))
+        again.close()
+    finally:
+        running.stop()

@@ -30,12 +30,19 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
-from waitress.channel import HTTPChannel
+from waitress.channel import ClientDisconnected, HTTPChannel
 from waitress.task import WSGITask
 
 from .wsgi import DETACH
 
 __all__ = ["DirectChannel", "DetachingTask", "create_server", "REQUEST_THREADS"]
+
+SLOW_READER = 4 * 1024 * 1024
+"""Bytes the client of a detached response (a held stream) may leave unread in the buffer;
+past them the write fails as if the client had gone (the stream ends; the client resumes
+with ``Last-Event-ID``, nothing is lost) instead of blocking the writing thread — a keeper
+worker or the fan-out thread, which write for other streams too — until the client reads
+(waitress blocks a writer past ``outbuf_high_watermark``, 16 MB)."""
 
 REQUEST_THREADS = 32
 """waitress threads of ``altws serve``: for requests (POSTs, the start of a stream), not for
@@ -101,13 +108,13 @@ class DetachingTask(WSGITask):  # type: ignore[misc]
 
     def _finish_detached(self) -> None:
         channel = self.channel
-        channel.detached_gone = None
         try:
             if self.chunked_response and channel.connected:
                 channel.write_soon(b"0\r\n\r\n")  # (not self.write: it would chunk it)
-        except Exception:  # the client is gone: nothing to end
+        except Exception:  # the client is gone, or too slow: nothing to end
             pass
         finally:
+            channel.detached_gone = None
             with channel.requests_lock:
                 channel.close_when_flushed = True
             channel.server.pull_trigger()
@@ -135,6 +142,9 @@ class DirectChannel(HTTPChannel):  # type: ignore[misc]  # (waitress has no type
                 pass
 
     def write_soon(self, data: Any) -> int:
+        if self.detached_gone is not None and self.total_outbufs_len > min(
+                SLOW_READER, self.adj.outbuf_high_watermark // 2):
+            raise ClientDisconnected("the client reads too slowly: its stream ends")
         if data and self.connected and not self.total_outbufs_len and \
                 isinstance(data, (bytes, bytearray, memoryview)):
             with self.outbuf_lock:  # (reentrant: the write_soon below takes it again)
