@@ -24,8 +24,8 @@ from urllib.parse import quote, urlsplit
 from altwebsocket.bench.procedure import summary
 from altwebsocket.protocol.sse import SSEDecoder
 
-__all__ = ["HttpConnection", "HttpPool", "fanout_emulated", "hold_emulated", "fanout_native",
-           "crowd_emulated"]
+__all__ = ["HttpConnection", "HttpPool", "SessionPeer", "fanout_emulated", "hold_emulated",
+           "fanout_native", "crowd_emulated"]
 
 Headers = dict[str, str]
 HELD_P99_MS = 1000.0
@@ -231,6 +231,86 @@ class EmulatedPeer:
             self.task.cancel()
 
 
+class SessionPeer(EmulatedPeer):
+    """One browser on version 2 (``docs/protocol.md``): a session of its own with one
+    connection (ref ``c``) of the app, as the browser client opens them — so N peers are N
+    session streams, each event naming the connection."""
+
+    REF = "c"
+
+    def __init__(self, index: int) -> None:
+        super().__init__(index)
+        self.secret = ""
+
+    @staticmethod
+    def _session_base(path: str) -> tuple[str, str]:
+        """``S`` (the app's base with its last segment replaced by ``_session``), the app."""
+        head, _, app = path.rpartition("/")
+        return head + "/_session", app
+
+    async def _ops(self, pool: HttpPool, path: str, ops: list[dict[str, Any]]) -> int:
+        session_base, _ = self._session_base(path)
+        status, answer = await pool.post(session_base + "/send", {
+            "session": self.id, "secret": self.secret, "ops": ops})
+        if status == 200 and not all(result.get("ok") for result in answer["results"]):
+            return int(answer["results"][0].get("status", 500))
+        return status
+
+    async def open(self, pool: HttpPool, path: str) -> None:
+        """``POST S/new``, then the ``open`` op of the app's connection."""
+        session_base, app = self._session_base(path)
+        status, answer = await pool.post(session_base + "/new", {})
+        if status != 200:
+            raise ConnectionError(f"POST S/new: HTTP {status} {answer}")
+        self.id, self.secret = str(answer["session"]), str(answer["secret"])
+        status = await self._ops(pool, path, [{"op": "open", "ref": self.REF, "app": app}])
+        if status != 200:
+            raise ConnectionError(f"open op: {status}")
+
+    async def _stream(self, host: str, port: int, path: str,
+                      on_text: Callable[[EmulatedPeer, str], None]) -> None:
+        session_base, _ = self._session_base(path)
+        conn = HttpConnection(host, port)
+        try:
+            status, body = await conn.stream(session_base + "/", {
+                "Accept": "text/event-stream", "X-AltWS-Session": self.id,
+                "X-AltWS-Secret": self.secret})
+            self.stream_status = status
+            self.opened.set()
+            if status != 200:
+                return
+            decoder = SSEDecoder()
+            async for chunk in body:
+                for event in decoder.feed(chunk):
+                    if event.event is None and event.data.startswith("{"):
+                        text = json.loads(event.data).get("data")
+                        if isinstance(text, str):
+                            on_text(self, text)
+        except (OSError, asyncio.IncompleteReadError, ValueError):
+            pass
+        finally:
+            self.opened.set()
+            self.ended.set()
+            conn.close()
+
+    async def send(self, pool: HttpPool, path: str, text: str) -> int:
+        """One text message in a ``send`` op, with the next seq; the op's status."""
+        self.seq += 1
+        return await self._ops(pool, path, [{"op": "send", "ref": self.REF, "messages": [
+            {"seq": self.seq, "data": text}]}])
+
+    async def close(self, pool: HttpPool, path: str) -> None:
+        """``POST S/close`` (best effort), then stop reading."""
+        session_base, _ = self._session_base(path)
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError, ValueError):
+            await pool.post(session_base + "/close", {"session": self.id,
+                                                      "secret": self.secret})
+        if self.task is not None:
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(self.ended.wait()), 2.0)
+            self.task.cancel()
+
+
 def _split(base: str) -> tuple[str, int, str]:
     parts = urlsplit(base)
     return parts.hostname or "127.0.0.1", parts.port or 80, parts.path.rstrip("/")
@@ -238,11 +318,13 @@ def _split(base: str) -> tuple[str, int, str]:
 
 async def _open_peers(base: str, count: int, pool: HttpPool,
                       on_text: Callable[[EmulatedPeer, str], None], timeout: float,
-                      first: int = 0) -> tuple[list[EmulatedPeer], int]:
-    """``count`` connections (numbered from ``first``) with their streams open; return
-    them and the failures."""
+                      first: int = 0, kind: type[EmulatedPeer] = EmulatedPeer
+                      ) -> tuple[list[EmulatedPeer], int]:
+    """``count`` connections (numbered from ``first``; ``kind``: of version 1, or each in
+    a session of its own, :class:`SessionPeer`) with their streams open; return them and
+    the failures."""
     host, port, path = _split(base)
-    peers = [EmulatedPeer(first + index) for index in range(count)]
+    peers = [kind(first + index) for index in range(count)]
     results = await asyncio.gather(*(peer.open(pool, path) for peer in peers),
                                    return_exceptions=True)
     opened = [peer for peer, result in zip(peers, results) if not isinstance(result, Exception)]
@@ -261,11 +343,13 @@ async def _close_peers(peers: Sequence[EmulatedPeer], pool: HttpPool, path: str)
 
 
 async def fanout_emulated(base: str, clients: int, messages: int, timeout: float = 10.0,
-                          after_open: Callable[[], dict[str, Any]] | None = None
-                          ) -> dict[str, Any]:
-    """Chat fan-out: ``clients`` emulated connections to a chat app at ``base``; one of them
-    posts ``messages`` messages, one at a time; each is timed from the POST to its arrival
-    on every stream. ``after_open`` is called once all streams are open (to read memory)."""
+                          after_open: Callable[[], dict[str, Any]] | None = None,
+                          sessions: bool = False) -> dict[str, Any]:
+    """Chat fan-out: ``clients`` emulated connections to a chat app at ``base`` (with
+    ``sessions``, each in a session of its own, as browsers open them: wire version 2); one
+    of them posts ``messages`` messages, one at a time; each is timed from the POST to its
+    arrival on every stream. ``after_open`` is called once all streams are open (to read
+    memory)."""
     host, port, path = _split(base)
     run = os.urandom(4).hex()
     pool = HttpPool(host, port, min(16, clients))
@@ -280,7 +364,9 @@ async def fanout_emulated(base: str, clients: int, messages: int, timeout: float
             if len(arrived) >= len(peers):
                 complete.set()
 
-    peers, result = await _open_measured(base, clients, pool, on_text, timeout, after_open)
+    peers, result = await _open_measured(base, clients, pool, on_text, timeout, after_open,
+                                         SessionPeer if sessions else EmulatedPeer)
+    result["wire"] = 2 if sessions else 1
     samples: list[float] = []
     lost = 0
     try:
@@ -300,6 +386,8 @@ async def fanout_emulated(base: str, clients: int, messages: int, timeout: float
             lost += len(peers) - len(arrived)
             samples.extend((when - sent) * 1000.0 for when in arrived.values())
             await asyncio.sleep(0.05)
+        # (a stream that ended — a poll, say, past max_streams — misses what follows)
+        result["streams_ended"] = sum(1 for peer in peers if peer.ended.is_set())
     finally:
         await _close_peers(peers, pool, path)
         pool.close()
@@ -309,12 +397,13 @@ async def fanout_emulated(base: str, clients: int, messages: int, timeout: float
 
 async def _open_measured(base: str, clients: int, pool: HttpPool,
                          on_text: Callable[[EmulatedPeer, str], None], timeout: float,
-                         after_open: Callable[[], dict[str, Any]] | None
+                         after_open: Callable[[], dict[str, Any]] | None,
+                         kind: type[EmulatedPeer] = EmulatedPeer
                          ) -> tuple[list[EmulatedPeer], dict[str, Any]]:
     """Open ``clients`` emulated peers; the start of a result: how many connected, how long
     it took, and what ``after_open`` measures once they are open (memory, say)."""
     started = time.perf_counter()
-    peers, failed = await _open_peers(base, clients, pool, on_text, timeout)
+    peers, failed = await _open_peers(base, clients, pool, on_text, timeout, kind=kind)
     result: dict[str, Any] = {"clients": clients, "connected": len(peers),
                               "connect_failed": failed,
                               "open_s": round(time.perf_counter() - started, 3)}

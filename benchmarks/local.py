@@ -116,6 +116,8 @@ class Plan:
     fanout_clients: list[int] = field(default_factory=lambda: [10, 100, 500, 1000])
     fanout_messages: int = 20
     native_fanout_clients: list[int] = field(default_factory=lambda: [100, 1000])
+    # the same over wire version 2, each client a session of its own, as browsers open them
+    session_fanout_clients: list[int] = field(default_factory=lambda: [100, 1000])
     hold_clients: list[int] = field(default_factory=lambda: [100, 250, 500])
     hold_seconds: float = 10.0
     # issue 14: idle emulated connections held by one altws serve (streams carry heartbeats)
@@ -135,7 +137,8 @@ class Plan:
         """Tiny sizes: every part runs, in well under a minute."""
         return cls(rounds=[5, 10], cgi_rounds=[3], throughput_messages=50,
                    cgi_throughput_messages=10, fanout_clients=[3], fanout_messages=2,
-                   native_fanout_clients=[3], hold_clients=[3], hold_seconds=2.0,
+                   native_fanout_clients=[3], session_fanout_clients=[3], hold_clients=[3],
+                   hold_seconds=2.0,
                    idle_clients=[3], idle_seconds=1.0,
                    crowd_clients=4, crowd_slots=1, crowd_messages=2)
 
@@ -150,6 +153,7 @@ class LocalReport:
     throughput: list[dict[str, Any]] = field(default_factory=list)
     fanout: list[dict[str, Any]] = field(default_factory=list)
     fanout_native: list[dict[str, Any]] = field(default_factory=list)
+    fanout_sessions: list[dict[str, Any]] = field(default_factory=list)
     hold: list[dict[str, Any]] = field(default_factory=list)
     idle: list[dict[str, Any]] = field(default_factory=list)
     crowd: list[dict[str, Any]] = field(default_factory=list)
@@ -234,7 +238,8 @@ class LocalReport:
             "seconds": round(self.seconds, 1),
             "echo": [one.to_json() for one in self.echo], "ratios": self.ratios(),
             "throughput": self.throughput, "fanout": self.fanout,
-            "fanout_native": self.fanout_native, "hold": self.hold, "idle": self.idle,
+            "fanout_native": self.fanout_native, "fanout_sessions": self.fanout_sessions,
+            "hold": self.hold, "idle": self.idle,
             "crowd": self.crowd,
             "memory": self.memory,
             "paper": {name: {str(k): v for k, v in figures.items()}
@@ -739,7 +744,7 @@ def _extras(plan: Plan, report: LocalReport, serve: ServerProcess, daemon: Serve
     from .loadgen import fanout_emulated, fanout_native, hold_emulated
 
     most = max([0] + plan.fanout_clients + plan.native_fanout_clients + plan.hold_clients
-               + plan.idle_clients)
+               + plan.idle_clients + plan.session_fanout_clients)
     raise_open_file_limit(2 * most + 512)  # this process holds a socket per client
 
     log("throughput: one client sending as fast as it can ...")
@@ -764,6 +769,14 @@ def _extras(plan: Plan, report: LocalReport, serve: ServerProcess, daemon: Serve
                             after_open=_rss_reader(serve.pid, clients, "serve"))))  # noqa: B023
         if got:
             report.fanout.append(got)
+    for clients in plan.session_fanout_clients:
+        log(f"chat fan-out: {clients} emulated clients in sessions (version 2) ...")
+        got = attempt(f"fan-out to {clients} sessions", lambda: asyncio.run(
+            fanout_emulated(serve.url + "/chat", clients, plan.fanout_messages,  # noqa: B023
+                            after_open=_rss_reader(serve.pid, clients, "serve"),  # noqa: B023
+                            sessions=True)))
+        if got:
+            report.fanout_sessions.append(got)
     for clients in plan.native_fanout_clients:
         log(f"chat fan-out: {clients} native clients ...")
         got = attempt(f"fan-out to {clients} native clients", lambda: asyncio.run(
@@ -882,6 +895,8 @@ def format_report(report: LocalReport) -> str:
     for title, rows, memory_key in (
             ("Chat fan-out: one message to N emulated clients (altws serve)", report.fanout,
              "serve_kb_per_connection"),
+            ("Chat fan-out: one message to N browsers' sessions (version 2, altws serve)",
+             report.fanout_sessions, "serve_kb_per_connection"),
             ("Chat fan-out: one message to N native clients (altws daemon)",
              report.fanout_native, "daemon_kb_per_connection")):
         if not rows:

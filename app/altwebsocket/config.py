@@ -46,7 +46,7 @@ FIELDS: dict[str, tuple[Any, str, str]] = {
     "gone_timeout": (60.0, "float", "no stream and no request this long: closed with 1006"),
     "keep_closed": (300.0, "float", "closed connections and their events are purged after"),
     "sweep_interval": (10.0, "float", "how often any request may run that housekeeping"),
-    "max_streams": (1000, "int", "streams held at once, all processes together; beyond, the "
+    "max_streams": (10000, "int", "streams held at once, all processes together; beyond, the "
                                  "clients poll (0: all poll)"),
     "crowd_poll": (1.0, "float", "beyond max_streams: a client polls again after this, at the "
                                  "soonest"),

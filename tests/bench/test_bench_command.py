@@ -168,10 +168,12 @@ def test_local_quick(tmp_path) -> None:
     assert [row["transport"] for row in data["throughput"]][:2] == ["native", "emulation"]
     assert all(row["messages_per_s"] > 0 for row in data["throughput"])
     assert data["throughput"][1]["posts"] >= 1
-    for section in ("fanout", "fanout_native", "hold"):
+    for section in ("fanout", "fanout_sessions", "fanout_native", "hold"):
         row = data[section][0]
         assert row["clients"] == row["connected"] == 3 and row["lost"] == 0
         assert row["latency_ms"]["count"] > 0
+    assert data["fanout"][0]["wire"] == 1 and data["fanout_sessions"][0]["wire"] == 2
+    assert "browsers' sessions (version 2" in text
     idle = data["idle"][0]  # issue 14: idle connections on a serve of their own
     assert idle["clients"] == idle["connected"] == idle["answered"] == 3 and idle["held"]
     assert "Idle emulated connections held by one altws serve" in text

@@ -165,6 +165,20 @@ class Transaction:
             raise _unavailable(exc) from exc
         return self._cursor
 
+    def _run_many(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
+        """:meth:`_run` once per row of parameters, in one call to the driver."""
+        if not rows:
+            return
+        database = self.storage._database
+        if self.failed is not None:
+            raise _unavailable(self.failed, log=False)
+        try:
+            self._cursor.executemany(database.sql(statement), [tuple(row) for row in rows])
+        except database.errors as exc:
+            if self.failed is None:
+                self.failed = exc
+            raise _unavailable(exc) from exc
+
     # --- connections -------------------------------------------------------------------
 
     def insert_connection(
@@ -338,14 +352,11 @@ class Transaction:
     def enqueue_app(
         self, app: str, kind: int, payload: bytes, exclude: str | None = None
     ) -> int:
-        """Queue one event for every open connection of ``app`` (but ``exclude``): at once for
-        those with a queue of their own, one by one for those in a session."""
-        in_sessions = self._run(
-            "SELECT id FROM aws_connections WHERE app = ? AND state = ? AND session_id IS NOT "
-            "NULL" + (" AND id <> ?" if exclude else "") + " ORDER BY created, id",
-            (app, int(State.OPEN)) + ((exclude,) if exclude else ())).fetchall()
-        for (conn_id,) in in_sessions:
-            self.enqueue(conn_id, kind, payload)
+        """Queue one event for every open connection of ``app`` (but ``exclude``), in a
+        fixed number of statements: at once for those with a queue of their own, and for
+        those in a session with one read of their sessions' counters (locked) and one
+        batch of writes."""
+        in_sessions = self._enqueue_sessions(app, kind, payload, exclude)
         where = "app = ? AND state = ? AND session_id IS NULL" + (
             " AND id <> ?" if exclude else "")
         params: tuple[Any, ...] = (app, int(State.OPEN)) + ((exclude,) if exclude else ())
@@ -368,7 +379,38 @@ class Transaction:
                 "AND last_event - sent_event > ?", params + (self.max_queued,)
             ).fetchall():
                 self.overflow[conn_id] = None
-        return int(count) + len(in_sessions)
+        return int(count) + in_sessions
+
+    def _enqueue_sessions(self, app: str, kind: int, payload: bytes, exclude: str | None
+                          ) -> int:
+        """:meth:`enqueue_app`'s part for the connections of ``app`` in sessions: each
+        event on its session's queue, numbered after the session's last (in the order of
+        the connections' creation, as one :meth:`enqueue` each would). Returns how many."""
+        members = self._run(
+            "SELECT m.id, m.session_ref, s.id, s.last_event, s.waker, s.sent_event "
+            "FROM aws_connections m JOIN aws_connections s ON s.id = m.session_id "
+            "WHERE m.app = ? AND m.state = ?" + (" AND m.id <> ?" if exclude else "")
+            + " ORDER BY m.created, m.id" + self.storage._database.dialect.for_update,
+            (app, int(State.OPEN)) + ((exclude,) if exclude else ())).fetchall()
+        if not members:
+            return 0
+        last: dict[str, int] = {}  # session -> its last event id, as numbered here
+        events = []
+        for conn_id, ref, session, last_event, waker, sent in members:
+            event_id = last[session] = last.get(session, int(last_event)) + 1
+            events.append((session, event_id, kind, payload, self.now, ref))
+            self._routes[conn_id] = (session, ref)
+            if waker:
+                self.woken.setdefault(waker, []).append(session)
+                self.queued.setdefault(waker, []).append((event_id, kind, payload, ref))
+            if self.max_queued and event_id - int(sent) > self.max_queued:
+                self.overflow[session] = None
+        self._run_many("UPDATE aws_connections SET last_event = ? WHERE id = ?",
+                       [(event_id, session) for session, event_id in last.items()])
+        self._run_many(
+            "INSERT INTO aws_events (conn_id, event_id, kind, payload, created, target) "
+            "VALUES (?, ?, ?, ?, ?, ?)", events)
+        return len(members)
 
     # --- application data --------------------------------------------------------------
 
