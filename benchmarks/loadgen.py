@@ -190,13 +190,24 @@ class EmulatedPeer:
         """Read ``GET B/?id&token`` in a task, calling ``on_text`` for each text message."""
         self.task = asyncio.ensure_future(self._stream(host, port, path, on_text))
 
+    def _stream_request(self, path: str) -> tuple[str, Headers]:
+        """The stream's path and headers."""
+        return (f"{path}/?id={quote(self.id)}&token={quote(self.token)}",
+                {"Accept": "text/event-stream"})
+
+    def _text_of(self, data: str) -> str | None:
+        """The text message an event's ``data`` carries, if it is one."""
+        return json.loads(data) if data.startswith('"') else None  # type: ignore[no-any-return]
+
+    def _close_request(self, path: str) -> tuple[str, dict[str, Any]]:
+        """The close request's path and body."""
+        return path + "/close", {"id": self.id, "token": self.token, "code": 1000}
+
     async def _stream(self, host: str, port: int, path: str,
                       on_text: Callable[[EmulatedPeer, str], None]) -> None:
         conn = HttpConnection(host, port)
         try:
-            status, body = await conn.stream(
-                f"{path}/?id={quote(self.id)}&token={quote(self.token)}",
-                {"Accept": "text/event-stream"})
+            status, body = await conn.stream(*self._stream_request(path))
             self.stream_status = status
             self.opened.set()
             if status != 200:
@@ -204,8 +215,10 @@ class EmulatedPeer:
             decoder = SSEDecoder()
             async for chunk in body:
                 for event in decoder.feed(chunk):
-                    if event.event is None and event.data.startswith('"'):
-                        on_text(self, json.loads(event.data))
+                    if event.event is None:
+                        text = self._text_of(event.data)
+                        if text is not None:
+                            on_text(self, text)
         except (OSError, asyncio.IncompleteReadError, ValueError):
             pass
         finally:
@@ -223,8 +236,7 @@ class EmulatedPeer:
     async def close(self, pool: HttpPool, path: str) -> None:
         """``POST B/close`` (best effort), then stop reading."""
         with contextlib.suppress(OSError, asyncio.IncompleteReadError, ValueError):
-            await pool.post(path + "/close", {"id": self.id, "token": self.token,
-                                              "code": 1000})
+            await pool.post(*self._close_request(path))
         if self.task is not None:
             with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(asyncio.shield(self.ended.wait()), 2.0)
@@ -267,48 +279,24 @@ class SessionPeer(EmulatedPeer):
         if status != 200:
             raise ConnectionError(f"open op: {status}")
 
-    async def _stream(self, host: str, port: int, path: str,
-                      on_text: Callable[[EmulatedPeer, str], None]) -> None:
-        session_base, _ = self._session_base(path)
-        conn = HttpConnection(host, port)
-        try:
-            status, body = await conn.stream(session_base + "/", {
-                "Accept": "text/event-stream", "X-AltWS-Session": self.id,
-                "X-AltWS-Secret": self.secret})
-            self.stream_status = status
-            self.opened.set()
-            if status != 200:
-                return
-            decoder = SSEDecoder()
-            async for chunk in body:
-                for event in decoder.feed(chunk):
-                    if event.event is None and event.data.startswith("{"):
-                        text = json.loads(event.data).get("data")
-                        if isinstance(text, str):
-                            on_text(self, text)
-        except (OSError, asyncio.IncompleteReadError, ValueError):
-            pass
-        finally:
-            self.opened.set()
-            self.ended.set()
-            conn.close()
+    def _stream_request(self, path: str) -> tuple[str, Headers]:
+        return self._session_base(path)[0] + "/", {
+            "Accept": "text/event-stream", "X-AltWS-Session": self.id,
+            "X-AltWS-Secret": self.secret}
+
+    def _text_of(self, data: str) -> str | None:
+        text = json.loads(data).get("data") if data.startswith("{") else None
+        return text if isinstance(text, str) else None
+
+    def _close_request(self, path: str) -> tuple[str, dict[str, Any]]:
+        return self._session_base(path)[0] + "/close", {"session": self.id,
+                                                        "secret": self.secret}
 
     async def send(self, pool: HttpPool, path: str, text: str) -> int:
         """One text message in a ``send`` op, with the next seq; the op's status."""
         self.seq += 1
         return await self._ops(pool, path, [{"op": "send", "ref": self.REF, "messages": [
             {"seq": self.seq, "data": text}]}])
-
-    async def close(self, pool: HttpPool, path: str) -> None:
-        """``POST S/close`` (best effort), then stop reading."""
-        session_base, _ = self._session_base(path)
-        with contextlib.suppress(OSError, asyncio.IncompleteReadError, ValueError):
-            await pool.post(session_base + "/close", {"session": self.id,
-                                                      "secret": self.secret})
-        if self.task is not None:
-            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(asyncio.shield(self.ended.wait()), 2.0)
-            self.task.cancel()
 
 
 def _split(base: str) -> tuple[str, int, str]:
