@@ -111,7 +111,10 @@ class StreamKeeper:
         self._command("add", _Held(stream, steps, finish, wake), wait)
 
     def stop(self) -> None:
-        """Stop the keeper's threads (the streams should have ended: ``Streams.shutdown``)."""
+        """Stop the keeper's threads (the streams should have ended: ``Streams.shutdown``).
+        Its selector and self-pipe stay open: closed while another thread might still
+        poke the pipe, their numbers could be reused and the byte written into another
+        file."""
         self.stopping = True
         self._poke()
         for _ in self._workers:
@@ -161,7 +164,12 @@ class StreamKeeper:
             if what == "add":
                 assert isinstance(wait, float)
                 self._held[held.fd] = held
-                self._selector.register(held.fd, selectors.EVENT_READ, held)
+                try:
+                    self._selector.register(held.fd, selectors.EVENT_READ, held)
+                except (KeyError, ValueError, OSError) as exc:  # (a bug: never seen)
+                    # held on its deadlines alone: it beats and ends; what a hint would
+                    # have brought, the process's poller finds (Streams._poll)
+                    logger("altwebsocket.stream").warning("keeper: %s", exc)
                 self._schedule(held, wait)
             elif what == "drop":  # it is over: out of the selector before its socket closes
                 assert isinstance(wait, threading.Event)

@@ -556,17 +556,20 @@ class EventStream(LocalStream):
         try:
             step = steps.send(hints)
             while not isinstance(step, float):
-                writer(step)
+                try:
+                    writer(step)
+                except Exception as exc:  # the write failed: the client went away
+                    logger("altwebsocket.stream").debug("stream of %s: client gone (%s)",
+                                                        self.record.id, exc)
+                    break
                 self._started_writing = True
                 step = steps.send(None)
-            return step
+            else:
+                return step
         except StopIteration:
             pass
         except AltWebSocketError as exc:
             self._ended_early(exc)
-        except Exception as exc:  # the write failed: the client went away
-            logger("altwebsocket.stream").debug("stream of %s: client gone (%s)",
-                                                self.record.id, exc)
         self.closed = True
         steps.close()
         return None
