@@ -159,6 +159,9 @@ def test_many_more_streams_than_request_threads_are_held_and_answer(served) -> N
             stream.wait_for(f'data: "m{n}"'.encode())
         beats = streams[0].data.count(b":\n\n")  # the keeper beats for them all
         streams[0].wait_for(b":\n\n" * (beats + 1))
+        # and their connections are out of waitress's map, which its loop visits each pass
+        httpd = served.http.httpd
+        assert len(httpd._map) < clients // 2, len(httpd._map)
     finally:
         for stream in streams:
             stream.close()
@@ -269,3 +272,22 @@ def test_a_client_that_reads_nothing_ends_its_stream_rather_than_block_the_write
         again.close()
     finally:
         running.stop()
+
+
+def test_what_a_slow_reader_leaves_buffered_is_sent_when_it_reads(data_dir) -> None:
+    """The keeper sends a held stream's buffered output when the socket takes it — not at
+    the next write (a heartbeat 30 s away here)."""
+    with one_held(data_dir, heartbeat=30.0, stream_lifetime=60) as held:
+        running, base, conn_id, token, _ = held
+        slow = RawStream(stream_url(base, conn_id, token) + "&lastEventId=0", read=False)
+        _until(lambda: running.keeper.holding == 2)
+        big = "y" * (256 * 1024)
+        for n in range(24):  # 6 MB: the sockets hold part, the rest (< SLOW_READER) is buffered
+            assert send(base, conn_id, token, n + 1, f"{n}:{big}").status_code == 200
+        time.sleep(0.3)
+        slow._thread.start()  # now it reads
+        data = slow.wait_for(b"id: 24\n", timeout=10.0)
+        got = [int(line.split(b'"')[1].split(b":")[0]) for line in data.split(b"\n")
+               if line.startswith(b"data: ")]
+        assert got == list(range(24))
+        slow.close()

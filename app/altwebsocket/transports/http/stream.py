@@ -69,7 +69,7 @@ if TYPE_CHECKING:
     from ...server import AltWebSocketServer
     from ...storage import ConnectionRecord
     from ...storage.api import StoredEvent
-    from .keeper import StreamKeeper
+    from .keeper import Response, StreamKeeper
 
 __all__ = ["Streams", "EventStream", "open_stream", "open_session_stream"]
 
@@ -575,13 +575,14 @@ class EventStream(LocalStream):
         return None
 
     def run_detached(self, keeper: StreamKeeper,
-                     detach: Callable[[Callable[[], None]], Callable[[], None]]) -> bool:
+                     detach: Callable[[Callable[[], None]], Response]) -> bool:
         """Start the stream in the calling (request's) thread — headers, first chunk, what
         waits — then hand it to ``keeper`` (:mod:`.keeper`), which holds it without a thread
         of its own. ``detach(gone)`` tells the HTTP server the response goes on after the
         request's thread returns (``gone`` is called if the client disconnects), and
-        returns the function that ends the response. ``False``: the stream was over
-        before it needed to wait, and the request's thread ends the response as usual."""
+        returns the response, whose connection the keeper then watches, ends and closes.
+        ``False``: the stream was over before it needed to wait, and the request's thread
+        ends the response as usual."""
         self.start()
         self._iterating = True
         wake = self._wake

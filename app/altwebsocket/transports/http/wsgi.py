@@ -331,7 +331,8 @@ class _Body:
 DETACH = "altws.detach"
 """The environ key under which a WSGI server that can detach a response from its request's
 thread offers to (``altws serve``: :class:`.waitress_channel.DetachingTask`): a callable
-``detach(gone) -> finish``; absent on other servers. A stream is then held by the process's
+``detach(gone) -> response`` (:class:`.waitress_channel.DetachedResponse`); absent on other
+servers. A stream is then held by the process's
 keeper (:mod:`.keeper`), not by a thread of the server."""
 
 
