@@ -123,6 +123,7 @@ class Plan:
     # issue 14: idle emulated connections held by one altws serve (streams carry heartbeats)
     idle_clients: list[int] = field(default_factory=lambda: [5000])
     idle_seconds: float = 20.0  # more than a heartbeat (15 s)
+    idle_echo_rounds: int = 500  # another client's echo, before they open and while held
     # the shared-host crowd (issue 15): clients beyond the stream slots poll
     crowd_clients: int = 12
     crowd_slots: int = 3
@@ -139,7 +140,7 @@ class Plan:
                    cgi_throughput_messages=10, fanout_clients=[3], fanout_messages=2,
                    native_fanout_clients=[3], session_fanout_clients=[3], hold_clients=[3],
                    hold_seconds=2.0,
-                   idle_clients=[3], idle_seconds=1.0,
+                   idle_clients=[3], idle_seconds=1.0, idle_echo_rounds=10,
                    crowd_clients=4, crowd_slots=1, crowd_messages=2)
 
 
@@ -367,9 +368,19 @@ def _write_config(folder: str, settings: dict[str, str]) -> str:
     return config
 
 
-def _idle(clients: int, seconds: float) -> dict[str, Any]:
+def _echo_median(url: str, rounds: int) -> float | None:
+    """The median ms of ``rounds`` emulated echoes from the Python client (``None``: failed)."""
+    from altwebsocket.bench.procedure import bench_url
+
+    series = bench_url(url, "emulation", [rounds], 4, quiet=True)
+    return None if series.error else round(series.median(), 3)
+
+
+def _idle(clients: int, seconds: float, rounds: int = 500) -> dict[str, Any]:
     """``clients`` idle emulated connections on an ``altws serve`` of their own, sized for
-    them (``--streams``, ``max_streams``), opened in waves; its memory per connection."""
+    them (``--streams``, ``max_streams``), opened in waves; its memory per connection, and
+    an emulated echo of another client on it (``rounds`` round trips) before they open and
+    while they are held."""
     from .loadgen import idle_emulated
 
     data = tempfile.mkdtemp(prefix="altws-bench-idle-")
@@ -378,8 +389,15 @@ def _idle(clients: int, seconds: float) -> dict[str, Any]:
                            "--no-daemon", "--streams", str(clients + 100), "--data", data,
                            "--config", config], cwd=ROOT, keep=200, timeout=60)
     try:
+        alone = _echo_median(serve.url + "/echo", rounds)
+        memory = _rss_reader(serve.pid, clients, "serve")
+
+        def after_open() -> dict[str, Any]:  # (the memory first: the echo allocates)
+            return {**memory(), "echo_alone_ms": alone,
+                    "echo_while_held_ms": _echo_median(serve.url + "/echo", rounds)}
+
         return asyncio.run(idle_emulated(serve.url + "/echo", clients, seconds,
-                                         after_open=_rss_reader(serve.pid, clients, "serve")))
+                                         after_open=after_open))
     finally:
         serve.stop()
         shutil.rmtree(data, ignore_errors=True)
@@ -794,7 +812,8 @@ def _extras(plan: Plan, report: LocalReport, serve: ServerProcess, daemon: Serve
     for clients in plan.idle_clients:
         log(f"idle connections: {clients} emulated clients held by one altws serve ...")
         got = attempt(f"holding {clients} idle emulated connections",
-                      lambda: _idle(clients, plan.idle_seconds))  # noqa: B023
+                      lambda: _idle(clients, plan.idle_seconds,  # noqa: B023
+                                    plan.idle_echo_rounds))
         if got:
             report.idle.append(got)
     if report.fanout:
@@ -940,6 +959,12 @@ def format_report(report: LocalReport) -> str:
                        f"dropped {row['streams_dropped']}  answered {row['answered']}  "
                        f"memory {row.get('serve_kb_per_connection', '-')} KB/connection  "
                        f"{'held' if row.get('held') else 'NOT held'}")
+            alone, held_ms = row.get("echo_alone_ms"), row.get("echo_while_held_ms")
+            if alone and held_ms:
+                out.append(f"        another client's emulated echo, median: "
+                           f"{format_ms(held_ms)} ms while they are held, "
+                           f"{format_ms(alone)} ms before they opened "
+                           f"({held_ms / alone:.2f}x)")
         out.append("")
     if report.crowd:
         out.append("Shared host, more clients than stream slots: chat clients behaving like "

@@ -177,6 +177,8 @@ def test_local_quick(tmp_path) -> None:
     idle = data["idle"][0]  # issue 14: idle connections on a serve of their own
     assert idle["clients"] == idle["connected"] == idle["answered"] == 3 and idle["held"]
     assert "Idle emulated connections held by one altws serve" in text
+    assert idle["echo_alone_ms"] > 0 and idle["echo_while_held_ms"] > 0
+    assert "another client's emulated echo, median" in text
     assert data["hold"][0]["sent"] == 6 and data["hold"][0]["http_errors"] == 0
     assert data["hold"][0]["held"] is True
     assert "held (nothing lost or refused, p99 < 1 s): up to 3 of 3 tried" in text
