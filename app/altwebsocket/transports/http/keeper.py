@@ -64,7 +64,7 @@ if TYPE_CHECKING:
 
         def read(self) -> bool: ...
 
-        def flush(self) -> None: ...
+        def flush(self) -> bool: ...
 
         def finish(self) -> None: ...
 
@@ -191,8 +191,10 @@ class StreamKeeper:
                 self._close_connection(held)  # the client is gone: its stream ends
                 continue
             if events & selectors.EVENT_WRITE:
-                held.response.flush()
-                self._watch_connection(held)
+                if held.response.flush():
+                    self._watch_connection(held)
+                else:  # the connection failed: its stream ends
+                    self._close_connection(held)
         commands = self._commands
         while commands:
             what, held, wait = commands.popleft()

@@ -115,14 +115,17 @@ class DetachedResponse:
         """Output waits in the channel's buffer (the client reads slower than we write)."""
         return bool(self.channel.total_outbufs_len) and self.channel.socket is not None
 
-    def flush(self) -> None:
-        """Send what the socket takes of the buffered output."""
+    def flush(self) -> bool:
+        """Send what the socket takes of the buffered output; ``False`` if the connection
+        failed (the holder then closes it)."""
         channel = self.channel
         with channel.outbuf_lock:
-            if channel.socket is not None and channel.total_outbufs_len:
+            if channel.socket is None:
+                return False
+            if channel.total_outbufs_len:
                 _, failed = channel._flush_exception(channel._flush_some, do_close=False)
-                if failed:
-                    channel.will_close = True
+                return not failed
+        return True
 
     def finish(self) -> None:
         """End the response (from any thread): its last chunk, if chunked; the holder then
@@ -136,9 +139,10 @@ class DetachedResponse:
             pass
 
     def close(self) -> None:
-        """Close the connection (the holder's thread, once it stopped watching :attr:`fd`);
+        """Close the connection, once the holder stopped watching :attr:`fd` (in waitress's
+        thread: the channel may still be in its map, which only that thread may change);
         :attr:`gone` is called if the response had not ended."""
-        self.channel.handle_close()
+        self.channel.server.trigger.pull_trigger(self.channel.handle_close)
 
 
 class DetachingTask(WSGITask):  # type: ignore[misc]
