@@ -152,28 +152,22 @@ class Transaction:
         return _unavailable(self.failed, log=False)
 
     def _run(self, statement: str, params: Sequence[Any] = ()) -> Any:
+        self._call(self._cursor.execute, statement, tuple(params))
+        return self._cursor
+
+    def _run_many(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
+        """:meth:`_run` once per row of parameters, in one call to the driver."""
+        if rows:
+            self._call(self._cursor.executemany, statement, [tuple(row) for row in rows])
+
+    def _call(self, method: Any, statement: str, params: Any) -> None:
         database = self.storage._database
         if self.failed is not None:
             # SQLite may have rolled the transaction back itself (SQLITE_FULL, SQLITE_IOERR):
             # a further statement would run, and commit, on its own. Nothing more runs.
             raise _unavailable(self.failed, log=False)
         try:
-            self._cursor.execute(database.sql(statement), tuple(params))
-        except database.errors as exc:
-            if self.failed is None:
-                self.failed = exc
-            raise _unavailable(exc) from exc
-        return self._cursor
-
-    def _run_many(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
-        """:meth:`_run` once per row of parameters, in one call to the driver."""
-        if not rows:
-            return
-        database = self.storage._database
-        if self.failed is not None:
-            raise _unavailable(self.failed, log=False)
-        try:
-            self._cursor.executemany(database.sql(statement), [tuple(row) for row in rows])
+            method(database.sql(statement), params)
         except database.errors as exc:
             if self.failed is None:
                 self.failed = exc
