@@ -28,11 +28,14 @@ from .._lazy import TYPE_CHECKING, logger
 from ..exceptions import ConfigError, StorageUnavailable
 from ..protocol.state import State
 from .engine import Database, filesystem_type
+from .log import CLOCK, Member, counted_at, direct_key, item_key, number, uncounted
 from .schema import CONNECTION_COLUMNS
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from typing import Any, Callable
+
+    from .log import Key
 
 __all__ = [
     "AltWebSocketStorage",
@@ -109,6 +112,14 @@ class ConnectionRecord(tuple):  # type: ignore[type-arg]
     rate_at: float | None
     session_id: str | None
     session_ref: str | None
+    joined_ord: int
+    counted_ord: int
+    left_ord: int | None
+    left_pos: int | None
+    base_event: int
+    base_pos: int
+    base_member: str | None
+    base_created: float | None
 
 
 for _index, _name in enumerate(CONNECTION_COLUMNS):
@@ -119,6 +130,155 @@ def _record(row: Sequence[Any]) -> ConnectionRecord:
     values = list(row)
     values[4] = State(values[4])
     return ConnectionRecord(*values)
+
+_OPEN = int(State.OPEN)
+
+# A queue's row and its members' rows with the counts that give its last event id
+# (:mod:`.log`), in one statement, so in one snapshot: the app's broadcast ordinal now, and
+# how many broadcasts since the member's count excluded it.
+_VIEW_COLUMNS = (
+    "m.id, m.app, m.state, m.joined_ord, m.counted_ord, m.left_ord, m.created, m.session_ref, "
+    "m.transport, m.session_id, m.last_event, m.waker, m.sent_event, m.base_event, m.base_pos, "
+    "m.base_member, m.base_created, "
+    "COALESCE((SELECT c.value FROM aws_counters c WHERE c.name = m.app), 0), "
+    "(SELECT COUNT(*) FROM aws_broadcasts b WHERE b.not_for = m.id AND b.app = m.app "
+    "AND b.ordinal > m.counted_ord AND (m.state = ? OR b.ordinal <= COALESCE(m.left_ord, 0)))")
+
+# The broadcast items of a queue's members from a position on (:func:`_read`).
+_ITEMS = (
+    "SELECT b.pos, b.ordinal, b.kind, b.payload, m.id, m.created, m.session_ref "
+    "FROM aws_broadcasts b JOIN aws_connections m ON m.app = b.app WHERE {who} "
+    "AND m.transport <> 'session' AND b.pos >= ? AND b.pos <= ? AND b.ordinal > m.joined_ord "
+    "AND (m.state = ? OR b.ordinal <= COALESCE(m.left_ord, 0)) "
+    "AND (b.not_for IS NULL OR b.not_for <> m.id) ORDER BY b.pos LIMIT {limit}")
+
+_READ_MOST = 2000  # rows one read of a queue's events asks for at most
+
+
+class _Queue:
+    """A queue (a connection's own, or a session's) as :func:`_views` read it: its row's
+    numbers and its members (:class:`~.log.Member`)."""
+
+    __slots__ = ("id", "session", "last_event", "waker", "sent_event", "base_event",
+                 "base_pos", "base_member", "base_created", "members")
+
+    def __init__(self, row: Sequence[Any]) -> None:
+        self.id: str = row[0]
+        self.session = row[8] == "session"
+        self.last_event = int(row[10])
+        self.waker: str | None = row[11]
+        self.sent_event = int(row[12])
+        self.base_event = int(row[13])
+        self.base_pos = int(row[14])
+        self.base_member: str | None = row[15]
+        self.base_created = float(row[16] or 0.0)
+        self.members: list[Member] = []
+
+    @property
+    def last(self) -> int:
+        """The id of its last event."""
+        return self.last_event + uncounted(self.members)
+
+    def base_key(self) -> Key:
+        """The key of its checkpoint: the last event its client saw (:mod:`.log`)."""
+        if self.base_member is None:
+            return direct_key(self.base_pos, self.base_event)
+        return (self.base_pos, 0, self.base_created, self.base_member)
+
+
+if TYPE_CHECKING:
+    Run = Callable[[str, Sequence[Any]], list[Any]]  # a statement's rows
+    Numbered = tuple[int, Key, int, bytes, str | None, str | None, int]  # (.log.number)
+
+
+def _views(run: Run, queue_ids: Sequence[str]) -> dict[str, _Queue]:
+    """The queues ``queue_ids`` (those that exist) with their members."""
+    out: dict[str, _Queue] = {}
+    ids = list(dict.fromkeys(queue_ids))
+    for start in range(0, len(ids), 250):
+        part = ids[start:start + 250]
+        marks = ", ".join("?" * len(part))
+        out.update(_views_where(run, f"m.id IN ({marks}) OR m.session_id IN ({marks})",
+                                (*part, *part), set(part)))
+    return out
+
+
+def _views_where(run: Run, where: str, params: Sequence[Any], wanted: set[str] | None
+                 ) -> dict[str, _Queue]:
+    """The queues among the rows ``where`` selects (those in ``wanted``; ``None``: every
+    row that is a queue), with their members among those rows."""
+    out: dict[str, _Queue] = {}
+    members: list[tuple[str, Member]] = []
+    for row in run(f"SELECT {_VIEW_COLUMNS} FROM aws_connections m WHERE {where}",
+                   (_OPEN, *params)):
+        if (row[0] in wanted) if wanted is not None else row[9] is None:
+            out[row[0]] = _Queue(row)
+        if row[8] != "session":  # a connection: a member of its session's, or its own
+            members.append((row[9] or row[0], Member(
+                row[0], row[1], int(row[2]) == _OPEN, int(row[3]), int(row[4]),
+                None if row[5] is None else int(row[5]), float(row[6]), row[7],
+                int(row[17]), int(row[18]))))
+    for owner, member in members:
+        queue = out.get(owner)
+        if queue is not None:
+            queue.members.append(member)
+    return out
+
+
+def _read(run: Run, known: Callable[[str, int], Key | None], queue: _Queue, after: int,
+          limit: int) -> list[Numbered]:
+    """Up to ``limit`` events of ``queue`` after the id ``after``, numbered (:mod:`.log`):
+    from the nearest anchor at or before ``after`` — the key the storage remembers for it
+    (``known``), the latest direct event, or the queue's checkpoint — the direct events and
+    broadcast items after it, up to the log's clock as it stood before they were read (a
+    later direct event may follow broadcasts not read yet)."""
+    anchor_id, anchor_key = queue.base_event, queue.base_key()
+    remembered = known(queue.id, after) if after > anchor_id else None
+    if remembered is not None:
+        anchor_id, anchor_key = after, remembered
+    elif after > anchor_id:
+        rows = run("SELECT event_id, pos FROM aws_events WHERE conn_id = ? AND event_id > ? "
+                   "AND event_id <= ? ORDER BY event_id DESC LIMIT 1",
+                   (queue.id, anchor_id, after))
+        if rows:
+            anchor_id, anchor_key = int(rows[0][0]), direct_key(int(rows[0][1]), int(rows[0][0]))
+    clock_rows = run("SELECT value FROM aws_counters WHERE name = ?", (CLOCK,))
+    clock = int(clock_rows[0][0]) if clock_rows else 0
+    who = "m.session_id = ?" if queue.session else "m.id = ?"
+    out: list[Numbered] = []
+    want = min(_READ_MOST, max(0, after - anchor_id) + limit)
+    while True:
+        # the broadcasts from the anchor's position on (at it: to other members, after it)
+        since = anchor_key[0] + (1 if anchor_key[1] == 1 else 0)
+        rows = run(_ITEMS.format(who=who, limit=want), (queue.id, since, clock, _OPEN))
+        cut: Key | None = None
+        if len(rows) == want:  # more beyond: the last position's broadcast may be cut
+            cut = (rows[-1][0], 0)
+            rows = [row for row in rows if row[0] != rows[-1][0]]
+        items = sorted(
+            (((int(row[0]), 0, float(row[5]), row[4]), int(row[2]), bytes(row[3]),
+              row[6] if queue.session else None, row[4], int(row[1])) for row in rows),
+            key=itemgetter(0))
+        items = [item for item in items if item[0] > anchor_key]
+        directs = [(int(row[0]), int(row[1]), bytes(row[2]), row[3], int(row[4])) for row in run(
+            "SELECT event_id, kind, payload, target, pos FROM aws_events WHERE conn_id = ? "
+            f"AND event_id > ? AND pos <= ? ORDER BY event_id LIMIT {want}",
+            (queue.id, anchor_id, clock))]
+        if len(directs) == want:
+            last = direct_key(directs[-1][4], directs[-1][0])
+            cut = last if cut is None or last < cut else cut
+        if cut is not None:
+            items = [item for item in items if item[0] < cut]
+            directs = [event for event in directs if direct_key(event[4], event[0]) <= cut]
+        events = number(anchor_id, directs, items)
+        out += [event for event in events if event[0] > after]
+        if len(out) >= limit or cut is None:
+            return out[:limit]  # (fewer than limit: there are no more)
+        if events:  # read on from the last
+            anchor_id, anchor_key = events[-1][0], events[-1][1]
+            after = max(after, anchor_id)
+        else:  # one broadcast to more members of the session than that: all of it
+            want *= 4
 
 
 class Transaction:
@@ -145,6 +305,10 @@ class Transaction:
         self.failed: BaseException | None = None
         # connection id -> (id of the row whose queue its events go to, its session ref)
         self._routes: dict[str, tuple[str, str | None]] = {}
+        self._clock: int | None = None  # the log's clock, once this transaction holds it
+        # queue -> (id, key) of the last event this transaction queued on it (.log): the
+        # storage remembers them once committed, so a stream reads on without a search
+        self.keys: dict[str, tuple[int, Key]] = {}
 
     def unavailable(self) -> StorageUnavailable:
         """The 503 for the database error this transaction met (:attr:`failed`)."""
@@ -173,6 +337,26 @@ class Transaction:
                 self.failed = exc
             raise _unavailable(exc) from exc
 
+    def _rows(self, statement: str, params: Sequence[Any] = ()) -> list[Any]:
+        return list(self._run(statement, params).fetchall())
+
+    def _hold_clock(self) -> int:
+        """The log's clock (:mod:`.log`), locked until this transaction ends: the
+        transactions that queue events, open or close connections take turns here."""
+        clock = self._clock
+        if clock is None:
+            row = self._run("SELECT value FROM aws_counters WHERE name = ?"
+                            + self.storage._database.dialect.for_update, (CLOCK,)).fetchone()
+            if row is None:  # (a database made without it: the first transaction adds it)
+                self._run("INSERT INTO aws_counters (name, value) VALUES (?, 0)", (CLOCK,))
+            clock = self._clock = 0 if row is None else int(row[0])
+        return clock
+
+    def _ordinal(self, app: str) -> int:
+        """The ordinal of the last broadcast of ``app`` (0: none yet)."""
+        row = self._run("SELECT value FROM aws_counters WHERE name = ?", (app,)).fetchone()
+        return 0 if row is None else int(row[0])
+
     # --- connections -------------------------------------------------------------------
 
     def insert_connection(
@@ -190,13 +374,15 @@ class Transaction:
         client by; never the secret itself), in session ``session_id`` as ``session_ref``
         if given."""
         conn_id = random_name(12)
+        clock, ordinal = self._hold_clock(), self._ordinal(app)  # it gets what comes next
         self._run(
             "INSERT INTO aws_connections (id, app, token_hash, protocol, state, created, "
             "last_seen, last_event, last_seq, origin, transport, client_addr, sent_event, "
-            "session_id, session_ref) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, 0, 0, ?, ?, ?, 0, ?, ?)",
+            "session_id, session_ref, joined_ord, counted_ord, base_event, base_pos) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, 0, 0, ?, ?, ?, 0, ?, ?, ?, ?, 0, ?)",
             (conn_id, app, token_hash, protocol, int(State.OPEN), self.now, self.now,
-             origin, transport, client_addr, session_id, session_ref),
+             origin, transport, client_addr, session_id, session_ref, ordinal, ordinal,
+             clock),
         )
         record = self.connection(conn_id)
         assert record is not None
@@ -264,11 +450,14 @@ class Transaction:
             )
 
     def set_closed(self, conn_id: str, code: int, reason: str) -> None:
-        """Mark the connection closed with its close code and reason."""
+        """Mark the connection closed with its close code and reason (it gets no broadcast
+        after this one's)."""
+        clock = self._hold_clock()
         self._run(
             "UPDATE aws_connections SET state = ?, close_code = ?, close_reason = ?, "
-            "closed_at = ? WHERE id = ?",
-            (int(State.CLOSED), code, reason, self.now, conn_id),
+            "closed_at = ?, left_ord = COALESCE((SELECT c.value FROM aws_counters c "
+            "WHERE c.name = aws_connections.app), 0), left_pos = ? WHERE id = ?",
+            (int(State.CLOSED), code, reason, self.now, clock, conn_id),
         )
 
     def set_waker(self, conn_id: str, waker: str | None, sent: int = 0) -> None:
@@ -283,13 +472,50 @@ class Transaction:
 
     def discard(self, conn_id: str, upto: int) -> None:
         """Delete the connection's events up to ``upto`` (its client has seen them: they
-        no longer count as queued)."""
+        no longer count as queued), and make that event the queue's checkpoint: its
+        numbering goes on from there, and the broadcasts before it may be purged."""
         if upto <= 0:
             return
+        clock = self._hold_clock()
+        queue = _views(self._rows, [conn_id]).get(conn_id)
+        seen_all = queue is not None and upto == queue.last and upto >= queue.base_event
+        found = [] if queue is None or seen_all or upto <= queue.base_event else \
+            _read(self._rows, self.storage._known, queue, upto - 1, 1)  # (before the delete)
         self._run("DELETE FROM aws_events WHERE conn_id = ? AND event_id <= ?", (conn_id, upto))
         greatest = self.storage._database.dialect.greatest("sent_event", "?")
         self._run(f"UPDATE aws_connections SET sent_event = {greatest} WHERE id = ?",
                   (upto, conn_id))
+        if queue is not None and seen_all and queue.base_pos < clock:
+            # It has seen all: its count and checkpoint go to the log's clock (the clock is
+            # held: nothing comes in between), so no broadcast before now is kept for it.
+            self._run("UPDATE aws_connections SET last_event = ?, base_event = ?, "
+                      "base_pos = ?, base_member = NULL, base_created = NULL WHERE id = ?",
+                      (upto, upto, clock, conn_id))
+            self._run_many("UPDATE aws_connections SET counted_ord = ? WHERE id = ?",
+                           [(each.upto, each.id) for each in queue.members
+                            if each.upto > each.counted])
+            return
+        if queue is None or not found or found[0][0] != upto:
+            return  # (seen before, or not an event of it: beyond its last)
+        event_id, key, _, _, _, member, ordinal = found[0]
+        self._run("UPDATE aws_connections SET base_event = ?, base_pos = ?, base_member = ?, "
+                  "base_created = ? WHERE id = ?",
+                  (event_id, key[0], member, key[2] if member is not None else None, conn_id))
+        if member is None or upto <= queue.last_event:
+            return
+        # Its count goes through the checkpoint (the broadcasts before it may be purged):
+        # each member has passed its app's broadcasts before the checkpoint's position.
+        before: dict[str, int] = {}
+        for app in {each.app for each in queue.members}:
+            row = self._run("SELECT ordinal FROM aws_broadcasts WHERE app = ? AND pos < ? "
+                            "ORDER BY pos DESC LIMIT 1", (app, key[0])).fetchone()
+            if row is not None:
+                before[app] = int(row[0])
+        item_app = next((each.app for each in queue.members if each.id == member), "")
+        moved = counted_at(queue.members, key, item_app, ordinal, before)
+        self._run("UPDATE aws_connections SET last_event = ? WHERE id = ?", (upto, conn_id))
+        self._run_many("UPDATE aws_connections SET counted_ord = ? WHERE id = ?",
+                       [(counted, member_id) for member_id, counted in moved.items()])
 
     def touch_streams(self, streams: Sequence[tuple[str, str, int]]) -> None:
         """For each ``(conn_id, waker, sent)`` what :meth:`set_waker` records — the stream
@@ -322,22 +548,28 @@ class Transaction:
 
     def enqueue(self, conn_id: str, kind: int, payload: bytes) -> int:
         """Queue one event for one connection (on its session's queue if it has one);
-        returns its event id."""
+        returns its event id: after every event its queue has, broadcasts included, whose
+        count its row then takes up to now (:mod:`.log`); 0 for a connection that no longer
+        exists (purged: nobody can read it)."""
         stream, target = self._route(conn_id)
-        self._run(
-            "UPDATE aws_connections SET last_event = last_event + 1 WHERE id = ?", (stream,)
-        )
-        row = self._run(
-            "SELECT last_event, waker, sent_event FROM aws_connections WHERE id = ?", (stream,)
-        ).fetchone()
-        event_id, waker = int(row[0]), row[1]
-        if self.max_queued and event_id - int(row[2]) > self.max_queued:
+        clock = self._hold_clock()
+        queue = _views(self._rows, [stream]).get(stream)
+        if queue is None:  # (purged long after it closed: nobody can read it)
+            return 0
+        event_id = queue.last + 1
+        self._run("UPDATE aws_connections SET last_event = ? WHERE id = ?", (event_id, stream))
+        self._run_many("UPDATE aws_connections SET counted_ord = ? WHERE id = ?",
+                       [(member.upto, member.id) for member in queue.members
+                        if member.upto > member.counted])
+        if self.max_queued and event_id - queue.sent_event > self.max_queued:
             self.overflow[stream] = None
         self._run(
-            "INSERT INTO aws_events (conn_id, event_id, kind, payload, created, target) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (stream, event_id, kind, payload, self.now, target),
+            "INSERT INTO aws_events (conn_id, event_id, kind, payload, created, target, pos) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (stream, event_id, kind, payload, self.now, target, clock),
         )
+        self.keys[stream] = (event_id, direct_key(clock, event_id))
+        waker = queue.waker
         if waker:
             self.woken.setdefault(waker, []).append(stream)
             self.queued.setdefault(waker, []).append((event_id, kind, payload, target))
@@ -346,65 +578,77 @@ class Transaction:
     def enqueue_app(
         self, app: str, kind: int, payload: bytes, exclude: str | None = None
     ) -> int:
-        """Queue one event for every open connection of ``app`` (but ``exclude``), in a
-        fixed number of statements: at once for those with a queue of their own, and for
-        those in a session with one read of their sessions' counters (locked) and one
-        batch of writes."""
-        in_sessions = self._enqueue_sessions(app, kind, payload, exclude)
-        where = "app = ? AND state = ? AND session_id IS NULL" + (
-            " AND id <> ?" if exclude else "")
-        params: tuple[Any, ...] = (app, int(State.OPEN)) + ((exclude,) if exclude else ())
-        self._run(f"UPDATE aws_connections SET last_event = last_event + 1 WHERE {where}", params)
-        cursor = self._run(
-            "INSERT INTO aws_events (conn_id, event_id, kind, payload, created) "
-            f"SELECT id, last_event, ?, ?, ? FROM aws_connections WHERE {where}",
-            (kind, payload, self.now) + params,
-        )
-        count = cursor.rowcount
-        for conn_id, waker, event_id in self._run(
-            f"SELECT id, waker, last_event FROM aws_connections WHERE {where} "
-            "AND waker IS NOT NULL", params
-        ).fetchall():
-            self.woken.setdefault(waker, []).append(conn_id)
-            self.queued.setdefault(waker, []).append((int(event_id), kind, payload, None))
-        if self.max_queued:
-            for (conn_id,) in self._run(
-                f"SELECT id FROM aws_connections WHERE {where} "
-                "AND last_event - sent_event > ?", params + (self.max_queued,)
-            ).fetchall():
-                self.overflow[conn_id] = None
-        return int(count) + in_sessions
-
-    def _enqueue_sessions(self, app: str, kind: int, payload: bytes, exclude: str | None
-                          ) -> int:
-        """:meth:`enqueue_app`'s part for the connections of ``app`` in sessions: each
-        event on its session's queue, numbered after the session's last (in the order of
-        the connections' creation, as one :meth:`enqueue` each would). Returns how many."""
-        members = self._run(
-            "SELECT m.id, m.session_ref, s.id, s.last_event, s.waker, s.sent_event "
-            "FROM aws_connections m JOIN aws_connections s ON s.id = m.session_id "
-            "WHERE m.app = ? AND m.state = ?" + (" AND m.id <> ?" if exclude else "")
-            + " ORDER BY m.created, m.id" + self.storage._database.dialect.for_update,
-            (app, int(State.OPEN)) + ((exclude,) if exclude else ())).fetchall()
-        if not members:
+        """Queue one event for every open connection of ``app`` (but ``exclude``): ONE row
+        of the broadcast log whatever their number (:mod:`.log`), numbered by each queue
+        after its last event (in a session, for its connections of ``app`` in the order they
+        were opened). The queues are read (one statement per 250) to number the events
+        handed to this process's streams, wake the others and check
+        ``max_events_queued``. Returns how many connections get it."""
+        self._hold_clock()
+        before = self._ordinal(app)
+        # The connections with a queue of their own: each one's last id in one statement
+        # (open, so each got every broadcast of the app since its count, but those that
+        # excluded it: counted only if the app has any).
+        excluded = "(SELECT COUNT(*) FROM aws_broadcasts b WHERE b.not_for = m.id AND " \
+            "b.app = m.app AND b.ordinal > m.counted_ord)" if self._rows(
+                "SELECT 1 FROM aws_broadcasts WHERE app = ? AND not_for IS NOT NULL LIMIT 1",
+                (app,)) else "0"
+        plain = self._rows(
+            f"SELECT m.id, m.waker, m.sent_event, m.last_event + ? - m.counted_ord - {excluded}, "
+            "m.created FROM aws_connections m WHERE m.app = ? AND m.state = ? AND "
+            "m.session_id IS NULL" + (" AND m.id <> ?" if exclude else ""),
+            (before, app, _OPEN) + ((exclude,) if exclude else ()))
+        # The sessions with a connection of the app: the session's row and all its
+        # connections' rows (their counts, of every app, give the session's last id).
+        in_sessions = "SELECT r.session_id FROM aws_connections r WHERE r.app = ? AND " \
+            "r.state = ? AND r.session_id IS NOT NULL"
+        sessions = _views_where(
+            self._rows, f"m.id IN ({in_sessions}) OR m.session_id IN ({in_sessions})",
+            (app, _OPEN, app, _OPEN), None)
+        getting = {queue.id: members for queue in sessions.values() if (members := sorted(
+            (member for member in queue.members
+             if member.app == app and member.open and member.id != exclude),
+            key=lambda member: (member.created, member.id)))}
+        if not plain and not getting:
             return 0
-        last: dict[str, int] = {}  # session -> its last event id, as numbered here
-        events = []
-        for conn_id, ref, session, last_event, waker, sent in members:
-            event_id = last[session] = last.get(session, int(last_event)) + 1
-            events.append((session, event_id, kind, payload, self.now, ref))
-            self._routes[conn_id] = (session, ref)
+        clock = self._clock = self._hold_clock() + 1
+        self._run("UPDATE aws_counters SET value = ? WHERE name = ?", (clock, CLOCK))
+        ordinal = before + 1
+        if before:
+            self._run("UPDATE aws_counters SET value = ? WHERE name = ?", (ordinal, app))
+        else:  # the app's first broadcast
+            self._run("INSERT INTO aws_counters (name, value) VALUES (?, 1)", (app,))
+        self._run(
+            "INSERT INTO aws_broadcasts (pos, app, ordinal, kind, payload, created, not_for) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)", (clock, app, ordinal, kind, payload, self.now,
+                                             exclude))
+        woken, queued, keys, routes = self.woken, self.queued, self.keys, self._routes
+        max_queued, overflow = self.max_queued, self.overflow
+        for conn_id, waker, sent, last, created in plain:
+            event_id = int(last) + 1
+            routes[conn_id] = (conn_id, None)
+            keys[conn_id] = (event_id, (clock, 0, float(created), conn_id))
             if waker:
-                self.woken.setdefault(waker, []).append(session)
-                self.queued.setdefault(waker, []).append((event_id, kind, payload, ref))
-            if self.max_queued and event_id - int(sent) > self.max_queued:
-                self.overflow[session] = None
-        self._run_many("UPDATE aws_connections SET last_event = ? WHERE id = ?",
-                       [(event_id, session) for session, event_id in last.items()])
-        self._run_many(
-            "INSERT INTO aws_events (conn_id, event_id, kind, payload, created, target) "
-            "VALUES (?, ?, ?, ?, ?, ?)", events)
-        return len(members)
+                woken.setdefault(waker, []).append(conn_id)
+                queued.setdefault(waker, []).append((event_id, kind, payload, None))
+            if max_queued and event_id - int(sent) > max_queued:
+                overflow[conn_id] = None
+        count = len(plain)
+        for session, members in getting.items():
+            queue = sessions[session]
+            event_id = queue.last
+            for member in members:
+                event_id += 1
+                routes[member.id] = (session, member.ref)
+                if queue.waker:
+                    woken.setdefault(queue.waker, []).append(session)
+                    queued.setdefault(queue.waker, []).append(
+                        (event_id, kind, payload, member.ref))
+            count += len(members)
+            keys[session] = (event_id, item_key(clock, members[-1]))
+            if max_queued and event_id - queue.sent_event > max_queued:
+                overflow[session] = None
+        return count
 
     # --- application data --------------------------------------------------------------
 
@@ -467,17 +711,33 @@ class Transaction:
         return [row[0] for row in rows]
 
     def purge_closed(self, closed_before: float) -> int:
-        """Delete connections closed before ``closed_before`` and all their events."""
-        self._run(
-            "DELETE FROM aws_events WHERE conn_id IN (SELECT id FROM aws_connections "
-            "WHERE state = ? AND closed_at < ?)",
-            (int(State.CLOSED), closed_before),
-        )
-        cursor = self._run(
-            "DELETE FROM aws_connections WHERE state = ? AND closed_at < ?",
-            (int(State.CLOSED), closed_before),
-        )
-        return int(cursor.rowcount)
+        """Delete connections closed before ``closed_before`` and all their events — but
+        not a connection of a session whose client has yet to read its last broadcasts
+        (they are read through its row) — and the broadcasts no queue needs any more
+        (before the checkpoints of all queues that may read them, and older than a minute).
+        Returns how many connections."""
+        gone = [row[0] for row in self._rows(
+            "SELECT c.id, c.session_id, c.left_pos, s.base_pos, s.state, s.closed_at "
+            "FROM aws_connections c LEFT JOIN aws_connections s ON s.id = c.session_id "
+            "WHERE c.state = ? AND c.closed_at < ?", (int(State.CLOSED), closed_before))
+            if row[1] is None or row[3] is None or row[2] is None or int(row[3]) > int(row[2])
+            or (int(row[4]) == int(State.CLOSED) and float(row[5] or 0) < closed_before)]
+        for start in range(0, len(gone), 250):
+            part = tuple(gone[start:start + 250])
+            marks = ", ".join("?" * len(part))
+            self._run(f"DELETE FROM aws_events WHERE conn_id IN ({marks})", part)
+            self._run(f"DELETE FROM aws_connections WHERE id IN ({marks})", part)
+        # An app's broadcasts are needed from the oldest checkpoint among the queues of its
+        # connections that may still read some: open, or closed after that checkpoint.
+        needed = dict(self._rows(
+            "SELECT m.app, MIN(q.base_pos) FROM aws_connections m JOIN aws_connections q "
+            "ON q.id = COALESCE(m.session_id, m.id) WHERE m.transport <> 'session' "
+            "AND (m.state = ? OR m.left_pos >= q.base_pos) GROUP BY m.app", (_OPEN,)))
+        for (app,) in self._rows("SELECT DISTINCT app FROM aws_broadcasts"):
+            since = needed.get(app)
+            self._run("DELETE FROM aws_broadcasts WHERE app = ? AND pos < ? AND created < ?",
+                      (app, 1 << 62 if since is None else int(since), self.now - 60.0))
+        return len(gone)
 
     def meta_get(self, name: str) -> str | None:
         """A value of the storage's own bookkeeping."""
@@ -512,6 +772,10 @@ class AltWebSocketStorage:
         self._pool_lock = allocate_lock()
         self._listener: Any = None
         self._ready = False
+        # queue -> {event id: key} of its last few events read or queued here (.log): a
+        # stream reads on from its cursor without looking for an anchor
+        self._keys: dict[str, dict[int, Key]] = {}
+        self._keys_lock = allocate_lock()
 
     @property
     def is_sqlite(self) -> bool:
@@ -581,6 +845,25 @@ class AltWebSocketStorage:
                     return
         _close_quietly(db)
 
+    def _known(self, queue: str, event_id: int) -> Key | None:
+        """The key of event ``event_id`` of ``queue``, if remembered (:meth:`_remember`)."""
+        found = self._keys.get(queue)
+        return None if found is None else found.get(event_id)
+
+    def _remember(self, keys: dict[str, tuple[int, Key]]) -> None:
+        """Remember (committed) events' keys: a few per queue, for a few thousand queues."""
+        with self._keys_lock:
+            known = self._keys
+            if len(known) > _KEYS_KEPT:
+                known.clear()
+            for queue, (event_id, key) in keys.items():
+                found = known.get(queue)
+                if found is None:
+                    found = known[queue] = {}
+                found[event_id] = key
+                if len(found) > 4:
+                    del found[next(iter(found))]
+
     def transaction(self) -> _Scope:
         """A write transaction (``with storage.transaction() as tx:``); commits on
         success, rolls back on any exception. Its :attr:`~Transaction.now` is read from
@@ -618,6 +901,8 @@ class AltWebSocketStorage:
             if tx.woken and self._database.engine_name == "postgresql":
                 self._notify(db, tx.woken)  # delivered to other hosts when this commits
             self._database.commit(db)
+            if tx.keys:
+                self._remember(tx.keys)
         except errors as failure:
             try:
                 self._database.rollback(db)
@@ -679,25 +964,21 @@ class AltWebSocketStorage:
 
     def events_after(self, conn_id: str, after: int, limit: int = EVENT_PAGE
                      ) -> list[StoredEvent]:
-        """Up to ``limit`` events of the connection with an id above ``after``, in order."""
-        rows = self._query(
-            "SELECT event_id, kind, payload, target FROM aws_events WHERE conn_id = ? "
-            f"AND event_id > ? ORDER BY event_id LIMIT {int(limit)}",
-            (conn_id, after),
-        )
-        return [(int(row[0]), int(row[1]), bytes(row[2]), row[3]) for row in rows]
+        """Up to ``limit`` events of the queue ``conn_id`` (a connection's own, or a
+        session's) with an id above ``after``, in order (reads outside any transaction)."""
+        queue = _views(self._query, [conn_id]).get(conn_id)
+        if queue is None:
+            return []
+        events = _read(self._query, self._known, queue, after, limit)
+        if not events:
+            return []
+        self._remember({conn_id: (events[-1][0], events[-1][1])})
+        return [(event[0], event[2], event[3], event[4]) for event in events]
 
     def last_events(self, conn_ids: Sequence[str]) -> dict[str, int]:
-        """The id of the last event queued for each of ``conn_ids`` (a read outside any
-        transaction; one statement per 500 ids)."""
-        found: dict[str, int] = {}
-        for start in range(0, len(conn_ids), 500):
-            part = tuple(conn_ids[start:start + 500])
-            marks = ", ".join("?" * len(part))
-            for conn_id, last in self._query(
-                    f"SELECT id, last_event FROM aws_connections WHERE id IN ({marks})", part):
-                found[str(conn_id)] = int(last)
-        return found
+        """The id of the last event queued for each of the queues ``conn_ids`` (a read
+        outside any transaction; one statement per 250 ids)."""
+        return {queue.id: queue.last for queue in _views(self._query, conn_ids).values()}
 
     def data_version(self) -> int | None:
         """SQLite's ``PRAGMA data_version`` on this thread's connection (changes on commits
@@ -727,6 +1008,7 @@ class AltWebSocketStorage:
 
 
 _POOL_IDLE = 8  # idle connections a process keeps to PostgreSQL or MySQL
+_KEYS_KEPT = 20_000  # queues whose last keys a process remembers (then it starts afresh)
 
 
 def _close_quietly(db: Any) -> None:

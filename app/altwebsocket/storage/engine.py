@@ -140,6 +140,14 @@ def _create_statements(sa_dialect: Any) -> list[str]:
     return statements
 
 
+def _add_clock(cursor: Any, sql: Callable[[str], str]) -> None:
+    """Add the broadcast log's clock (:mod:`.log`) if the tables lack it: its row must
+    exist before two transactions lock it at once."""
+    cursor.execute(sql("SELECT 1 FROM aws_counters WHERE name = ?"), ("",))
+    if cursor.fetchone() is None:
+        cursor.execute(sql("INSERT INTO aws_counters (name, value) VALUES (?, 0)"), ("",))
+
+
 def _sa_dialect(name: str) -> Any:
     if name == "sqlite":
         from sqlalchemy.dialects import sqlite as module
@@ -350,6 +358,7 @@ class Database:
                 for statement in migration_statements(candidate.name, present, indexes,
                                                       sa_dialect):
                     cursor.execute(statement)
+        _add_clock(cursor, self.sql)
         cursor.execute(self.sql("DELETE FROM aws_meta WHERE name = ?"), ("schema_version",))
         cursor.execute(self.sql("INSERT INTO aws_meta (name, value) VALUES (?, ?)"),
                        ("schema_version", str(SCHEMA_VERSION)))
@@ -380,6 +389,7 @@ class Database:
                             db.execute(statement)
                     else:  # tables of an older version (0: made before versions were kept)
                         self._migrate_sqlite(db, version, sa_dialect)
+                    _add_clock(db.cursor(), str)
                     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 db.execute("COMMIT")
             except BaseException:

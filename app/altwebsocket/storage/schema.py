@@ -10,7 +10,11 @@ request that finds the tables in place.
 Version history: 1 the first tables; 2 added ``client_addr``, ``sent_event``, ``rate_tokens``
 and ``rate_at`` to ``aws_connections`` (the limits of ``docs/security.md``); 3 added sessions
 (wire protocol version 2): ``session_id`` and ``session_ref`` to ``aws_connections`` and
-``target`` to ``aws_events``.
+``target`` to ``aws_events``; 4 the broadcast log (``aws_broadcasts``, ``aws_counters``): a
+broadcast is one row, read by every queue through its own count (columns ``joined_ord``,
+``counted_ord``, ``left_ord``, ``left_pos``, ``base_event``, ``base_pos``, ``base_member``,
+``base_created`` of
+``aws_connections``, ``pos`` of ``aws_events``; see :mod:`.log`).
 
 A session (one per browser, ``docs/protocol.md``) is a row of ``aws_connections`` too, with
 ``transport = 'session'``: its stream, event ids, waker and limits work as a connection's.
@@ -38,7 +42,7 @@ __all__ = [
     "sqlalchemy_column",
 ]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """The version of the tables (SQLite keeps it in ``PRAGMA user_version``)."""
 
 
@@ -108,6 +112,19 @@ TABLES = (
         Column("rate_at", "float", since=2),  # ...as of this time
         Column("session_id", "string", 32, since=3),  # the session it belongs to, if any
         Column("session_ref", "string", 64, since=3),  # its name within that session
+        # As a recipient of broadcasts (:mod:`.log`): the app's broadcast ordinal when it
+        # opened (it gets those after), up to which its queue's last_event counts them, and
+        # when it closed (NULL: open; on a row closed before version 4, 0)
+        Column("joined_ord", "integer", nullable=False, default=0, since=4),
+        Column("counted_ord", "integer", nullable=False, default=0, since=4),
+        Column("left_ord", "integer", since=4),
+        Column("left_pos", "integer", since=4),  # the log's clock when it closed
+        # As a queue: the last event its client saw, whose key (position in the log, and
+        # the connection it was for if a broadcast) anchors the numbering of what follows
+        Column("base_event", "integer", nullable=False, default=0, since=4),
+        Column("base_pos", "integer", nullable=False, default=0, since=4),
+        Column("base_member", "string", 32, since=4),  # (NULL: that event was direct)
+        Column("base_created", "float", since=4),  # (the created of base_member)
     ), (
         Index("aws_connections_app_state", ("app", "state")),
         Index("aws_connections_addr_state", ("client_addr", "state"), since=2),
@@ -120,6 +137,23 @@ TABLES = (
         Column("payload", "binary", nullable=False),
         Column("created", "float", nullable=False),
         Column("target", "string", 64, since=3),  # in a session's queue: the connection's ref
+        Column("pos", "integer", nullable=False, default=0, since=4),  # the log's clock then
+    )),
+    Table("aws_broadcasts", (  # one row per broadcast, whatever the recipients (.log)
+        Column("pos", "integer", primary_key=True, since=4),  # the log's clock: 1, 2, 3…
+        Column("app", "string", 64, nullable=False, since=4),
+        Column("ordinal", "integer", nullable=False, since=4),  # the app's own: 1, 2, 3…
+        Column("kind", "smallint", nullable=False, since=4),
+        Column("payload", "binary", nullable=False, since=4),
+        Column("created", "float", nullable=False, since=4),
+        Column("not_for", "string", 32, since=4),  # the connection it is not for, if any
+    ), (
+        Index("aws_broadcasts_app_pos", ("app", "pos"), since=4),
+        Index("aws_broadcasts_not_for", ("not_for", "ordinal"), since=4),
+    )),
+    Table("aws_counters", (  # the log's clock (name "") and each app's broadcast ordinal
+        Column("name", "string", 64, primary_key=True, since=4),
+        Column("value", "integer", nullable=False, since=4),
     )),
     Table("aws_log", (
         Column("id", "integer", primary_key=True),  # the only autoincrement key

@@ -284,8 +284,9 @@ def _open(server: AltWebSocketServer, streams: Streams, app: str, conn_id: str, 
     if not token_matches(record, token):
         raise Forbidden(f"wrong token for this {what}")
     transition(record.state, Input.STREAM)
-    after = check_resume(last_event_id, record.last_event)
-    if record.state == State.CLOSED and after >= record.last_event:
+    last = server.storage.last_events([record.id]).get(record.id, record.last_event)
+    after = check_resume(last_event_id, last)
+    if record.state == State.CLOSED and after >= last:
         return None
     limit = server.settings.max_streams
     crowded = count_streams(server.wake_dir) >= limit and \
