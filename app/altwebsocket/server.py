@@ -82,11 +82,14 @@ class LocalStream:
     """A stream held by this process, registered under its waker address with
     :meth:`AltWebSocketServer.hold_stream`: it is handed the events committed for it."""
 
-    def offer(self, events: list[StoredEvent], own: bool = False) -> LockType | bool:
+    def offer(self, events: list[StoredEvent], own: bool = False,
+              queues: Sequence[str] = ()) -> LockType | bool:
         """Take these events (committed just now, in order). Returns a held lock that is
         released once they are written out, ``True`` if they are written already, or
         ``False`` if not taken (then the caller sends a hint: the stream reads them).
-        ``own``: the operation serves this stream's client (it may write them itself)."""
+        ``own``: the operation serves this stream's client (it may write them itself).
+        ``queues``: for each event, the queue it is on (the stream's own; a transport that
+        holds many connections under one waker, the daemon, tells them apart by it)."""
         raise NotImplementedError
 
 
@@ -408,7 +411,8 @@ class AltWebSocketServer:
         written: list[LockType] = []
         for address, ids in tx.woken.items():
             stream = here.get(address)
-            taken = False if stream is None else stream.offer(tx.queued[address], own in ids)
+            taken = False if stream is None else \
+                stream.offer(tx.queued[address], own in ids, ids)
             if taken is False:  # another process's, or not taking more: it reads the storage
                 hints[address] = ids
             elif taken is not True:

@@ -232,3 +232,43 @@ def test_a_connection_gets_the_broadcasts_of_its_time_only(tmp_path) -> None:
     assert [event[2] for event in storage.events_after(late, 0)] == [b"both", b"after"]
     record = storage.connection(early)
     assert record is not None and record.state == State.CLOSED
+
+
+def test_a_version_3_database_keeps_its_numbers_and_gets_the_log(tmp_path) -> None:
+    import sqlite3
+
+    from altwebsocket.storage import SCHEMA_VERSION
+
+    path = str(tmp_path / "altws.db")
+    _storage(f"sqlite:///{path}").close()
+    db = sqlite3.connect(path)
+    db.execute("DROP TABLE aws_broadcasts")
+    db.execute("DROP TABLE aws_counters")
+    for column in ("joined_ord", "counted_ord", "left_ord", "left_pos", "base_event",
+                   "base_pos", "base_member", "base_created"):
+        db.execute(f"ALTER TABLE aws_connections DROP COLUMN {column}")
+    db.execute("ALTER TABLE aws_events DROP COLUMN pos")
+    columns = "id, app, token_hash, protocol, state, created, last_seen, last_event, " \
+        "last_seq, transport, sent_event"
+    db.execute(f"INSERT INTO aws_connections ({columns}) VALUES "
+               "('open', 'chat', 'x', '', 1, 1, 1, 3, 0, 'emulation', 1), "
+               "('shut', 'chat', 'x', '', 3, 1, 1, 1, 0, 'emulation', 0)")
+    db.executemany("INSERT INTO aws_events (conn_id, event_id, kind, payload, created) "
+                   "VALUES (?, ?, ?, ?, 1)",  # ('open', 1) was seen and deleted
+                   [("open", 2, 1, b"two"), ("open", 3, 1, b"three"), ("shut", 1, 3, b"bye")])
+    db.execute("PRAGMA user_version = 3")
+    db.commit()
+    db.close()
+    storage = _storage(f"sqlite:///{path}")
+    with storage.transaction() as tx:
+        assert tx.enqueue_app("chat", 1, b"news") == 1  # not to the closed one
+    with storage.transaction() as tx:
+        assert tx.enqueue("open", 1, b"direct") == 5
+    assert [(event[0], event[2]) for event in storage.events_after("open", 0)] == \
+        [(2, b"two"), (3, b"three"), (4, b"news"), (5, b"direct")]
+    assert [event[0] for event in storage.events_after("shut", 0)] == [1]
+    assert storage.last_events(["open", "shut"]) == {"open": 5, "shut": 1}
+    check = sqlite3.connect(path)
+    assert check.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+    check.close()
+    storage.close()

@@ -474,28 +474,51 @@ class Transaction:
         """Delete the connection's events up to ``upto`` (its client has seen them: they
         no longer count as queued), and make that event the queue's checkpoint: its
         numbering goes on from there, and the broadcasts before it may be purged."""
-        if upto <= 0:
+        self.discard_many([(conn_id, upto)])
+
+    def discard_many(self, marks: Sequence[tuple[str, int]]) -> None:
+        """:meth:`discard` for each ``(conn_id, upto)``: the queues whose client has seen
+        all (the common case: a stream that starts where it left off, the daemon's
+        heartbeat) in one read and a few batches of writes for all of them."""
+        marks = [(conn_id, upto) for conn_id, upto in marks if upto > 0]
+        if not marks:
             return
         clock = self._hold_clock()
-        queue = _views(self._rows, [conn_id]).get(conn_id)
-        seen_all = queue is not None and upto == queue.last and upto >= queue.base_event
-        found = [] if queue is None or seen_all or upto <= queue.base_event else \
+        queues = _views(self._rows, [conn_id for conn_id, _ in marks])
+        seen_all: list[tuple[_Queue, int]] = []
+        for conn_id, upto in marks:
+            queue = queues.get(conn_id)
+            if queue is None:
+                continue
+            if upto == queue.last and upto >= queue.base_event:
+                seen_all.append((queue, upto))
+            else:
+                self._checkpoint(queue, upto)
+        if not seen_all:
+            return
+        # Its count and checkpoint go to the log's clock (held: nothing comes in between),
+        # so no broadcast before now is kept for it.
+        greatest = self.storage._database.dialect.greatest("sent_event", "?")
+        self._run_many("DELETE FROM aws_events WHERE conn_id = ? AND event_id <= ?",
+                       [(queue.id, upto) for queue, upto in seen_all])
+        self._run_many(f"UPDATE aws_connections SET sent_event = {greatest}, last_event = ?, "
+                       "base_event = ?, base_pos = ?, base_member = NULL, base_created = NULL "
+                       "WHERE id = ?",
+                       [(upto, upto, upto, clock, queue.id) for queue, upto in seen_all])
+        self._run_many("UPDATE aws_connections SET counted_ord = ? WHERE id = ?",
+                       [(member.upto, member.id) for queue, _ in seen_all
+                        for member in queue.members if member.upto > member.counted])
+
+    def _checkpoint(self, queue: _Queue, upto: int) -> None:
+        """:meth:`discard` for a queue whose client has not seen all of it."""
+        conn_id = queue.id
+        found = [] if upto <= queue.base_event else \
             _read(self._rows, self.storage._known, queue, upto - 1, 1)  # (before the delete)
         self._run("DELETE FROM aws_events WHERE conn_id = ? AND event_id <= ?", (conn_id, upto))
         greatest = self.storage._database.dialect.greatest("sent_event", "?")
         self._run(f"UPDATE aws_connections SET sent_event = {greatest} WHERE id = ?",
                   (upto, conn_id))
-        if queue is not None and seen_all and queue.base_pos < clock:
-            # It has seen all: its count and checkpoint go to the log's clock (the clock is
-            # held: nothing comes in between), so no broadcast before now is kept for it.
-            self._run("UPDATE aws_connections SET last_event = ?, base_event = ?, "
-                      "base_pos = ?, base_member = NULL, base_created = NULL WHERE id = ?",
-                      (upto, upto, clock, conn_id))
-            self._run_many("UPDATE aws_connections SET counted_ord = ? WHERE id = ?",
-                           [(each.upto, each.id) for each in queue.members
-                            if each.upto > each.counted])
-            return
-        if queue is None or not found or found[0][0] != upto:
+        if not found or found[0][0] != upto:
             return  # (seen before, or not an event of it: beyond its last)
         event_id, key, _, _, _, member, ordinal = found[0]
         self._run("UPDATE aws_connections SET base_event = ?, base_pos = ?, base_member = ?, "
@@ -993,10 +1016,13 @@ class AltWebSocketStorage:
     def discard_events(self, conn_id: str, upto: int) -> None:
         """Delete the connection's events up to ``upto``: the client has seen them (so they
         also no longer count as queued)."""
-        if upto <= 0:
-            return
-        with self.transaction() as tx:
-            tx.discard(conn_id, upto)
+        self.discard_many([(conn_id, upto)])
+
+    def discard_many(self, marks: Sequence[tuple[str, int]]) -> None:
+        """:meth:`discard_events` for each ``(conn_id, upto)``, in one transaction."""
+        if any(upto > 0 for _, upto in marks):
+            with self.transaction() as tx:
+                tx.discard_many(marks)
 
     def checkpoint(self) -> None:
         """Fold the WAL back into the database file (keeps the WAL file bounded)."""

@@ -62,7 +62,7 @@ from .auth import token_matches
 if TYPE_CHECKING:
     import threading
     from _thread import LockType
-    from collections.abc import Generator, Iterator
+    from collections.abc import Generator, Iterator, Sequence
     from typing import Callable
 
     from ...protocol.sse import ServerSentEvent
@@ -395,7 +395,8 @@ class EventStream(LocalStream):
         self._wake = wake
         self.streams.add(wake, self)
 
-    def offer(self, events: list[StoredEvent], own: bool = False) -> LockType | bool:
+    def offer(self, events: list[StoredEvent], own: bool = False,
+              queues: Sequence[str] = ()) -> LockType | bool:
         """Take events committed for this stream by an operation of this process (called
         from its thread); the returned lock is released once they are written out (see
         :meth:`.LocalStream.offer`). With ``own`` (the operation serves this stream's

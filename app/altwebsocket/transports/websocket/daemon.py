@@ -23,10 +23,14 @@ Outgoing events take two paths, and frames leave in commit order on both:
 - **Through the storage.** Events queued by other processes (an emulated client posting through
   WSGI or CGI), broadcasts and closes are stored. The daemon binds one
   :class:`~altwebsocket.wake.WakeSocket`, records it as the waker of all its connections,
-  reads the hinted ids with the event loop and sends ``events_after(cursor)``. It also polls
-  ``PRAGMA data_version`` every ``poll_interval``, so a lost hint costs latency, not messages.
-  Before in-memory events are sent, hints already received are served, so a broadcast and a
-  direct send of one transaction reach the socket in the order the handler made them.
+  reads the hinted ids with the event loop and sends ``events_after(cursor)``. What an
+  operation of this process stored for its clients (a broadcast of a handler running here)
+  is handed to it after the commit, numbered (:meth:`AltWebSocketDaemon.offer`), and sent
+  without being read back. It also polls ``PRAGMA data_version`` every ``poll_interval``
+  (when it moved: one read of where all its clients' queues stand, then the events of those
+  behind), so a lost hint costs latency, not messages. Before in-memory events are sent,
+  hints already received are served, so a broadcast and a direct send of one transaction
+  reach the socket in the order the handler made them.
 
 All database work (the handler callbacks included) runs on ONE thread, so callbacks run one at
 a time and in order per connection. By default that thread is the event loop's own
@@ -53,7 +57,7 @@ import threading
 import time
 from collections.abc import Sequence
 from http import HTTPStatus
-from typing import Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed as SocketClosed
@@ -72,10 +76,13 @@ from ...exceptions import (
 from ...protocol import messages as wire
 from ...protocol.close import CloseCode
 from ...protocol.origin import origin_allowed
-from ...server import AltWebSocketServer, LocalSink, Opened
+from ...server import AltWebSocketServer, LocalSink, LocalStream, Opened
 from ...storage import EVENT_PAGE
 from ...storage.wake import WakeSocket, local_path
 from .peer import CloseFrame, Frame, NativeClient, sendable_close
+
+if TYPE_CHECKING:
+    from ...storage.api import StoredEvent
 
 __all__ = ["AltWebSocketDaemon", "run_daemon", "app_from_path", "handshake_origin_allowed"]
 
@@ -141,7 +148,7 @@ def _socket_alive(path: str) -> bool:
         probe.close()
 
 
-class AltWebSocketDaemon(LocalSink):
+class AltWebSocketDaemon(LocalSink, LocalStream):
     """Serves the apps of ``server`` over native WebSocket; the server's ``LocalSink``.
 
     Args:
@@ -173,6 +180,7 @@ class AltWebSocketDaemon(LocalSink):
         # handshakes answered but not yet handled: id(connection) -> (when, app, opened)
         self._opening: dict[int, tuple[float, str, Opened | AltWebSocketError]] = {}
         self._last_warning = ("", 0.0)
+        self._db_thread = 0  # the thread that runs the database work (offer() checks it)
         limit = self.settings.max_message
         self._max_bytes = max(4 * limit + 65536, 1 << 20)
 
@@ -219,6 +227,34 @@ class AltWebSocketDaemon(LocalSink):
             if client is not None:
                 pushes.extend(self._flush(client))
         return pushes
+
+    def _note_db_thread(self) -> None:
+        self._db_thread = threading.get_ident()
+
+    # --- LocalStream: what this process's operations queued for its clients ------------
+
+    def offer(self, events: list[StoredEvent], own: bool = False,
+              queues: Sequence[str] = ()) -> bool:
+        """Take the events an operation of this process just committed for connections
+        waited on by this daemon's wake socket (a broadcast: one event per client), in
+        order: each is pushed as it is when it follows its client's cursor, without reading
+        it back (a gap, events of elsewhere in between: that client's are read). Only on
+        the database thread (the cursors are its); ``False`` elsewhere: the hint path."""
+        if threading.get_ident() != self._db_thread or len(queues) != len(events):
+            return False
+        pushes = self._serve_hints()  # what other processes queued before, first
+        clients = self.clients
+        for conn_id, (event_id, kind, payload, _) in zip(queues, events):
+            client = clients.get(conn_id)
+            if client is None or event_id <= client.cursor:
+                continue
+            if event_id == client.cursor + 1:
+                pushes.append((client, _frame(kind, payload)))
+                client.cursor = event_id
+            else:
+                pushes.extend(self._flush(client))
+        self._dispatch(pushes)
+        return True
 
     # --- LocalSink ---------------------------------------------------------------------
 
@@ -301,8 +337,13 @@ class AltWebSocketDaemon(LocalSink):
         pushes = self._serve_hints()
         if version is None or version != self._version:
             self._version = version
-            for client in list(self.clients.values()):
-                pushes.extend(self._flush(client))
+            # where every client's queue stands, in one read for all (a statement per 250);
+            # only those behind read their events
+            clients = list(self.clients.values())
+            last = storage.last_events([client.id for client in clients])
+            for client in clients:
+                if last.get(client.id, 0) > client.cursor:
+                    pushes.extend(self._flush(client))
         self._dispatch(pushes)
         now = time.monotonic()
         if now - self._last_beat >= min(self.settings.heartbeat, 5.0):
@@ -310,10 +351,11 @@ class AltWebSocketDaemon(LocalSink):
             assert self._wake is not None
             with storage.transaction() as tx:
                 tx.touch_waker(self._wake.address)
-            for client in list(self.clients.values()):
-                if client.cursor > client.discarded:
-                    storage.discard_events(client.id, client.cursor)
-                    client.discarded = client.cursor
+            seen = [client for client in self.clients.values()
+                    if client.cursor > client.discarded]
+            storage.discard_many([(client.id, client.cursor) for client in seen])
+            for client in seen:  # (one transaction for all of them)
+                client.discarded = client.cursor
             self.server.maybe_sweep()
 
     def _close_orphans(self) -> int:
@@ -510,11 +552,14 @@ class AltWebSocketDaemon(LocalSink):
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self._stop = stop or asyncio.Event()
+        self._db_thread = self._loop_thread
         if self._threaded:
             self._pool = concurrent.futures.ThreadPoolExecutor(1, "altws-db")
+            self._pool.submit(self._note_db_thread).result()
         self.server.storage.listen()  # hints from other hosts too (PostgreSQL)
         self._wake = WakeSocket(self.server.wake_dir)
         self.server.local_sink = self
+        self.server.hold_stream(self._wake.address, self)  # (offer: broadcasts in memory)
         ticker: asyncio.Task[None] | None = None
         try:
             try:
@@ -550,6 +595,7 @@ class AltWebSocketDaemon(LocalSink):
             if ticker is not None:
                 ticker.cancel()
             if self._wake is not None:
+                self.server.hold_stream(self._wake.address, None)
                 if not self._loop.is_closed():
                     self._loop.remove_reader(self._wake.fileno())
                 self._wake.close()
