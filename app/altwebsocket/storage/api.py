@@ -183,7 +183,7 @@ class _Queue:
         """The key of its checkpoint: the last event its client saw (:mod:`.log`)."""
         if self.base_member is None:
             return direct_key(self.base_pos, self.base_event)
-        return (self.base_pos, 0, self.base_created, self.base_member)
+        return item_key(self.base_pos, self.base_created, self.base_member)
 
 
 if TYPE_CHECKING:
@@ -192,36 +192,29 @@ if TYPE_CHECKING:
 
 
 def _views(run: Run, queue_ids: Sequence[str]) -> dict[str, _Queue]:
-    """The queues ``queue_ids`` (those that exist) with their members."""
+    """The queues ``queue_ids`` (those that exist) with their members (one statement per
+    250 queues)."""
     out: dict[str, _Queue] = {}
     ids = list(dict.fromkeys(queue_ids))
     for start in range(0, len(ids), 250):
         part = ids[start:start + 250]
+        wanted = set(part)
         marks = ", ".join("?" * len(part))
-        out.update(_views_where(run, f"m.id IN ({marks}) OR m.session_id IN ({marks})",
-                                (*part, *part), set(part)))
-    return out
-
-
-def _views_where(run: Run, where: str, params: Sequence[Any], wanted: set[str] | None
-                 ) -> dict[str, _Queue]:
-    """The queues among the rows ``where`` selects (those in ``wanted``; ``None``: every
-    row that is a queue), with their members among those rows."""
-    out: dict[str, _Queue] = {}
-    members: list[tuple[str, Member]] = []
-    for row in run(f"SELECT {_VIEW_COLUMNS} FROM aws_connections m WHERE {where}",
-                   (_OPEN, *params)):
-        if (row[0] in wanted) if wanted is not None else row[9] is None:
-            out[row[0]] = _Queue(row)
-        if row[8] != "session":  # a connection: a member of its session's, or its own
-            members.append((row[9] or row[0], Member(
-                row[0], row[1], int(row[2]) == _OPEN, int(row[3]), int(row[4]),
-                None if row[5] is None else int(row[5]), float(row[6]), row[7],
-                int(row[17]), int(row[18]))))
-    for owner, member in members:
-        queue = out.get(owner)
-        if queue is not None:
-            queue.members.append(member)
+        members: list[tuple[str, Member]] = []
+        for row in run(f"SELECT {_VIEW_COLUMNS} FROM aws_connections m "
+                       f"WHERE m.id IN ({marks}) OR m.session_id IN ({marks})",
+                       (_OPEN, *part, *part)):
+            if row[0] in wanted:
+                out[row[0]] = _Queue(row)
+            if row[8] != "session":  # a connection: a member of its session's, or its own
+                members.append((row[9] or row[0], Member(
+                    row[0], row[1], int(row[2]) == _OPEN, int(row[3]), int(row[4]),
+                    None if row[5] is None else int(row[5]), float(row[6]), row[7],
+                    int(row[17]), int(row[18]))))
+        for owner, member in members:
+            queue = out.get(owner)
+            if queue is not None:
+                queue.members.append(member)
     return out
 
 
@@ -256,7 +249,7 @@ def _read(run: Run, known: Callable[[str, int], Key | None], queue: _Queue, afte
             cut = (rows[-1][0], 0)
             rows = [row for row in rows if row[0] != rows[-1][0]]
         items = sorted(
-            (((int(row[0]), 0, float(row[5]), row[4]), int(row[2]), bytes(row[3]),
+            ((item_key(int(row[0]), float(row[5]), row[4]), int(row[2]), bytes(row[3]),
               row[6] if queue.session else None, row[4], int(row[1])) for row in rows),
             key=itemgetter(0))
         items = [item for item in items if item[0] > anchor_key]
@@ -621,17 +614,17 @@ class Transaction:
             "m.created FROM aws_connections m WHERE m.app = ? AND m.state = ? AND "
             "m.session_id IS NULL" + (" AND m.id <> ?" if exclude else ""),
             (before, app, _OPEN) + ((exclude,) if exclude else ()))
-        # The sessions with a connection of the app: the session's row and all its
-        # connections' rows (their counts, of every app, give the session's last id).
-        in_sessions = "SELECT r.session_id FROM aws_connections r WHERE r.app = ? AND " \
-            "r.state = ? AND r.session_id IS NOT NULL"
-        sessions = _views_where(
-            self._rows, f"m.id IN ({in_sessions}) OR m.session_id IN ({in_sessions})",
-            (app, _OPEN, app, _OPEN), None)
-        getting = {queue.id: members for queue in sessions.values() if (members := sorted(
-            (member for member in queue.members
-             if member.app == app and member.open and member.id != exclude),
-            key=lambda member: (member.created, member.id)))}
+        # The sessions with a connection of the app: each one's last id in one statement
+        # (its count, plus what each of its connections, of any app, got since theirs),
+        # and those connections, in the order they were opened.
+        getting: dict[str, list[tuple[str, str | None, float]]] = {}
+        for session, conn_id, ref, created in sorted(self._rows(
+                "SELECT session_id, id, session_ref, created FROM aws_connections WHERE "
+                "app = ? AND state = ? AND session_id IS NOT NULL"
+                + (" AND id <> ?" if exclude else ""),
+                (app, _OPEN) + ((exclude,) if exclude else ())), key=itemgetter(3, 1)):
+            getting.setdefault(session, []).append((conn_id, ref, float(created)))
+        sessions = self._session_lasts(app, exclude) if getting else []
         if not plain and not getting:
             return 0
         clock = self._clock = self._hold_clock() + 1
@@ -650,28 +643,52 @@ class Transaction:
         for conn_id, waker, sent, last, created in plain:
             event_id = int(last) + 1
             routes[conn_id] = (conn_id, None)
-            keys[conn_id] = (event_id, (clock, 0, float(created), conn_id))
+            keys[conn_id] = (event_id, item_key(clock, float(created), conn_id))
             if waker:
                 woken.setdefault(waker, []).append(conn_id)
                 queued.setdefault(waker, []).append((event_id, kind, payload, None))
             if max_queued and event_id - int(sent) > max_queued:
                 overflow[conn_id] = None
         count = len(plain)
-        for session, members in getting.items():
-            queue = sessions[session]
-            event_id = queue.last
-            for member in members:
+        for session, waker, sent, last in sessions:
+            members = getting[session]
+            event_id = int(last)
+            for conn_id, ref, _ in members:
                 event_id += 1
-                routes[member.id] = (session, member.ref)
-                if queue.waker:
-                    woken.setdefault(queue.waker, []).append(session)
-                    queued.setdefault(queue.waker, []).append(
-                        (event_id, kind, payload, member.ref))
+                routes[conn_id] = (session, ref)
+                if waker:
+                    woken.setdefault(waker, []).append(session)
+                    queued.setdefault(waker, []).append((event_id, kind, payload, ref))
             count += len(members)
-            keys[session] = (event_id, item_key(clock, members[-1]))
-            if max_queued and event_id - queue.sent_event > max_queued:
+            conn_id, _, created = members[-1]
+            keys[session] = (event_id, item_key(clock, created, conn_id))
+            if max_queued and event_id - int(sent) > max_queued:
                 overflow[session] = None
         return count
+
+    def _session_lasts(self, app: str, exclude: str | None) -> list[Any]:
+        """``(session, waker, sent_event, last id)`` of the sessions with an open
+        connection of ``app`` (but ``exclude``): :class:`_Queue.last` summed by the
+        database."""
+        dialect = self.storage._database.dialect
+        upto = (f"CASE WHEN m.state = ? THEN COALESCE(c.value, 0) ELSE "
+                f"{dialect.least('COALESCE(c.value, 0)', 'COALESCE(m.left_ord, 0)')} END")
+        excluded = "(SELECT COUNT(*) FROM aws_broadcasts b WHERE b.not_for = m.id AND " \
+            "b.app = m.app AND b.ordinal > m.counted_ord AND (m.state = ? OR " \
+            "b.ordinal <= COALESCE(m.left_ord, 0)))" if self._rows(
+                "SELECT 1 FROM aws_broadcasts WHERE not_for IS NOT NULL LIMIT 1") else "0"
+        params: tuple[Any, ...] = (_OPEN,) + ((_OPEN,) if excluded != "0" else ())
+        return self._rows(
+            "SELECT s.id, s.waker, s.sent_event, s.last_event + COALESCE(SUM(CASE WHEN "
+            "u.upto > u.counted_ord + u.excluded THEN u.upto - u.counted_ord - u.excluded "
+            "ELSE 0 END), 0) FROM aws_connections s JOIN ("
+            f"SELECT m.session_id, m.counted_ord, {upto} AS upto, {excluded} AS excluded "
+            "FROM aws_connections m LEFT JOIN aws_counters c ON c.name = m.app "
+            "WHERE m.session_id IN (SELECT r.session_id FROM aws_connections r WHERE "
+            "r.app = ? AND r.state = ? AND r.session_id IS NOT NULL"
+            + (" AND r.id <> ?" if exclude else "") + ")) u ON u.session_id = s.id "
+            "GROUP BY s.id, s.waker, s.sent_event, s.last_event",
+            params + (app, _OPEN) + ((exclude,) if exclude else ()))
 
     # --- application data --------------------------------------------------------------
 

@@ -10,7 +10,7 @@ placeholders                  ``?``                       ``%s`` (the driver's p
 start a write transaction     ``BEGIN IMMEDIATE`` (takes  the driver's implicit ``BEGIN``
                               the write lock at once)
 lock a connection's row       (the write lock covers it)  ``SELECT … FOR UPDATE``
-larger of two values          ``MAX(a, b)``               ``GREATEST(a, b)``
+larger, smaller of two values ``MAX(a, b)``, ``MIN(a, b)``  ``GREATEST(a, b)``, ``LEAST(a, b)``
 quoted identifiers            ``"key"``                   ``"key"`` (MySQL: the connection
                                                           sets ``ANSI_QUOTES``)
 ============================  ==========================  ==================================
@@ -24,15 +24,17 @@ __all__ = ["Dialect", "SQLITE", "dialect_named"]
 class Dialect:
     """The SQL differences of one engine (see the table above)."""
 
-    __slots__ = ("name", "placeholder", "begin", "for_update", "greatest_function")
+    __slots__ = ("name", "placeholder", "begin", "for_update", "greatest_function",
+                 "least_function")
 
     def __init__(self, name: str, placeholder: str, begin: str, for_update: str,
-                 greatest_function: str) -> None:
+                 greatest_function: str, least_function: str) -> None:
         self.name = name
         self.placeholder = placeholder
         self.begin = begin  # the statement that starts a write transaction, or ""
         self.for_update = for_update  # the suffix that locks the selected rows, or ""
         self.greatest_function = greatest_function
+        self.least_function = least_function
 
     def sql(self, statement: str) -> str:
         """``statement`` with ``?`` placeholders in the driver's own style."""
@@ -44,8 +46,12 @@ class Dialect:
         """The SQL expression for the larger of ``a`` and ``b``."""
         return f"{self.greatest_function}({a}, {b})"
 
+    def least(self, a: str, b: str) -> str:
+        """The SQL expression for the smaller of ``a`` and ``b``."""
+        return f"{self.least_function}({a}, {b})"
 
-SQLITE = Dialect("sqlite", "?", "BEGIN IMMEDIATE", "", "MAX")
+
+SQLITE = Dialect("sqlite", "?", "BEGIN IMMEDIATE", "", "MAX", "MIN")
 
 
 def dialect_named(name: str, paramstyle: str) -> Dialect:
@@ -54,4 +60,4 @@ def dialect_named(name: str, paramstyle: str) -> Dialect:
     if name == "sqlite":
         return SQLITE
     placeholder = "?" if paramstyle == "qmark" else "%s"
-    return Dialect(name, placeholder, "", " FOR UPDATE", "GREATEST")
+    return Dialect(name, placeholder, "", " FOR UPDATE", "GREATEST", "LEAST")

@@ -90,9 +90,10 @@ def uncounted(members: Iterable[Member]) -> int:
     return sum(max(0, member.upto - member.counted - member.excluded) for member in members)
 
 
-def item_key(pos: int, member: Member) -> Key:
-    """The key of the broadcast at ``pos`` as an event for ``member``."""
-    return (pos, 0, member.created, member.id)
+def item_key(pos: int, created: float, member: str) -> Key:
+    """The key of the broadcast at ``pos`` as an event for the connection ``member``
+    (created at ``created``)."""
+    return (pos, 0, created, member)
 
 
 def direct_key(pos: int, event_id: int) -> Key:
