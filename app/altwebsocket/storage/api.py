@@ -154,6 +154,10 @@ _ITEMS = (
 
 _READ_MOST = 2000  # rows one read of a queue's events asks for at most
 
+# The sum of what the members of a queue got since their count (over Transaction._members)
+_UNCOUNTED = ("COALESCE(SUM(CASE WHEN u.upto > u.counted_ord + u.excluded THEN "
+              "u.upto - u.counted_ord - u.excluded ELSE 0 END), 0)")
+
 
 class _Queue:
     """A queue (a connection's own, or a session's) as :func:`_views` read it: its row's
@@ -569,15 +573,20 @@ class Transaction:
         exists (purged: nobody can read it)."""
         stream, target = self._route(conn_id)
         clock = self._hold_clock()
-        queue = _views(self._rows, [stream]).get(stream)
-        if queue is None:  # (purged long after it closed: nobody can read it)
+        found = self._queue_last(stream)
+        if found is None:  # (purged long after it closed: nobody can read it)
             return 0
-        event_id = queue.last + 1
+        last, waker, sent, uncounted = found
+        event_id = last + 1
         self._run("UPDATE aws_connections SET last_event = ? WHERE id = ?", (event_id, stream))
-        self._run_many("UPDATE aws_connections SET counted_ord = ? WHERE id = ?",
-                       [(member.upto, member.id) for member in queue.members
-                        if member.upto > member.counted])
-        if self.max_queued and event_id - queue.sent_event > self.max_queued:
+        if uncounted:  # its count now takes in every broadcast so far
+            self._run_many("UPDATE aws_connections SET counted_ord = ? WHERE id = ?", [
+                (upto, member_id) for member_id, counted, upto in self._rows(
+                    f"SELECT m.id, m.counted_ord, {self._upto()} FROM aws_connections m "
+                    "LEFT JOIN aws_counters c ON c.name = m.app WHERE m.transport <> "
+                    "'session' AND ((m.id = ? AND m.session_id IS NULL) OR m.session_id = ?)",
+                    (_OPEN, stream, stream)) if int(upto) > int(counted)])
+        if self.max_queued and event_id - sent > self.max_queued:
             self.overflow[stream] = None
         self._run(
             "INSERT INTO aws_events (conn_id, event_id, kind, payload, created, target, pos) "
@@ -585,7 +594,6 @@ class Transaction:
             (stream, event_id, kind, payload, self.now, target, clock),
         )
         self.keys[stream] = (event_id, direct_key(clock, event_id))
-        waker = queue.waker
         if waker:
             self.woken.setdefault(waker, []).append(stream)
             self.queued.setdefault(waker, []).append((event_id, kind, payload, target))
@@ -666,27 +674,53 @@ class Transaction:
                 overflow[session] = None
         return count
 
+    def _members(self, where: str, exclusions: bool = True) -> tuple[str, tuple[Any, ...]]:
+        """A table of the connections ``where`` selects as members of their queue (their
+        own, or their session's): ``queue``, ``counted_ord``, ``upto`` (the last broadcast
+        ordinal of its app it gets so far) and ``excluded`` (the broadcasts since its count
+        that excluded it; 0 without ``exclusions``: the log has none), with the parameters
+        it takes before those of ``where``. :data:`_UNCOUNTED` sums it (:mod:`.log`)."""
+        upto = self._upto()
+        excluded = "(SELECT COUNT(*) FROM aws_broadcasts b WHERE b.not_for = m.id AND " \
+            "b.app = m.app AND b.ordinal > m.counted_ord AND (m.state = ? OR " \
+            "b.ordinal <= COALESCE(m.left_ord, 0)))" if exclusions else "0"
+        return (f"SELECT COALESCE(m.session_id, m.id) AS queue, m.counted_ord, {upto} AS upto, "
+                f"{excluded} AS excluded FROM aws_connections m LEFT JOIN aws_counters c "
+                f"ON c.name = m.app WHERE m.transport <> 'session' AND ({where})",
+                (_OPEN, _OPEN) if exclusions else (_OPEN,))
+
+    def _upto(self) -> str:
+        """The last broadcast ordinal of its app that the connection ``m`` gets so far
+        (``c``: its app's row of ``aws_counters``; one parameter: State.OPEN)."""
+        least = self.storage._database.dialect.least
+        return (f"CASE WHEN m.state = ? THEN COALESCE(c.value, 0) ELSE "
+                f"{least('COALESCE(c.value, 0)', 'COALESCE(m.left_ord, 0)')} END")
+
+    def _queue_last(self, queue: str) -> tuple[int, str | None, int, bool] | None:
+        """``(last id, waker, sent_event, whether it has broadcasts its count lacks)`` of
+        ``queue``, in one statement; ``None`` if it does not exist."""
+        members, params = self._members("(m.id = ? AND m.session_id IS NULL) OR "
+                                        "m.session_id = ?")
+        row = self._run(
+            f"SELECT q.last_event, q.waker, q.sent_event, (SELECT {_UNCOUNTED} FROM "
+            f"({members}) u) FROM aws_connections q WHERE q.id = ?",
+            params + (queue, queue, queue)).fetchone()
+        if row is None:
+            return None
+        return int(row[0]) + int(row[3]), row[1], int(row[2]), int(row[3]) > 0
+
     def _session_lasts(self, app: str, exclude: str | None) -> list[Any]:
         """``(session, waker, sent_event, last id)`` of the sessions with an open
         connection of ``app`` (but ``exclude``): :class:`_Queue.last` summed by the
         database."""
-        dialect = self.storage._database.dialect
-        upto = (f"CASE WHEN m.state = ? THEN COALESCE(c.value, 0) ELSE "
-                f"{dialect.least('COALESCE(c.value, 0)', 'COALESCE(m.left_ord, 0)')} END")
-        excluded = "(SELECT COUNT(*) FROM aws_broadcasts b WHERE b.not_for = m.id AND " \
-            "b.app = m.app AND b.ordinal > m.counted_ord AND (m.state = ? OR " \
-            "b.ordinal <= COALESCE(m.left_ord, 0)))" if self._rows(
-                "SELECT 1 FROM aws_broadcasts WHERE not_for IS NOT NULL LIMIT 1") else "0"
-        params: tuple[Any, ...] = (_OPEN,) + ((_OPEN,) if excluded != "0" else ())
+        members, params = self._members(
+            "m.session_id IN (SELECT r.session_id FROM aws_connections r WHERE r.app = ? AND "
+            "r.state = ? AND r.session_id IS NOT NULL" + (" AND r.id <> ?" if exclude else "")
+            + ")", exclusions=bool(self._rows(
+                "SELECT 1 FROM aws_broadcasts WHERE not_for IS NOT NULL LIMIT 1")))
         return self._rows(
-            "SELECT s.id, s.waker, s.sent_event, s.last_event + COALESCE(SUM(CASE WHEN "
-            "u.upto > u.counted_ord + u.excluded THEN u.upto - u.counted_ord - u.excluded "
-            "ELSE 0 END), 0) FROM aws_connections s JOIN ("
-            f"SELECT m.session_id, m.counted_ord, {upto} AS upto, {excluded} AS excluded "
-            "FROM aws_connections m LEFT JOIN aws_counters c ON c.name = m.app "
-            "WHERE m.session_id IN (SELECT r.session_id FROM aws_connections r WHERE "
-            "r.app = ? AND r.state = ? AND r.session_id IS NOT NULL"
-            + (" AND r.id <> ?" if exclude else "") + ")) u ON u.session_id = s.id "
+            f"SELECT s.id, s.waker, s.sent_event, s.last_event + {_UNCOUNTED} "
+            f"FROM aws_connections s JOIN ({members}) u ON u.queue = s.id "
             "GROUP BY s.id, s.waker, s.sent_event, s.last_event",
             params + (app, _OPEN) + ((exclude,) if exclude else ()))
 
