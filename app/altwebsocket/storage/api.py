@@ -572,20 +572,54 @@ class Transaction:
         count its row then takes up to now (:mod:`.log`); 0 for a connection that no longer
         exists (purged: nobody can read it)."""
         stream, target = self._route(conn_id)
-        clock = self._hold_clock()
-        found = self._queue_last(stream)
-        if found is None:  # (purged long after it closed: nobody can read it)
+        # The queue's row and the log's clock in one statement, the clock locked (the
+        # first time in this transaction) — with the app's broadcast ordinal now
+        # (and, for a connection of a session, what the session's connections got since)
+        held = self._clock is not None
+        members, params = self._members("m.session_id = ?") if target is not None else \
+            ("SELECT 0 AS upto, 0 AS counted_ord, 0 AS excluded", ())
+        row = self._run(
+            "SELECT k.value, q.last_event, q.waker, q.sent_event, q.counted_ord, q.state, "
+            "q.left_ord, q.transport, q.session_id, q.app, (SELECT c.value FROM aws_counters "
+            f"c WHERE c.name = q.app), (SELECT {_UNCOUNTED} FROM ({members}) u) "
+            "FROM aws_connections q, aws_counters k WHERE q.id = ? AND k.name = ?"
+            + ("" if held else self.storage._database.dialect.for_update),
+            params + ((stream,) if target is not None else ()) + (stream, CLOCK)).fetchone()
+        if row is None:  # (purged long after it closed: nobody can read it)
             return 0
-        last, waker, sent, uncounted = found
-        event_id = last + 1
-        self._run("UPDATE aws_connections SET last_event = ? WHERE id = ?", (event_id, stream))
-        if uncounted:  # its count now takes in every broadcast so far
-            self._run_many("UPDATE aws_connections SET counted_ord = ? WHERE id = ?", [
-                (upto, member_id) for member_id, counted, upto in self._rows(
-                    f"SELECT m.id, m.counted_ord, {self._upto()} FROM aws_connections m "
-                    "LEFT JOIN aws_counters c ON c.name = m.app WHERE m.transport <> "
-                    "'session' AND ((m.id = ? AND m.session_id IS NULL) OR m.session_id = ?)",
-                    (_OPEN, stream, stream)) if int(upto) > int(counted)])
+        clock = self._clock = int(row[0])
+        if row[7] == "session":  # a session: what its connections, of any app, got since
+            if target is not None:
+                last, waker, sent = int(row[1]) + int(row[11]), row[2], int(row[3])
+                uncounted = int(row[11]) > 0
+            else:  # (its own event: its end)
+                found = self._queue_last(stream)
+                assert found is not None
+                last, waker, sent, uncounted = found
+            event_id = last + 1
+            self._run("UPDATE aws_connections SET last_event = ? WHERE id = ?",
+                      (event_id, stream))
+            if uncounted:  # its count now takes in every broadcast so far
+                self._run_many("UPDATE aws_connections SET counted_ord = ? WHERE id = ?", [
+                    (upto, member_id) for member_id, counted, upto in self._rows(
+                        f"SELECT m.id, m.counted_ord, {self._upto()} FROM aws_connections m "
+                        "LEFT JOIN aws_counters c ON c.name = m.app WHERE m.session_id = ? "
+                        "AND m.transport <> 'session'", (_OPEN, stream))
+                    if int(upto) > int(counted)])
+        else:  # a connection's own queue: it is its one member
+            waker, sent, counted = row[2], int(row[3]), int(row[4])
+            member = Member(stream, row[9], int(row[5]) == _OPEN, 0, counted,
+                            None if row[6] is None else int(row[6]), 0.0, None,
+                            int(row[10] or 0), 0)
+            upto, excluded = member.upto, 0
+            if upto > counted:  # broadcasts came since its count: those that excluded it
+                excluded = int(self._run(
+                    "SELECT COUNT(*) FROM aws_broadcasts WHERE not_for = ? AND app = ? AND "
+                    "ordinal > ? AND ordinal <= ?", (stream, row[9], counted, upto)
+                ).fetchone()[0])
+            event_id = int(row[1]) + max(0, upto - counted - excluded) + 1
+            self._run("UPDATE aws_connections SET last_event = ?, counted_ord = ? WHERE id = ?",
+                      (event_id, max(upto, counted), stream))
         if self.max_queued and event_id - sent > self.max_queued:
             self.overflow[stream] = None
         self._run(
@@ -1041,8 +1075,8 @@ class AltWebSocketStorage:
         """Up to ``limit`` events of the queue ``conn_id`` (a connection's own, or a
         session's) with an id above ``after``, in order (reads outside any transaction)."""
         queue = _views(self._query, [conn_id]).get(conn_id)
-        if queue is None:
-            return []
+        if queue is None or queue.last <= after:
+            return []  # (nothing new: one statement, as a hint for events already handed)
         events = _read(self._query, self._known, queue, after, limit)
         if not events:
             return []
