@@ -198,11 +198,12 @@ default)."""
 def collect_less_often() -> None:
     """Collect cyclic garbage less often in a long-running server (``altws serve``,
     ``altws daemon``). With 1,000 clients a full collection walks every live object for
-    60–90 ms (measured here): at Python's default threshold the objects a broadcast has in
-    flight (its events, its frames) outlive a young collection or two, are promoted, and
-    bring on such a pause every dozen broadcasts; the bench's fan-out tail was one of
-    them. With :data:`GC_YOUNG` they mostly die young; a young collection then takes ~5
-    ms. (Reference counting frees everything without cycles at once either way.)"""
+    60–90 ms (measured on a 2-core machine, docs/performance.md): at Python's default
+    threshold the objects a broadcast has in flight (its events, its frames) outlive a
+    young collection or two, are promoted, and bring on such a pause every dozen
+    broadcasts; the bench's fan-out tail was one of them. With :data:`GC_YOUNG` they
+    mostly die young; a young collection then takes ~5 ms. (Reference counting frees
+    everything without cycles at once either way.)"""
     import gc
 
     young, middle, old = gc.get_threshold()

@@ -118,6 +118,7 @@ class Model:
     def broadcast(self, app: str, payload: bytes, exclude: str | None) -> None:
         with self.storage.transaction() as tx:
             count = tx.enqueue_app(app, 1, payload, exclude)
+            numbered = {queue: event_id for queue, (event_id, _) in tx.keys.items()}
         got = sorted((conn for conn in self.open
                       if self.conns[conn][0] == app and conn != exclude),
                      key=lambda conn: self.order[conn])
@@ -125,6 +126,10 @@ class Model:
         for conn in got:
             _, queue, ref = self.conns[conn]
             self.queues[queue].append((ref, payload))
+        # the ids the broadcast numbered its events with (those handed to the streams of
+        # this process) are the ids a read gives them
+        assert numbered == {self.conns[conn][1]: len(self.queues[self.conns[conn][1]])
+                            for conn in got}
 
     def close(self, conn: str) -> None:
         with self.storage.transaction() as tx:

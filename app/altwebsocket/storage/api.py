@@ -136,13 +136,17 @@ _OPEN = int(State.OPEN)
 # A queue's row and its members' rows with the counts that give its last event id
 # (:mod:`.log`), in one statement, so in one snapshot: the app's broadcast ordinal now, and
 # how many broadcasts since the member's count excluded it.
+# How many broadcasts since its count excluded the connection ``m`` (one parameter:
+# State.OPEN; a closed connection got none after it left)
+_EXCLUDED = ("(SELECT COUNT(*) FROM aws_broadcasts b WHERE b.not_for = m.id AND b.app = m.app "
+             "AND b.ordinal > m.counted_ord AND (m.state = ? OR "
+             "b.ordinal <= COALESCE(m.left_ord, 0)))")
+
 _VIEW_COLUMNS = (
     "m.id, m.app, m.state, m.joined_ord, m.counted_ord, m.left_ord, m.created, m.session_ref, "
     "m.transport, m.session_id, m.last_event, m.waker, m.sent_event, m.base_event, m.base_pos, "
     "m.base_member, m.base_created, "
-    "COALESCE((SELECT c.value FROM aws_counters c WHERE c.name = m.app), 0), "
-    "(SELECT COUNT(*) FROM aws_broadcasts b WHERE b.not_for = m.id AND b.app = m.app "
-    "AND b.ordinal > m.counted_ord AND (m.state = ? OR b.ordinal <= COALESCE(m.left_ord, 0)))")
+    f"COALESCE((SELECT c.value FROM aws_counters c WHERE c.name = m.app), 0), {_EXCLUDED}")
 
 # The broadcast items of a queue's members from a position on (:func:`_read`).
 _ITEMS = (
@@ -639,23 +643,24 @@ class Transaction:
         """Queue one event for every open connection of ``app`` (but ``exclude``): ONE row
         of the broadcast log whatever their number (:mod:`.log`), numbered by each queue
         after its last event (in a session, for its connections of ``app`` in the order they
-        were opened). The queues are read (one statement per 250) to number the events
-        handed to this process's streams, wake the others and check
+        were opened). Each queue's last id is read — one statement for the connections
+        with a queue of their own, one for the sessions, summed by the database — to number
+        the events handed to this process's streams, wake the others and check
         ``max_events_queued``. Returns how many connections get it."""
         self._hold_clock()
         before = self._ordinal(app)
         # The connections with a queue of their own: each one's last id in one statement
         # (open, so each got every broadcast of the app since its count, but those that
         # excluded it: counted only if the app has any).
-        excluded = "(SELECT COUNT(*) FROM aws_broadcasts b WHERE b.not_for = m.id AND " \
-            "b.app = m.app AND b.ordinal > m.counted_ord)" if self._rows(
-                "SELECT 1 FROM aws_broadcasts WHERE app = ? AND not_for IS NOT NULL LIMIT 1",
-                (app,)) else "0"
+        exclusions = bool(self._rows(
+            "SELECT 1 FROM aws_broadcasts WHERE app = ? AND not_for IS NOT NULL LIMIT 1", (app,)))
         plain = self._rows(
-            f"SELECT m.id, m.waker, m.sent_event, m.last_event + ? - m.counted_ord - {excluded}, "
-            "m.created FROM aws_connections m WHERE m.app = ? AND m.state = ? AND "
-            "m.session_id IS NULL" + (" AND m.id <> ?" if exclude else ""),
-            (before, app, _OPEN) + ((exclude,) if exclude else ()))
+            "SELECT m.id, m.waker, m.sent_event, m.last_event + ? - m.counted_ord - "
+            f"{_EXCLUDED if exclusions else '0'}, m.created FROM aws_connections m "
+            "WHERE m.app = ? AND m.state = ? AND m.session_id IS NULL"
+            + (" AND m.id <> ?" if exclude else ""),
+            (before,) + ((_OPEN,) if exclusions else ()) + (app, _OPEN)
+            + ((exclude,) if exclude else ()))
         # The sessions with a connection of the app: each one's last id in one statement
         # (its count, plus what each of its connections, of any app, got since theirs),
         # and those connections, in the order they were opened.
@@ -715,9 +720,7 @@ class Transaction:
         that excluded it; 0 without ``exclusions``: the log has none), with the parameters
         it takes before those of ``where``. :data:`_UNCOUNTED` sums it (:mod:`.log`)."""
         upto = self._upto()
-        excluded = "(SELECT COUNT(*) FROM aws_broadcasts b WHERE b.not_for = m.id AND " \
-            "b.app = m.app AND b.ordinal > m.counted_ord AND (m.state = ? OR " \
-            "b.ordinal <= COALESCE(m.left_ord, 0)))" if exclusions else "0"
+        excluded = _EXCLUDED if exclusions else "0"
         return (f"SELECT COALESCE(m.session_id, m.id) AS queue, m.counted_ord, {upto} AS upto, "
                 f"{excluded} AS excluded FROM aws_connections m LEFT JOIN aws_counters c "
                 f"ON c.name = m.app WHERE m.transport <> 'session' AND ({where})",

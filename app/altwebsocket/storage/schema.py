@@ -11,10 +11,9 @@ Version history: 1 the first tables; 2 added ``client_addr``, ``sent_event``, ``
 and ``rate_at`` to ``aws_connections`` (the limits of ``docs/security.md``); 3 added sessions
 (wire protocol version 2): ``session_id`` and ``session_ref`` to ``aws_connections`` and
 ``target`` to ``aws_events``; 4 the broadcast log (``aws_broadcasts``, ``aws_counters``): a
-broadcast is one row, read by every queue through its own count (columns ``joined_ord``,
-``counted_ord``, ``left_ord``, ``left_pos``, ``base_event``, ``base_pos``, ``base_member``,
-``base_created`` of
-``aws_connections``, ``pos`` of ``aws_events``; see :mod:`.log`).
+broadcast is one row, read by every queue through its own count (``joined_ord``,
+``counted_ord``, ``left_ord``, ``left_pos``, ``base_event``, ``base_pos``, ``base_member`` and
+``base_created`` of ``aws_connections``, ``pos`` of ``aws_events``; see :mod:`.log`).
 
 A session (one per browser, ``docs/protocol.md``) is a row of ``aws_connections`` too, with
 ``transport = 'session'``: its stream, event ids, waker and limits work as a connection's.
