@@ -277,3 +277,17 @@ def test_a_version_3_database_keeps_its_numbers_and_gets_the_log(tmp_path) -> No
     assert check.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
     check.close()
     storage.close()
+
+
+def test_counts_that_disagree_with_the_log_are_a_503_not_a_wrong_number(tmp_path) -> None:
+    from altwebsocket.exceptions import StorageUnavailable
+
+    storage = _storage(f"sqlite:///{tmp_path}/altws.db")
+    conn = _open(storage, "chat")
+    with storage.transaction() as tx:
+        tx.enqueue_app("chat", 1, b"one")
+        assert tx.enqueue(conn, 1, b"two") == 2
+    storage._query("UPDATE aws_events SET event_id = 1 WHERE conn_id = ?", (conn,))  # damage
+    fresh = _storage(f"sqlite:///{tmp_path}/altws.db")
+    with pytest.raises(StorageUnavailable):
+        fresh.events_after(conn, 0)

@@ -271,7 +271,10 @@ def _read(run: Run, known: Callable[[str, int], Key | None], queue: _Queue, afte
         if cut is not None:
             items = [item for item in items if item[0] < cut]
             directs = [event for event in directs if direct_key(event[4], event[0]) <= cut]
-        events = number(anchor_id, directs, items)
+        try:
+            events = number(anchor_id, directs, items)
+        except ValueError as exc:  # (never seen: a damaged database) a 503, logged
+            raise _unavailable(exc) from exc
         out += [event for event in events if event[0] > after]
         if len(out) >= limit or cut is None:
             return out[:limit]  # (fewer than limit: there are no more)
