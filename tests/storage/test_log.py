@@ -291,3 +291,13 @@ def test_counts_that_disagree_with_the_log_are_a_503_not_a_wrong_number(tmp_path
     fresh = _storage(f"sqlite:///{tmp_path}/altws.db")
     with pytest.raises(StorageUnavailable):
         fresh.events_after(conn, 0)
+
+
+def test_a_database_without_the_logs_clock_gets_it_and_loses_no_event(tmp_path) -> None:
+    storage = _storage(f"sqlite:///{tmp_path}/altws.db")
+    conn = _open(storage, "echo")
+    storage._query("DELETE FROM aws_counters")
+    with storage.transaction() as tx:
+        assert tx.enqueue(conn, 1, b"kept") == 1
+    assert [(event[0], event[2]) for event in storage.events_after(conn, 0)] == [(1, b"kept")]
+    assert storage._query("SELECT name, value FROM aws_counters") == [("", 0)]

@@ -592,8 +592,11 @@ class Transaction:
             "FROM aws_connections q, aws_counters k WHERE q.id = ? AND k.name = ?"
             + ("" if held else self.storage._database.dialect.for_update),
             params + ((stream,) if target is not None else ()) + (stream, CLOCK)).fetchone()
-        if row is None:  # (purged long after it closed: nobody can read it)
-            return 0
+        if row is None:
+            if not held:  # no clock row (a database made without it): _hold_clock adds it
+                self._hold_clock()
+                return self.enqueue(conn_id, kind, payload)
+            return 0  # (purged long after it closed: nobody can read it)
         clock = self._clock = int(row[0])
         if row[7] == "session":  # a session: what its connections, of any app, got since
             if target is not None:
