@@ -1,7 +1,8 @@
 /* The paper's echo procedure inside the page (injected by benchmarks/browser.py).
  *
  * altwsBench.open(url, mode): mode "emulation" / "native" (AltWebSocket with emulate
- *   true / false), "websocket" (the browser's own WebSocket at a ws:// URL) or "fetch"
+ *   true / false; "emulation-worker" and "emulation-v1": with {share: "worker"} and
+ *   {share: false}), "websocket" (the browser's own WebSocket at a ws:// URL) or "fetch"
  *   (no socket: each round trip is one fetch POST whose answer is the echo) or "sse" (a raw
  *   EventSource on url, each payload POSTed to url as hex text and echoed as one event) or
  *   "socketio" (Socket.IO 4's long-polling, `io(url, {transports: ["polling"]})`, the page
@@ -89,10 +90,12 @@
       if (mode === "socketio" || mode === "socketio-text") {
         return socketIO(url, ms || 10000, mode === "socketio-text");
       }
-      // "emulation": the browser's shared session (wire version 2, the default);
+      // "emulation": the browser's shared session (wire version 2, the default: held by the
+      // tab); "emulation-worker": the same held by a SharedWorker ({share: "worker"});
       // "emulation-v1": one stream per socket ({share: false}, version 1)
       ws = mode === "websocket" ? new WebSocket(url)
         : mode === "emulation-v1" ? new AltWebSocket(url, true, [], { share: false })
+        : mode === "emulation-worker" ? new AltWebSocket(url, true, [], { share: "worker" })
         : new AltWebSocket(url, mode === "emulation");
       ws.binaryType = "arraybuffer";
       ws.onmessage = function (e) {

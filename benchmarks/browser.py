@@ -43,6 +43,7 @@ CHROMIUM_ARGS = [
 ]
 _SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "browser.js")
 _CLIENTS = {"emulation": "/static/altwebsocket.js", "emulation-v1": "/static/altwebsocket.js",
+            "emulation-worker": "/static/altwebsocket.js",
             "native": "/static/altwebsocket.js", "socketio": "/socket.io/socket.io.min.js",
             "socketio-text": "/socket.io/socket.io.min.js"}
 """The client script each mode loads into the page (from the page's own origin)."""
@@ -183,9 +184,10 @@ class BrowserBench:
         """Run the procedure from a page at ``page_url`` (an HTML or JSON document of the
         server's origin) against ``target`` (an app base URL, or a ``ws://`` URL for the
         browser's own WebSocket; an HTTP echo URL for ``fetch``), with ``mode``
-        ``emulation`` (the shared session), ``emulation-v1`` (``{share: false}``, one stream
-        per socket), ``native``, ``websocket``, ``fetch`` (one POST per echo) or ``sse`` (a
-        raw EventSource down, a fetch POST up, at a bare server) or ``socketio`` /
+        ``emulation`` (the shared session, held by the tab), ``emulation-worker`` (held by a
+        SharedWorker), ``emulation-v1`` (``{share: false}``, one stream per socket),
+        ``native``, ``websocket``, ``fetch`` (one POST per echo) or ``sse`` (a raw
+        EventSource down, a fetch POST up, at a bare server) or ``socketio`` /
         ``socketio-text`` (Socket.IO's long-polling, binary or as hex text, from a page of the
         peer's own origin).
         Errors are recorded in the series."""
@@ -285,8 +287,8 @@ class BrowserBench:
         seconds = self.timeout_ms / 1000
         args = json.dumps([run.target, run.mode, self.timeout_ms])
         got = self._evaluate(session, f"altwsBench.open(...{args})", 2 * seconds)
-        wanted = "emulation" if run.mode == "emulation-v1" else run.mode
-        if got != wanted and run.mode in ("emulation", "emulation-v1", "native"):
+        wanted = "emulation" if run.mode.startswith("emulation") else run.mode
+        if got != wanted and run.mode in _CLIENTS and not run.mode.startswith("socketio"):
             raise RuntimeError(f"AltWebSocket opened {got}, not {wanted}")
         self._evaluate(session, f"altwsBench.run({WARMUP}, {size}, {self.timeout_ms})",
                        2 * seconds)

@@ -189,6 +189,10 @@ class LocalReport:
              "python", None, None),
             ("shared session / one stream per socket", "chromium-emulation",
              "chromium-emulation-v1", "chromium", 1.0, None),
+            ("session in a SharedWorker / in the tab", "chromium-emulation-worker",
+             "chromium-emulation", "chromium", None, None),
+            ("session in a SharedWorker / bare fetch POST, same server",
+             "chromium-emulation-worker", "chromium-fetch-serve", "chromium", None, None),
             ("emulation / one bare fetch POST", "chromium-emulation", "chromium-fetch",
              "chromium", 1.2, None),
             ("emulation / bare fetch POST, same server", "chromium-emulation",
@@ -542,8 +546,11 @@ def run_local(plan: Plan, quiet: bool = False, log: Callable[[str], None] = prin
                     ("chromium-native", "Chromium AltWebSocket native (daemon)",
                      page, serve.url + "/echo", "native", "native", plan.rounds),
                     ("chromium-emulation", "Chromium AltWebSocket emulation, shared session "
-                     "(serve)", page, serve.url + "/echo", "emulation", "emulation",
+                     "in the tab (serve)", page, serve.url + "/echo", "emulation", "emulation",
                      plan.rounds),
+                    ("chromium-emulation-worker", "Chromium AltWebSocket emulation, shared "
+                     "session in a SharedWorker (serve)", page, serve.url + "/echo",
+                     "emulation-worker", "emulation", plan.rounds),
                     ("chromium-emulation-v1", "Chromium AltWebSocket emulation, one stream "
                      "per socket (serve)", page, serve.url + "/echo", "emulation-v1",
                      "emulation", plan.rounds),

@@ -11,11 +11,12 @@ export type AltWebSocketMode = boolean | "auto" | "emulation" | "native";
 
 /**
  * How emulated sockets share the browser's one session (protocol version 2): `true` or
- * "auto" picks the best the browser has (a SharedWorker, else a tab elected with Web Locks,
- * else the page); "worker", "tabs" or "page" asks for one (falling back as "auto" does when
- * the browser lacks it); `false` gives each socket its own stream (protocol version 1).
+ * "auto" picks the best the browser has (a tab elected with Web Locks, else a SharedWorker,
+ * else the page); "tabs", "worker" or "page" asks for one ("worker" falls back to "tabs",
+ * "tabs" to "page", when the browser lacks it); `false` gives each socket its own stream
+ * (protocol version 1).
  */
-export type AltWebSocketShare = boolean | "auto" | "worker" | "tabs" | "page";
+export type AltWebSocketShare = boolean | "auto" | "tabs" | "worker" | "page";
 
 /** The transport in use once decided ("" while an auto-mode socket is still choosing). */
 export type AltWebSocketTransport = "native" | "emulation" | "";

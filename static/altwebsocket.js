@@ -11,8 +11,8 @@
  *                      sees the failed first attempt.
  *
  * Emulated sockets of one browser on one server share one session (protocol v2: one event
- * stream, one uplink), held by a SharedWorker (this same file), else by one tab elected with
- * Web Locks, else by the page; `options.share = false` gives each its own stream (v1).
+ * stream, one uplink), held by one tab elected with Web Locks, else by a SharedWorker (this
+ * same file), else by the page; `options.share = false` gives each its own stream (v1).
  *
  * One file, no build step. As a classic <script> it defines the globals `AltWebSocket` and
  * `EventSocket`; as a module, `import "./altwebsocket.js"` does the same, and
@@ -45,7 +45,7 @@
     maxBatch: 1000,          // emulation: most messages in one POST (B/info may lower it)
     batchBytes: 1 << 20,     // emulation: a POST holds about this many bytes at most
     share: true,             // emulation: one session for the browser (true = "auto", or
-                             // "worker", "tabs", "page"); false: one stream per socket (v1)
+                             // "tabs", "worker", "page"); false: one stream per socket (v1)
     workerURL: ""            // the SharedWorker script (this file); "": its own URL
   };
 
@@ -674,7 +674,12 @@
     return { base: url.href, app: app };
   }
 
-  /** The `share` option as a mode: "worker", "tabs", "page", or null (version 1). */
+  /**
+   * The `share` option as a mode: "tabs", "worker", "page", or null (version 1). By default
+   * the tab with the Web Lock holds the session (its own sockets reach it with no hop; a
+   * hop to a SharedWorker and back cost an echo 0.2-0.3 ms in Chromium, docs/client.md),
+   * else a SharedWorker, else the page.
+   */
   function shareMode(options) {
     var want = options.share;
     if (want === false || want === "off" || want === "none") { return null; }
@@ -682,7 +687,8 @@
     var tabs = !!LOCKS && typeof root.BroadcastChannel === "function";
     if (want === "page") { return "page"; }
     if (want === "tabs") { return tabs ? "tabs" : "page"; }
-    return worker ? "worker" : tabs ? "tabs" : "page";
+    if (want === "worker") { return worker ? "worker" : tabs ? "tabs" : "page"; }
+    return tabs ? "tabs" : worker ? "worker" : "page";
   }
 
   function supportsSessions(info) {

@@ -4,8 +4,8 @@ processes (each with its daemon) on the same PostgreSQL, MariaDB or SQLite stora
 from __future__ import annotations
 
 import signal
-import tempfile
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from websockets.sync.client import connect as ws_connect
@@ -24,14 +24,21 @@ from .support import (
 )
 
 
+def _folder(tmp_path: Any, name: str) -> str:
+    """A data folder of the test's own (pytest removes old ones), not one left in /tmp."""
+    folder = tmp_path / name
+    folder.mkdir()
+    return str(folder)
+
+
 @pytest.fixture
-def nodes(database_url) -> Iterator[tuple[Deployment, Deployment]]:
+def nodes(database_url, tmp_path) -> Iterator[tuple[Deployment, Deployment]]:
     """Two nodes on one fresh database; a poll interval far above every wait of the tests,
     so what arrives in time arrived through a wake-up (hint or NOTIFY), or a resume."""
     started = []
     try:
-        for _ in range(2):
-            started.append(start_deployment("wsgi", tempfile.mkdtemp(prefix="altws-node-"),
+        for n in range(2):
+            started.append(start_deployment("wsgi", _folder(tmp_path, f"node{n}"),
                                             storage=database_url, heartbeat=1,
                                             poll_interval=2 * TIMEOUT))
         yield started[0], started[1]
@@ -97,7 +104,8 @@ def test_a_native_client_on_one_node_chats_with_an_emulated_one_on_the_other(nod
     stream.close()
 
 
-def test_starting_several_processes_at_once_on_a_fresh_database(database_url) -> None:
+def test_starting_several_processes_at_once_on_a_fresh_database(database_url, tmp_path
+                                                                ) -> None:
     """The race of a systemd unit and its daemon (or two first visitors): every process
     creates the tables at the same moment; none dies, all serve."""
     started = []
@@ -106,14 +114,14 @@ def test_starting_several_processes_at_once_on_a_fresh_database(database_url) ->
 
         errors = []
 
-        def start() -> None:
+        def start(n: int) -> None:
             try:
                 started.append(start_deployment(
-                    "wsgi", tempfile.mkdtemp(prefix="altws-race-"), storage=database_url))
+                    "wsgi", _folder(tmp_path, f"race{n}"), storage=database_url))
             except Exception as exc:  # reported below
                 errors.append(exc)
 
-        threads = [threading.Thread(target=start) for _ in range(4)]
+        threads = [threading.Thread(target=start, args=(n,)) for n in range(4)]
         for thread in threads:
             thread.start()
         for thread in threads:

@@ -153,7 +153,8 @@ def test_local_quick(tmp_path) -> None:
         assert set(keys[key]["runs"]) == {"5", "10"} and keys[key]["error"] is None
     if not any(note.startswith("Chromium") for note in data["skipped"]):
         for key in ("chromium-fetch", "chromium-websocket", "chromium-native",
-                    "chromium-emulation", "chromium-emulation-v1", "chromium-fetch-serve",
+                    "chromium-emulation", "chromium-emulation-worker",
+                    "chromium-emulation-v1", "chromium-fetch-serve",
                     "chromium-sse-raw", "chromium-emulation-postgresql",
                     "chromium-emulation-mariadb",
                     # Socket.IO's long-polling beside it (tests/run.sh installs socket.io)
@@ -163,6 +164,8 @@ def test_local_quick(tmp_path) -> None:
     names = {(row["name"], row["client"]) for row in data["ratios"]}
     assert ("daemon / bare websockets", "python") in names
     assert ("emulation / our native", "python") in names
+    if not any(note.startswith("Chromium") for note in data["skipped"]):
+        assert ("session in a SharedWorker / in the tab", "chromium") in names
     if cgi:
         assert ("CGI emulation / bare python3 CGI", "python") in names
     assert [row["transport"] for row in data["throughput"]][:2] == ["native", "emulation"]

@@ -3,8 +3,8 @@ at once, as a page or an app of a few tabs has them: the sockets under test shar
 browser's session with those twelve, and must pass exactly as the native reference does.
 
 Variants: ``native`` (the browser's own ``WebSocket`` beside the crowd: the reference),
-``worker`` (the default sharing: a SharedWorker holds the session), ``tabs`` (a tab elected
-with Web Locks holds it), ``page`` (the page holds it; the crowd is all in the page). After
+``tabs`` (the default sharing: a tab elected with Web Locks holds the session), ``worker``
+(a SharedWorker holds it), ``page`` (the page holds it; the crowd is all in the page). After
 each test the crowd must be intact: every socket still open, every echo still echoing —
 failing or closing one socket (a refused subprotocol, a close while connecting…) leaves the
 others alone.
@@ -25,7 +25,7 @@ for _name, _test in vars(suite).items():
         globals()[_name] = _test
 
 CROWD = 12
-VARIANTS = {"native": True, "worker": True, "tabs": "tabs", "page": "page"}
+VARIANTS = {"native": True, "worker": "worker", "tabs": True, "page": "page"}
 
 OPEN_CROWD = """async ([count, share]) => {
   window.CROWD = [];

@@ -1,9 +1,9 @@
 """One session per browser (wire protocol version 2, docs/client.md "Sharing"): every emulated
 ``AltWebSocket`` of every tab of one profile rides one event stream and one uplink.
 
-A Playwright browser context is one profile; its pages are tabs. Chromium has SharedWorker,
-so the default mode is the worker; ``share: "tabs"`` forces the Web-Lock leader tab that the
-browsers without SharedWorker use, ``share: "page"`` the page alone.
+A Playwright browser context is one profile; its pages are tabs. Chromium has Web Locks, so
+the default mode is the Web-Lock leader tab; ``share: "worker"`` asks for the SharedWorker
+(the default of browsers without Web Locks), ``share: "page"`` the page alone.
 """
 
 from __future__ import annotations
@@ -212,7 +212,27 @@ def test_eight_tabs_share_one_stream_in_every_engine(engine, fresh_altws):
         browser.close()
 
 
-@pytest.mark.parametrize("share", [True, "tabs"], ids=["worker", "tabs"])
+@pytest.mark.parametrize("share", [True, "worker"], ids=["default", "worker"])
+def test_who_holds_the_session_by_default_and_on_request(context, fresh_altws, share):
+    """By default (a browser with Web Locks) the tab itself holds the session: it holds the
+    leader lock, and its sockets reach the hub with no hop between processes.
+    ``share: "worker"`` puts the session in the SharedWorker: no tab holds the leader lock.
+    Either way the socket echoes."""
+    url = fresh_altws.url
+    tab = open_tab(context, url + "/echo/info")
+    held = tab.evaluate("""async ([u, share]) => {
+      const ws = new AltWebSocket(u + "/echo", true, [], { share });
+      const log = H.record(ws);
+      await H.opened(ws);
+      ws.send("which holder");
+      await H.until(() => log.some((e) => e.data === "which holder"));
+      return (await navigator.locks.query()).held.map((lock) => lock.name);
+    }""", [url, share])
+    leader = f"altwebsocket leader {url}/_session"
+    assert (leader in held) == (share is True), held
+
+
+@pytest.mark.parametrize("share", ["worker", "tabs"])
 def test_eight_tabs_share_one_stream_on_altws_serve(context, fresh_altws, share):
     data = fresh_altws.data  # type: ignore[attr-defined]
     folder = wake_folder(data)
@@ -248,7 +268,7 @@ def crash(page: Any) -> None:
 
 
 def test_handoff_when_the_holding_tab_crashes_loses_and_repeats_nothing(context, fresh_altws):
-    """Leader-tab mode (the mode of browsers without SharedWorker): four tabs, the first holds
+    """Leader-tab mode (the default): four tabs, the first holds
     the session; it crashes in the middle of an exchange. Another tab takes over within a
     second or two; every message of every remaining socket arrives exactly once, in order,
     in both directions, and the dead tab's sockets are closed on the server."""
@@ -304,7 +324,7 @@ def test_handoff_when_the_holding_tab_crashes_loses_and_repeats_nothing(context,
     assert wait_for(lambda: count_streams(wake_folder(data)) == 1)
 
 
-@pytest.mark.parametrize("share", [True, "tabs"], ids=["worker", "tabs"])
+@pytest.mark.parametrize("share", ["worker", "tabs"])
 def test_a_tab_that_crashes_gets_its_sockets_closed_and_the_others_go_on(context, fresh_altws,
                                                                          share):
     """A tab that is not holding the session dies without pagehide: the holder (the worker, or
@@ -353,7 +373,7 @@ def cgi(tmp_path) -> Iterator[Any]:
         running.stop()
 
 
-@pytest.mark.parametrize("share", [True, "tabs"], ids=["worker", "tabs"])
+@pytest.mark.parametrize("share", ["worker", "tabs"])
 def test_eight_tabs_cost_one_stream_process_on_apache_cgi(context, cgi, share):
     eight_tabs(context, cgi.base("echo") + "/info", cgi.base("chat"), cgi.base("echo"),
                {"share": share}, lambda: len(session_stream_processes()), cgi.data, ms=6 * MS)

@@ -297,7 +297,7 @@ def small_messages(tmp_path_factory) -> Iterator[Site]:
 def test_a_message_over_max_message_closes_that_socket_with_1009(context, small_messages, share):
     page = open_page(context, small_messages.url)
     result = page.evaluate("""async (share) => {
-      const options = { share: share === "worker" ? true : share };
+      const options = { share };
       const big = new AltWebSocket(location.origin + "/echo", true, [], options);
       const small = new AltWebSocket(location.origin + "/echo", true, [], options);
       const lb = H.record(big), ls = H.record(small);
