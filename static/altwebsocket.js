@@ -2076,6 +2076,7 @@
       var list = parseProtocols(protocols);
       var p = this._p = {
         url: parsed.href,
+        origin: parsed.origin,   // of every message event (the socket URL's, as native)
         given: String(url),
         base: httpBase(parsed),
         mode: mode,
@@ -2193,7 +2194,7 @@
               : new Blob([data]);
           }
           self.dispatchEvent(new MessageEvent("message", {
-            data: data, origin: origin === null ? new URL(p.url).origin : origin
+            data: data, origin: origin === null ? p.origin : origin
           }));
         },
         error: function () {
