@@ -288,7 +288,7 @@ class BrowserBench:
         args = json.dumps([run.target, run.mode, self.timeout_ms])
         got = self._evaluate(session, f"altwsBench.open(...{args})", 2 * seconds)
         wanted = "emulation" if run.mode.startswith("emulation") else run.mode
-        if got != wanted and run.mode in _CLIENTS and not run.mode.startswith("socketio"):
+        if got != wanted and (run.mode.startswith("emulation") or run.mode == "native"):
             raise RuntimeError(f"AltWebSocket opened {got}, not {wanted}")
         self._evaluate(session, f"altwsBench.run({WARMUP}, {size}, {self.timeout_ms})",
                        2 * seconds)

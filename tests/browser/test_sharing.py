@@ -268,10 +268,10 @@ def crash(page: Any) -> None:
 
 
 def test_handoff_when_the_holding_tab_crashes_loses_and_repeats_nothing(context, fresh_altws):
-    """Leader-tab mode (the default): four tabs, the first holds
-    the session; it crashes in the middle of an exchange. Another tab takes over within a
-    second or two; every message of every remaining socket arrives exactly once, in order,
-    in both directions, and the dead tab's sockets are closed on the server."""
+    """Leader-tab mode (the default): four tabs, the first holds the session; it crashes in
+    the middle of an exchange. Another tab takes over within a second or two; every message
+    of every remaining socket arrives exactly once, in order, in both directions, and the
+    dead tab's sockets are closed on the server."""
     data = fresh_altws.data  # type: ignore[attr-defined]
     url = fresh_altws.url
     options = {"share": "tabs"}
