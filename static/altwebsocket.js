@@ -1373,6 +1373,10 @@
     });
     posted
       .then(function (response) {
+        if (self.pending !== pending && response.ok) {
+          back(); // answered on the stream already: its body would say the same, unread
+          return;
+        }
         return readJSON(response).then(function (body) {
           if (back()) {
             self.pending = null;
