@@ -289,6 +289,70 @@ def test_a_failing_op_fails_its_socket_only(page, altws):
 
 
 @pytest.fixture(scope="module")
+def beating(tmp_path_factory) -> Iterator[Site]:
+    """Heartbeats every 0.5 s: the stream's watchdog gives a silent one 2.5 × 0.5 + 5 s."""
+    yield from serving(Site(str(tmp_path_factory.mktemp("beating")), heartbeat=0.5))
+
+
+# The page's fetch, wrapped: a session stream opened before `window.silent` is set passes its
+# bytes through until then, and nothing after (the connection is dead but never says so); a
+# stream opened later is left alone. Counts the stream requests.
+SILENCER = """() => {
+  const real = window.fetch;
+  window.streams = 0;
+  window.silent = false;
+  window.fetch = (url, options) => {
+    if (!(options && options.headers && options.headers["X-AltWS-Session"])) {
+      return real(url, options);
+    }
+    window.streams++;
+    return real(url, options).then((response) => {
+      if (!response.body) return response;
+      const reader = response.body.getReader();
+      const later = window.silent;  // opened after the silence: a new, healthy connection
+      const body = new ReadableStream({
+        async pull(controller) {
+          const chunk = await reader.read();
+          if (chunk.done) return controller.close();
+          if (later || !window.silent) controller.enqueue(chunk.value);
+          else await new Promise(() => {});  // no byte, no end
+        },
+        cancel() { reader.cancel(); },
+      });
+      return new Response(body, { status: response.status, headers: response.headers });
+    });
+  };
+}"""
+
+
+def test_a_stream_that_goes_silent_is_replaced_and_one_that_beats_is_kept(page, beating):
+    """Heartbeats keep a stream (no reconnection over 9 s, longer than the watchdog's 6.25 s:
+    each beat moves its deadline); a stream that stops sending anything, heartbeats included,
+    is dropped 2.5 × heartbeat + 5 s after its last byte (which came up to a heartbeat before
+    the silence) and read again from where it was: the message echoed into the silence
+    arrives."""
+    page = open_page(page.context, beating.url)
+    page.evaluate(SILENCER)
+    result = page.evaluate("""async () => {
+      const ws = new AltWebSocket(location.origin + "/echo", true, [], { share: "page" });
+      const log = H.record(ws);
+      await H.opened(ws);
+      await new Promise((r) => setTimeout(r, 9000));
+      const kept = window.streams;
+      window.silent = true;  // from now on the stream says nothing
+      const muted = Date.now();
+      ws.send("through the silence");
+      await H.until(() => window.streams > kept, 15000);
+      const replacedAfter = Date.now() - muted;
+      await H.until(() => log.some((e) => e.data === "through the silence"), 5000);
+      return { kept, replacedAfter, log: log.map((e) => e.data ?? e.type) };
+    }""")
+    assert result["kept"] == 1, result
+    assert 5500 <= result["replacedAfter"] <= 9000, result
+    assert result["log"] == ["open", "through the silence"], result
+
+
+@pytest.fixture(scope="module")
 def small_messages(tmp_path_factory) -> Iterator[Site]:
     yield from serving(Site(str(tmp_path_factory.mktemp("small-messages")), max_message=1000))
 
