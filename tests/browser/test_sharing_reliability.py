@@ -325,13 +325,13 @@ SILENCER = """() => {
 }"""
 
 
-def test_a_stream_that_goes_silent_is_replaced_and_one_that_beats_is_kept(page, beating):
+def test_a_stream_that_goes_silent_is_replaced_and_one_that_beats_is_kept(context, beating):
     """Heartbeats keep a stream (no reconnection over 9 s, longer than the watchdog's 6.25 s:
     each beat moves its deadline); a stream that stops sending anything, heartbeats included,
     is dropped 2.5 × heartbeat + 5 s after its last byte (which came up to a heartbeat before
     the silence) and read again from where it was: the message echoed into the silence
     arrives."""
-    page = open_page(page.context, beating.url)
+    page = open_page(context, beating.url)
     page.evaluate(SILENCER)
     result = page.evaluate("""async () => {
       const ws = new AltWebSocket(location.origin + "/echo", true, [], { share: "page" });
