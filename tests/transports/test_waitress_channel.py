@@ -28,6 +28,10 @@ def _chunk(number: int, size: int) -> bytes:
 
 
 def _app(environ, start_response) -> Iterator[bytes]:
+    if environ["QUERY_STRING"] == "answer":  # an answer such as a POST's: a known length
+        start_response("200 OK", [("Content-Type", "application/json"),
+                                  ("Content-Length", "11")])
+        return iter([b'{"ok":true}'])
     count, size = (int(part) for part in environ["QUERY_STRING"].split(","))
     write = start_response("200 OK", [("Content-Type", "application/octet-stream")])
     for number in range(count):  # written from this thread, as a stream's writes are
@@ -102,3 +106,33 @@ def test_what_a_slow_reader_does_not_take_is_buffered_and_arrives_in_order(
     assert len(body) == 128 * CHUNK
     assert body == b"".join(_chunk(n, CHUNK) for n in range(128))
     assert appended  # the socket could not take it all: the rest went through the buffer
+
+
+def test_an_answer_goes_out_in_one_send_with_its_head(served, monkeypatch) -> None:
+    """waitress sends a response's head and its body apart: two packets, and two wake-ups
+    of the client's network code for every answer. Ours are one."""
+    direct, port = served
+    sent: list[bytes] = []
+    original = socket.socket.send
+    monkeypatch.setattr(socket.socket, "send",
+                        lambda self, data, *flags: (sent.append(bytes(data)),
+                                                    original(self, data, *flags))[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
+        for _ in range(3):  # (one connection: each answer is its own)
+            sent.clear()
+            sock.sendall(b"GET /?answer HTTP/1.1\r\nHost: x\r\n\r\n")
+            data = b""
+            while not data.endswith(b'{"ok":true}'):
+                got = sock.recv(65536)
+                assert got, data
+                data += got
+            assert data.startswith(b"HTTP/1.1 200")
+            deadline = time.monotonic() + TIMEOUT
+            while not any(part.endswith(b'{"ok":true}') for part in sent) and \
+                    time.monotonic() < deadline:
+                time.sleep(0.01)  # (the plain channel's main loop may record it a moment late)
+            if direct:
+                assert len(sent) == 1 and sent[0].startswith(b"HTTP/1.1 200 OK\r\n") and \
+                    sent[0].endswith(b'\r\n\r\n{"ok":true}'), sent
+            else:  # (the test would see it: waitress's own channel sends them apart)
+                assert len(sent) == 2 and sent[1] == b'{"ok":true}', sent
