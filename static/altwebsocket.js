@@ -56,6 +56,10 @@
 
   function now() { return Date.now(); }
 
+  /** Milliseconds that only go forward (the wall clock may be set back). */
+  var monotonic = root.performance && typeof root.performance.now === "function"
+    ? function () { return root.performance.now(); } : now;
+
   function sleep(ms, signal) {
     return new Promise(function (resolve) {
       var timer = setTimeout(resolve, ms);
@@ -89,6 +93,13 @@
   function isBinary(data) {
     return data instanceof ArrayBuffer || ArrayBuffer.isView(data) ||
       (typeof Blob !== "undefined" && data instanceof Blob);
+  }
+
+  /** The ArrayBuffer of a received message's bytes: its own when they fill it (a message
+   *  decoded here), else a copy. */
+  function ownBuffer(bytes) {
+    return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength
+      ? bytes.buffer : bytesOf(bytes).buffer;
   }
 
   function bytesOf(data) {
@@ -849,6 +860,7 @@
   };
 
   Hub.prototype.untimer = function (name) {
+    if (this.timers[name] === undefined) { return; } // (each answer clears "send": cheaply)
     clearTimeout(this.timers[name]);
     delete this.timers[name];
   };
@@ -1140,13 +1152,14 @@
     this.connected = true;
     this.failures = 0;
     this.up();
+    this.lastByte = monotonic();
     this.watchdog(control);
     if (!this.live) { this.live = true; this.kick(); }
     function pump() {
       return reader.read().then(function (chunk) {
         if (control !== self.stream) { reader.cancel().catch(noop); return; }
         if (chunk.done) { return self.dropped(control, self.retryDelay); }
-        self.watchdog(control);
+        self.lastByte = monotonic(); // (the watchdog looks at it when its timer fires: no timer per chunk)
         parser.feed(decoder.decode(chunk.value, { stream: true }));
         if (batch.length) {
           var events = batch;
@@ -1159,15 +1172,18 @@
     return pump();
   };
 
-  /** No byte, not even a heartbeat, for too long: the connection is dead; reconnect. */
+  /** No byte, not even a heartbeat, for too long (2.5 heartbeats + 5 s since `lastByte`, the
+   *  last chunk): the connection is dead; reconnect. One timer, re-armed when it fires for
+   *  what is left: a timer per chunk cost the page ~30 µs per message (docs/performance.md). */
   Hub.prototype.watchdog = function (control) {
     var self = this, beat = this.session && this.session.heartbeat;
-    if (!(beat > 0)) { return; }
-    this.timer("watchdog", function () {
-      if (control !== self.stream) { return; }
-      control.abort();
-      self.dropped(control, 0);
-    }, beat * 2500 + 5000);
+    if (!(beat > 0) || control !== this.stream) { return; }
+    var left = this.lastByte + beat * 2500 + 5000 - monotonic();
+    if (left > 0) {
+      return this.timer("watchdog", function () { self.watchdog(control); }, left);
+    }
+    control.abort();
+    this.dropped(control, 0);
   };
 
   Hub.prototype.dropped = function (control, delay) {
@@ -2194,7 +2210,7 @@
           if (p.state !== OPEN) { return; }
           if (typeof data !== "string") {
             data = p.binaryType === "arraybuffer"
-              ? (data instanceof ArrayBuffer ? data : bytesOf(data).buffer)
+              ? (data instanceof ArrayBuffer ? data : ownBuffer(data))
               : new Blob([data]);
           }
           self.dispatchEvent(new MessageEvent("message", {
