@@ -1524,6 +1524,7 @@
     this.link = link;
     this.hub = null;
     this.left = false;
+    this.gonePeers = {};  // peer id -> its refs: tabs that said bye while no tab here led
     this.outlet = localOutlet(link);
     this.channel = new root.BroadcastChannel("altwebsocket " + link.base);
     this.channelOutlet = { all: true, post: function (msg) { self.channel.postMessage(msg); } };
@@ -1546,7 +1547,10 @@
     if (msg.hub) {
       var hub = this.hub;
       if (!hub) {
-        if (msg.t === "bye") { delete this.link.registry[msg.from]; } // not to wait for it
+        if (msg.t === "bye") { // not to wait for it, but to close its sockets if we lead next
+          this.gonePeers[msg.from] = this.link.registry[msg.from] || [];
+          delete this.link.registry[msg.from];
+        }
         return;
       }
       if (msg.t === "hello") { hub.hello(msg.from, this.channelOutlet, msg); }
@@ -1569,6 +1573,14 @@
     hub.hold(Object.keys(former), former,
       link.session ? { id: link.session, secret: link.secret, heartbeat: link.heartbeat,
         maxBatch: link.maxBatch } : null, 2000);
+    // A tab that left while no tab here led (the leader itself, most often) closed its
+    // sockets by beacon, which a browser may drop: close them again (a close of a closed
+    // connection is answered `already_closed`).
+    var gonePeers = this.gonePeers;
+    this.gonePeers = {};
+    for (var peer in gonePeers) {
+      if (gonePeers[peer].length) { hub.former[peer] = gonePeers[peer]; hub.gone(peer); }
+    }
     link.epoch = null;
     hub.hello(TAB, this.outlet, link.helloInfo());
     this.channel.postMessage({ t: "leader", epoch: hub.epoch });

@@ -324,6 +324,35 @@ def test_handoff_when_the_holding_tab_crashes_loses_and_repeats_nothing(context,
     assert wait_for(lambda: count_streams(wake_folder(data)) == 1)
 
 
+def test_a_leading_tab_that_leaves_gets_its_sockets_closed_even_if_its_beacons_are_lost(
+        context, fresh_altws):
+    """Leader-tab mode: the tab holding the session leaves (pagehide, then bye); the beacon
+    with the close ops of its sockets is best effort, and here it is dropped. The tab that
+    leads next closes them itself (their refs come with the bye, which may reach it before it
+    leads); the others go on."""
+    data = fresh_altws.data  # type: ignore[attr-defined]
+    url = fresh_altws.url
+    tabs = [open_tab(context, url + "/echo/info") for _ in range(3)]
+    for i, tab in enumerate(tabs):  # the first to connect holds the session
+        tab.evaluate("([u, o]) => TT.pair(u + '/chat', u + '/echo', o)", [url, {"share": "tabs"}])
+        assert tab.evaluate("() => TT.opened(['chat', 'echo'])") == ["emulation", "emulation"], i
+    assert wait_for(lambda: open_count(data, "chat") == 3 and open_count(data, "echo") == 3)
+    tabs[0].evaluate("""() => {  // every beacon of this tab is lost
+      navigator.sendBeacon = () => true;
+      const real = window.fetch;
+      window.fetch = (u, o) => (o && o.keepalive) ? new Promise(() => {}) : real(u, o);
+    }""")
+    tabs[0].close()
+    assert wait_for(lambda: open_count(data, "chat") == 2 and open_count(data, "echo") == 2), \
+        sessions_in(data)
+    for i, tab in enumerate(tabs[1:], 1):
+        tab.evaluate("(i) => TT.sockets.echo.send('after ' + i)", i)
+        assert tab.evaluate("(i) => TT.has('echo', 'after ' + i)", i), i
+        types = tab.evaluate("() => TT.types('chat').concat(TT.types('echo'))")
+        assert [t for t in types if t != "message"] == ["open", "open"], (i, types)  # no close
+    assert open_count(data, "_session") == 1
+
+
 @pytest.mark.parametrize("share", ["worker", "tabs"])
 def test_a_tab_that_crashes_gets_its_sockets_closed_and_the_others_go_on(context, fresh_altws,
                                                                          share):
