@@ -51,6 +51,8 @@
 
   /** POSTs S/send whose HTTP answer a hub may await at once (the stream answered them). */
   var MAX_OUTSTANDING = 2;
+  /** How long a tab keeps the goodbye of another (ms) in case it leads next (TabsBackend). */
+  var GONE_KEPT = 10000;
 
   // --- small helpers ----------------------------------------------------------------------
 
@@ -1524,7 +1526,7 @@
     this.link = link;
     this.hub = null;
     this.left = false;
-    this.gonePeers = {};  // peer id -> its refs: tabs that said bye while no tab here led
+    this.gonePeers = {};  // peer id -> {refs, at}: tabs that said bye lately, none here leading
     this.outlet = localOutlet(link);
     this.channel = new root.BroadcastChannel("altwebsocket " + link.base);
     this.channelOutlet = { all: true, post: function (msg) { self.channel.postMessage(msg); } };
@@ -1548,7 +1550,9 @@
       var hub = this.hub;
       if (!hub) {
         if (msg.t === "bye") { // not to wait for it, but to close its sockets if we lead next
-          this.gonePeers[msg.from] = this.link.registry[msg.from] || [];
+          var at = monotonic(), gone = this.gonePeers;
+          for (var id in gone) { if (at - gone[id].at > GONE_KEPT) { delete gone[id]; } }
+          gone[msg.from] = { refs: this.link.registry[msg.from] || [], at: at };
           delete this.link.registry[msg.from];
         }
         return;
@@ -1573,13 +1577,17 @@
     hub.hold(Object.keys(former), former,
       link.session ? { id: link.session, secret: link.secret, heartbeat: link.heartbeat,
         maxBatch: link.maxBatch } : null, 2000);
-    // A tab that left while no tab here led (the leader itself, most often) closed its
-    // sockets by beacon, which a browser may drop: close them again (a close of a closed
-    // connection is answered `already_closed`).
-    var gonePeers = this.gonePeers;
+    // A tab that left just before (the leader itself, most often: the handoff follows its
+    // goodbye) closed its sockets by beacon, which a browser may drop: close them again (a
+    // close of a closed connection is answered `already_closed`). A tab that left earlier,
+    // under another leader, was that leader's to close.
+    var gone = this.gonePeers, at = monotonic();
     this.gonePeers = {};
-    for (var peer in gonePeers) {
-      if (gonePeers[peer].length) { hub.former[peer] = gonePeers[peer]; hub.gone(peer); }
+    for (var peer in gone) {
+      if (gone[peer].refs.length && at - gone[peer].at <= GONE_KEPT) {
+        hub.former[peer] = gone[peer].refs;
+        hub.gone(peer);
+      }
     }
     link.epoch = null;
     hub.hello(TAB, this.outlet, link.helloInfo());
