@@ -545,10 +545,19 @@ class Transaction:
                        [(counted, member_id) for member_id, counted in moved.items()])
 
     def touch_streams(self, streams: Sequence[tuple[str, str, int]]) -> None:
-        """For each ``(conn_id, waker, sent)`` what :meth:`set_waker` records — the stream
-        of a process's heartbeat, for all its streams in one transaction."""
+        """For each ``(conn_id, waker, sent)``, that the stream ``waker`` names lives and
+        has written out the events up to ``sent`` — a process's heartbeat, for all its
+        streams in one transaction. Only where ``waker`` still names it: the list is taken
+        before this transaction, so a stream let go of meanwhile (its waker cleared) or
+        replaced by a newer stream of the connection (another waker) is not brought back,
+        which would send the connection's hints to a closed socket."""
+        greatest = self.storage._database.dialect.greatest("sent_event", "?")
         for conn_id, waker, sent in streams:
-            self.set_waker(conn_id, waker, sent)
+            self._run(
+                f"UPDATE aws_connections SET last_seen = ?, sent_event = {greatest} "
+                "WHERE id = ? AND waker = ?",
+                (self.now, sent, conn_id, waker),
+            )
 
     def touch_waker(self, waker: str) -> int:
         """Mark every connection waited on by ``waker`` as seen now (a process heartbeat)."""

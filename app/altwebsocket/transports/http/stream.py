@@ -231,10 +231,11 @@ class Streams:
     @staticmethod
     def _touch(server: AltWebSocketServer, held: list[EventStream]) -> None:
         """Record, for every stream of this process in one transaction, that it lives (so
-        its connection never counts as gone, ``gone_timeout``), which wake socket waits for
-        it, and how far it got (``max_events_queued``): once a heartbeat for all, rather
-        than a write transaction per stream per heartbeat, a thousand of them queued on the
-        database's one write lock."""
+        its connection never counts as gone, ``gone_timeout``) and how far it got
+        (``max_events_queued``): once a heartbeat for all, rather than a write transaction
+        per stream per heartbeat, a thousand of them queued on the database's one write
+        lock. (A stream released while this runs is not named its connection's waker
+        again: :meth:`~altwebsocket.storage.api.Transaction.touch_streams`.)"""
         touches = [(stream.record.id, wake.address, stream.cursor)
                    for stream in held if (wake := stream._wake) is not None]
         with server.storage.transaction() as tx:
