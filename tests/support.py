@@ -208,8 +208,11 @@ class WSGIThread:
         self._thread.start()
 
     def stop(self) -> None:
-        """Close the listening socket and every connection, then the worker threads."""
+        """Close the listening socket and every connection, then the worker threads (once:
+        a second call finds the server closed)."""
         httpd = self.httpd
+        if httpd.trigger._closed:  # type: ignore[union-attr]
+            return
         done = threading.Event()
 
         def close_all() -> None:  # on the server's own loop: the map empties, the loop ends

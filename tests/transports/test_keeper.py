@@ -244,6 +244,21 @@ def test_a_stopping_server_ends_its_held_streams_at_once(data_dir) -> None:
             running.stop()
 
 
+def test_a_stream_that_outlives_its_http_server_still_closes_its_connection(
+        data_dir, caplog) -> None:
+    """The HTTP server closed first (its main loop over, its trigger's pipe closed): the
+    keeper closes what it holds itself, with no write into that closed pipe."""
+    with one_held(data_dir, heartbeat=30.0, stream_lifetime=60) as held:
+        running, _, conn_id, _, stream = held
+        running.http.stop()
+        assert not stream.closed.is_set()  # (out of waitress's map: not closed with it)
+        with caplog.at_level("DEBUG", logger="altwebsocket"):
+            running.endpoints.shutdown()
+            assert stream.closed.wait(TIMEOUT), "the held connection was left open"
+            _released(running, conn_id)
+        assert not [r for r in caplog.records if r.levelno >= 40], caplog.text
+
+
 def test_a_client_that_reads_nothing_ends_its_stream_rather_than_block_the_writers(
         data_dir) -> None:
     """Past a few MB unread (here 1 MB: half of a lowered waitress high watermark) a held

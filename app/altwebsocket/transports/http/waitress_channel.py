@@ -72,6 +72,20 @@ def create_server(app: Any, host: str, port: int, connections: int,
     return httpd
 
 
+def _in_main_loop(channel: DirectChannel, thunk: Callable[[], None]) -> None:
+    """Run ``thunk`` in waitress's thread (its trigger wakes the main loop) — or here, once
+    the server has closed: its loop is over, and the trigger's pipe is closed with it (a
+    write to it fails, or, its descriptor's number reused, writes into another file)."""
+    trigger = channel.server.trigger
+    if not trigger._closed:
+        try:
+            trigger.pull_trigger(thunk)
+            return
+        except OSError:  # (closed just now)
+            pass
+    thunk()
+
+
 class DetachedResponse:
     """A response that goes on after its request's thread returned (:meth:`DetachingTask.
     detach`), and its connection, which waitress's main loop then leaves alone (it would
@@ -90,7 +104,7 @@ class DetachedResponse:
         channel = self.channel
         channel.detached = self
         # out of waitress's map, in its own thread (its loop iterates the map)
-        channel.server.trigger.pull_trigger(self._leave_main_loop)
+        _in_main_loop(channel, self._leave_main_loop)
 
     def _leave_main_loop(self) -> None:
         if self.channel.socket is not None:
@@ -142,7 +156,7 @@ class DetachedResponse:
         """Close the connection, once the holder stopped watching :attr:`fd` (in waitress's
         thread: the channel may still be in its map, which only that thread may change);
         :attr:`gone` is called if the response had not ended."""
-        self.channel.server.trigger.pull_trigger(self.channel.handle_close)
+        _in_main_loop(self.channel, self.channel.handle_close)
 
 
 class DetachingTask(WSGITask):  # type: ignore[misc]
