@@ -552,12 +552,11 @@ class Transaction:
         replaced by a newer stream of the connection (another waker) is not brought back,
         which would send the connection's hints to a closed socket."""
         greatest = self.storage._database.dialect.greatest("sent_event", "?")
-        for conn_id, waker, sent in streams:
-            self._run(
-                f"UPDATE aws_connections SET last_seen = ?, sent_event = {greatest} "
-                "WHERE id = ? AND waker = ?",
-                (self.now, sent, conn_id, waker),
-            )
+        self._run_many(
+            f"UPDATE aws_connections SET last_seen = ?, sent_event = {greatest} "
+            "WHERE id = ? AND waker = ?",
+            [(self.now, sent, conn_id, waker) for conn_id, waker, sent in streams],
+        )
 
     def touch_waker(self, waker: str) -> int:
         """Mark every connection waited on by ``waker`` as seen now (a process heartbeat)."""
