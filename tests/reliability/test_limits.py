@@ -9,6 +9,7 @@ import os
 import re
 import sqlite3
 import time
+from typing import Any
 
 import pytest
 from websockets.exceptions import ConnectionClosed
@@ -16,6 +17,7 @@ from websockets.sync.client import connect as ws_connect
 
 from altwebsocket.config import FIELDS, Settings
 from altwebsocket.storage import SCHEMA_VERSION, AltWebSocketStorage
+from altwebsocket.storage.wake import send_hints
 from altwebsocket.transports.http.stream import Streams, open_stream
 
 from ..support import (
@@ -89,14 +91,20 @@ def test_a_client_that_never_reads_is_closed_with_1008(data_dir) -> None:
     assert post(app, "/echo/send", send_body(conn, 7), status=410).json["error"] == "closed"
 
 
-def test_a_client_that_reads_is_never_closed(data_dir) -> None:
-    server = make_server(data_dir, max_events_queued=5, max_rate=0)
+def _reading(data_dir: Any, max_events_queued: int) -> tuple[Any, Any, dict[str, Any], Any]:
+    """A server, its web app, an echo connection and its stream's body, opened."""
+    server = make_server(data_dir, max_events_queued=max_events_queued, max_rate=0)
     app = web_app(server)
     conn = new(app)
     stream = open_stream(server, Streams(), "echo", conn["id"], conn["token"], 0)
     assert stream is not None
     body = iter(stream)
     next(body)  # retry: and the opening comment
+    return server, app, conn, body
+
+
+def test_a_client_that_reads_is_never_closed(data_dir) -> None:
+    server, app, conn, body = _reading(data_dir, 5)
     seq = 0
     for _ in range(6):  # 24 messages through, never more than 4 unread at once
         for _ in range(4):
@@ -105,6 +113,27 @@ def test_a_client_that_reads_is_never_closed(data_dir) -> None:
         chunk = next(body)
         assert chunk.count(b"id: ") == 4
     assert server.storage.connection(conn["id"]).close_code is None
+    body.close()  # type: ignore[attr-defined]
+
+
+def test_an_older_streams_progress_leaves_the_waker_to_the_newer_stream(data_dir) -> None:
+    """A stream records how far it got every ``max_events_queued / 4`` events. When a newer
+    stream of the same connection (in another process) has become its waker meanwhile, that
+    record must not name the older stream again: the connection's hints would go to it."""
+    server, app, conn, body = _reading(data_dir, 8)
+    ours = server.storage.connection(conn["id"]).waker
+    for seq in (1, 2):
+        post(app, "/echo/send", send_body(conn, seq, str(seq)))
+    assert next(body).count(b"id: ") == 2
+    assert server.storage.connection(conn["id"]).sent_event == 2  # (its own progress)
+    with server.storage.transaction() as tx:  # a newer stream, elsewhere
+        tx.set_waker(conn["id"], "newer-stream", 2)
+    for seq in (3, 4):
+        post(app, "/echo/send", send_body(conn, seq, str(seq)))
+    send_hints({ours: [conn["id"]]})  # (as the process's poller finds a hint not sent)
+    assert next(body).count(b"id: ") == 2  # (past the next report: 4)
+    record = server.storage.connection(conn["id"])
+    assert ours and record.waker == "newer-stream" and record.sent_event == 2
     body.close()  # type: ignore[attr-defined]
 
 

@@ -683,8 +683,10 @@ class EventStream(LocalStream):
         reported = self.cursor
         self.cursor = events[-1][0]
         if self.cursor // report_every != reported // report_every:
-            with self.server.storage.transaction() as tx:  # (a write stuck below holds one chunk)
-                tx.set_waker(self.record.id, wake.address, self.cursor)
+            # (a write stuck below holds one chunk) Only while this stream is the waker: a
+            # newer stream of the connection, elsewhere, keeps its hints (touch_streams).
+            with self.server.storage.transaction() as tx:
+                tx.touch_streams([(self.record.id, wake.address, self.cursor)])
         if any(self.final(event) for event in events):
             self.closed = True
         return b"".join(self.encode(event).encode() for event in events)
