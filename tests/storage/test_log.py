@@ -108,9 +108,13 @@ class Model:
         assert record is not None
         self.order[conn] = (record.created, conn)
 
-    def direct(self, conn: str, payload: bytes) -> None:
+    def direct(self, conn: str, payload: bytes, as_a_receive: bool = False) -> None:
+        """One event for ``conn``; ``as_a_receive``: after reading its row locked, as the
+        server's receive does (on SQLite that read brings its queue's numbers)."""
         _, queue, ref = self.conns[conn]
         with self.storage.transaction() as tx:
+            if as_a_receive:
+                assert tx.connection(conn, lock=True) is not None
             event_id = tx.enqueue(conn, 1, payload)
         self.queues[queue].append((ref, payload))
         assert event_id == len(self.queues[queue])
@@ -193,7 +197,7 @@ def test_every_queue_numbers_its_events_without_gaps_whatever_the_mix(database_u
             exclude = rng.choice(model.open) if model.open and rng.random() < 0.3 else None
             model.broadcast(rng.choice("ab"), payload, exclude)
         elif roll < 0.6 and model.open:
-            model.direct(rng.choice(model.open), payload)
+            model.direct(rng.choice(model.open), payload, rng.random() < 0.5)
         elif roll < 0.7:
             model.open_conn(rng.choice("ab"), rng.choice([None, *sessions]))
         elif roll < 0.77 and len(model.open) > 3:
@@ -219,6 +223,58 @@ def test_every_queue_numbers_its_events_without_gaps_whatever_the_mix(database_u
     for conn in list(model.open)[:4]:
         model.direct(conn, b"direct after the purge")
     model.check(database_url, 2, rng)
+    storage.close()
+
+
+def _statements(monkeypatch: pytest.MonkeyPatch, action: Any) -> list[str]:
+    """The statements ``action`` runs, each's first two words."""
+    seen: list[str] = []
+    call = Transaction._call
+
+    def recording(self: Transaction, method: Any, statement: str, params: Any) -> None:
+        seen.append(" ".join(statement.split()[:2]))
+        call(self, method, statement, params)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Transaction, "_call", recording)
+        action()
+    return seen
+
+
+def test_on_sqlite_a_receive_reads_the_queue_with_the_connections_row(
+        tmp_path, monkeypatch) -> None:
+    """The echo's transaction: its connection's row read locked, then one event queued. On
+    SQLite, the one writer, the row's read brings the queue's numbers too, so queueing the
+    event reads nothing more; a statement in between (here a broadcast, which changes what
+    the queue's last event is) makes it read them again, and the numbers stay right."""
+    storage = _storage(f"sqlite:///{tmp_path}/altws.db")
+    session = _open(storage, SESSION_APP)
+    model = Model(storage)
+    model.queues[session], model.base[session] = [], 0
+    model.open_conn("echo", session)
+    model.open_conn("echo", None)
+    member, plain = model.open
+    for conn in (member, plain):
+        with storage.transaction() as tx:  # (each queue's first event)
+            tx.enqueue(conn, 1, b"first")
+        model.queues[model.conns[conn][1]].append((model.conns[conn][2], b"first"))
+
+    for conn in (member, plain):
+        seen = _statements(monkeypatch, lambda: model.direct(conn, b"echo", True))  # noqa: B023
+        assert seen == ["SELECT r.id,", "UPDATE aws_connections", "INSERT INTO"], conn
+    model.check(f"sqlite:///{tmp_path}/altws.db")
+
+    for conn in (member, plain):  # a broadcast in between: the numbers are read again
+        _, queue, ref = model.conns[conn]
+        with storage.transaction() as tx:
+            tx.connection(conn, lock=True)
+            assert tx.enqueue_app("echo", 1, b"to all") == 2
+            after = tx.enqueue(conn, 1, b"after it")
+        for other in (member, plain):
+            model.queues[model.conns[other][1]].append((model.conns[other][2], b"to all"))
+        model.queues[queue].append((ref, b"after it"))
+        assert after == len(model.queues[queue])
+    model.check(f"sqlite:///{tmp_path}/altws.db")
     storage.close()
 
 

@@ -65,6 +65,8 @@ def random_name(nbytes: int) -> str:
 
 
 _CONNECTION_COLUMNS = ", ".join(CONNECTION_COLUMNS)
+_CONNECTION_COLUMNS_R = ", ".join(f"r.{name}" for name in CONNECTION_COLUMNS)
+_AHEAD_AT = len(CONNECTION_COLUMNS)  # where the queue's numbers start (Transaction.connection)
 
 
 class ConnectionRecord(tuple):  # type: ignore[type-arg]
@@ -157,6 +159,13 @@ _ITEMS = (
     "AND (b.not_for IS NULL OR b.not_for <> m.id) ORDER BY b.pos LIMIT {limit}")
 
 _READ_MOST = 2000  # rows one read of a queue's events asks for at most
+
+# What :meth:`Transaction.enqueue` reads of a queue ``q`` before it numbers an event: the
+# log's clock (``k``), the queue's row, the app's broadcast ordinal now, and (then) what the
+# members of a session's queue got since their count.
+_QUEUE_NUMBERS = ("k.value, q.last_event, q.waker, q.sent_event, q.counted_ord, q.state, "
+                  "q.left_ord, q.transport, q.session_id, q.app, (SELECT c.value FROM "
+                  "aws_counters c WHERE c.name = q.app)")
 
 # The sum of what the members of a queue got since their count (over Transaction._members)
 _UNCOUNTED = ("COALESCE(SUM(CASE WHEN u.upto > u.counted_ord + u.excluded THEN "
@@ -313,6 +322,10 @@ class Transaction:
         # queue -> (id, key) of the last event this transaction queued on it (.log): the
         # storage remembers them once committed, so a stream reads on without a search
         self.keys: dict[str, tuple[int, Key]] = {}
+        # SQLite: (queue id, what enqueue reads of it), read with a connection's row and
+        # good until the next statement (:meth:`connection`)
+        self._ahead: tuple[str, Any] | None = None
+        self._serial = storage.is_sqlite  # one writer at a time: nothing changes under us
 
     def unavailable(self) -> StorageUnavailable:
         """The 503 for the database error this transaction met (:attr:`failed`)."""
@@ -330,6 +343,7 @@ class Transaction:
 
     def _call(self, method: Any, statement: str, params: Any) -> None:
         database = self.storage._database
+        self._ahead = None  # (a statement may change what it holds)
         if self.failed is not None:
             # SQLite may have rolled the transaction back itself (SQLITE_FULL, SQLITE_IOERR):
             # a further statement would run, and commit, on its own. Nothing more runs.
@@ -394,14 +408,30 @@ class Transaction:
 
     def connection(self, conn_id: str, lock: bool = False) -> ConnectionRecord | None:
         """The connection's row, or ``None``; with ``lock``, the row stays locked until the
-        transaction ends (concurrent senders to one connection take turns)."""
-        suffix = self.storage._database.dialect.for_update if lock else ""
-        row = self._run(
-            f"SELECT {_CONNECTION_COLUMNS} FROM aws_connections WHERE id = ?{suffix}", (conn_id,)
-        ).fetchone()
+        transaction ends (concurrent senders to one connection take turns).
+
+        With ``lock`` on SQLite, whose write transaction is the only writer, the same
+        statement reads what :meth:`enqueue` needs of the connection's queue (its own or
+        its session's), so an event queued right after (an echo) costs no read of its
+        own. On PostgreSQL and MySQL that read must wait for the log's clock, which this
+        one does not take."""
+        if lock and self._serial:
+            members, params = self._members("m.session_id = r.session_id")
+            row = self._run(
+                f"SELECT {_CONNECTION_COLUMNS_R}, {_QUEUE_NUMBERS}, (SELECT {_UNCOUNTED} FROM "
+                f"({members}) u) FROM aws_connections r LEFT JOIN aws_connections q ON q.id "
+                "= COALESCE(r.session_id, r.id) LEFT JOIN aws_counters k ON k.name = ? "
+                "WHERE r.id = ?", params + (CLOCK, conn_id)).fetchone()
+        else:
+            suffix = self.storage._database.dialect.for_update if lock else ""
+            row = self._run(f"SELECT {_CONNECTION_COLUMNS} FROM aws_connections WHERE id = ?"
+                            f"{suffix}", (conn_id,)).fetchone()
         if not row:
             return None
-        record = _record(row)
+        record = _record(row[:_AHEAD_AT])
+        if len(row) > _AHEAD_AT and row[_AHEAD_AT] is not None and \
+                row[_AHEAD_AT + 1] is not None:  # (the clock's row and the queue's exist)
+            self._ahead = (record.session_id or record.id, row[_AHEAD_AT:])
         self._routes[record.id] = (record.session_id or record.id, record.session_ref)
         return record
 
@@ -589,17 +619,21 @@ class Transaction:
         stream, target = self._route(conn_id)
         # The queue's row and the log's clock in one statement, the clock locked (the
         # first time in this transaction) — with the app's broadcast ordinal now
-        # (and, for a connection of a session, what the session's connections got since)
+        # (and, for a connection of a session, what the session's connections got since);
+        # on SQLite, read already with the connection's row if nothing ran since
         held = self._clock is not None
-        members, params = self._members("m.session_id = ?") if target is not None else \
-            ("SELECT 0 AS upto, 0 AS counted_ord, 0 AS excluded", ())
-        row = self._run(
-            "SELECT k.value, q.last_event, q.waker, q.sent_event, q.counted_ord, q.state, "
-            "q.left_ord, q.transport, q.session_id, q.app, (SELECT c.value FROM aws_counters "
-            f"c WHERE c.name = q.app), (SELECT {_UNCOUNTED} FROM ({members}) u) "
-            "FROM aws_connections q, aws_counters k WHERE q.id = ? AND k.name = ?"
-            + ("" if held else self.storage._database.dialect.for_update),
-            params + ((stream,) if target is not None else ()) + (stream, CLOCK)).fetchone()
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[0] == stream:  # read with the connection's row
+            row = ahead[1]
+        else:
+            members, params = self._members("m.session_id = ?") if target is not None else \
+                ("SELECT 0 AS upto, 0 AS counted_ord, 0 AS excluded", ())
+            row = self._run(
+                f"SELECT {_QUEUE_NUMBERS}, (SELECT {_UNCOUNTED} FROM ({members}) u) "
+                "FROM aws_connections q, aws_counters k WHERE q.id = ? AND k.name = ?"
+                + ("" if held else self.storage._database.dialect.for_update),
+                params + ((stream,) if target is not None else ()) + (stream, CLOCK)
+            ).fetchone()
         if row is None:
             if not held:  # no clock row (a database made without it): _hold_clock adds it
                 self._hold_clock()
