@@ -255,9 +255,7 @@ def test_on_sqlite_a_receive_reads_the_queue_with_the_connections_row(
     model.open_conn("echo", None)
     member, plain = model.open
     for conn in (member, plain):
-        with storage.transaction() as tx:  # (each queue's first event)
-            tx.enqueue(conn, 1, b"first")
-        model.queues[model.conns[conn][1]].append((model.conns[conn][2], b"first"))
+        model.direct(conn, b"first")  # (each queue's first event)
 
     for conn in (member, plain):
         seen = _statements(monkeypatch, lambda: model.direct(conn, b"echo", True))  # noqa: B023
