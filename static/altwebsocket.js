@@ -248,7 +248,13 @@
     ws.onopen = function () { callbacks.open(ws.protocol, ws.extensions); };
     ws.onmessage = function (e) { callbacks.message(e.data, e.origin); };
     ws.onerror = function () { callbacks.error(); };
-    ws.onclose = function (e) { callbacks.close(e.code, e.reason, e.wasClean); };
+    var self = this;
+    ws.onclose = function (e) {
+      // close() while connecting fails the connection: 1006, not clean (the standard).
+      // Firefox, when the handshake was done but not yet announced, says 1005 and clean.
+      if (self.failed) { return callbacks.close(ABNORMAL, "", false); }
+      callbacks.close(e.code, e.reason, e.wasClean);
+    };
   };
 
   NativeTransport.prototype.detach = function () {
@@ -262,6 +268,7 @@
   NativeTransport.prototype.send = function (data) { this.ws.send(data); };
 
   NativeTransport.prototype.close = function (code, reason) {
+    if (this.ws.readyState === CONNECTING) { this.failed = true; }
     if (code === undefined) { this.ws.close(); } else { this.ws.close(code, reason); }
   };
 

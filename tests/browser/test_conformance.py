@@ -182,6 +182,46 @@ def test_close_while_connecting_fails_without_open(ws_page):
     assert result == {"state": 2, "log": [["error", 3, None, None], ["close", 3, 1006, False]]}
 
 
+def test_close_while_connecting_is_1006_even_if_the_engine_says_clean(page):
+    """Firefox, when its handshake is done but the open not yet announced, answers a
+    close() while connecting with error, then close 1005 *clean* (seen once in CI). The
+    native transport still reports what the standard says: 1006, not clean. Here the
+    client runs over a stand-in for the engine's WebSocket that always answers so."""
+    result = page.evaluate("""async () => {
+      class RacyWebSocket extends EventTarget {
+        constructor(url) { super(); this.url = url; this.readyState = 0; }
+        close() {
+          this.readyState = 3;
+          setTimeout(() => {
+            if (this.onerror) { this.onerror(new Event("error")); }
+            const e = new Event("close");
+            Object.assign(e, { code: 1005, reason: "", wasClean: true });
+            if (this.onclose) { this.onclose(e); }
+          }, 10);
+        }
+      }
+      const root = { WebSocket: RacyWebSocket };
+      for (const name of Object.getOwnPropertyNames(window)) {
+        if (!(name in root)) {
+          const value = window[name];
+          root[name] = typeof value === "function" && /^[a-z]/.test(name) ? value.bind(window) : value;
+        }
+      }
+      const source = await (await fetch("/static/altwebsocket.js")).text();
+      new Function("globalThis", "module", source)(root, undefined);
+      const ws = new root.AltWebSocket("ws://127.0.0.1:9/racy", false);
+      const log = [];
+      ws.onerror = () => log.push(["error"]);
+      const closed = new Promise((resolve) => {
+        ws.onclose = (e) => { log.push(["close", e.code, e.wasClean]); resolve(); };
+      });
+      ws.close();
+      await closed;
+      return log;
+    }""")
+    assert result == [["error"], ["close", 1006, False]]
+
+
 def test_text_round_trip_and_event_objects(ws_page):
     result = ws_page.evaluate("""async () => {
       const ws = make();
