@@ -241,6 +241,7 @@
     this.ws = new NativeWebSocket(url, protocols);
     this.ws.binaryType = "arraybuffer";
     this.live = false; // set once the owner adopted it
+    this.failed = false; // close() came while connecting: it ends in 1006 (see attach)
   }
 
   NativeTransport.prototype.attach = function (callbacks) {
