@@ -46,6 +46,7 @@ from altwebsocket.bench.procedure import (
 from .servers import (
     LAB_FETCH,
     LAB_PAGE,
+    LAB_TIMES,
     ServerProcess,
     free_port,
     peak_rss_kb,
@@ -159,6 +160,9 @@ class LocalReport:
     idle: list[dict[str, Any]] = field(default_factory=list)
     crowd: list[dict[str, Any]] = field(default_factory=list)
     memory: dict[str, Any] = field(default_factory=dict)
+    # the server's own time per request of altws serve during the Chromium turns, by route
+    # (benchmarks.servers.RouteTimes): where an emulated echo's time goes beyond a bare POST's
+    server_times: dict[str, Any] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -246,7 +250,7 @@ class LocalReport:
             "fanout_native": self.fanout_native, "fanout_sessions": self.fanout_sessions,
             "hold": self.hold, "idle": self.idle,
             "crowd": self.crowd,
-            "memory": self.memory,
+            "memory": self.memory, "server_times": self.server_times,
             "paper": {name: {str(k): v for k, v in figures.items()}
                       for name, figures in PAPER.items()},
             "peers_chromium_median_ms": PEERS, "targets": TARGETS,
@@ -273,6 +277,48 @@ def machine_info() -> dict[str, Any]:
 
 
 # -- the pieces ---------------------------------------------------------------------------------
+
+
+def _server_times(url: str, reset: bool = False) -> dict[str, Any]:
+    """The server's own time per request of the lab's ``altws serve`` at ``url``, by route
+    (``GET /_lab/times``, :class:`benchmarks.servers.RouteTimes`); ``reset``: and start again."""
+    import json
+
+    conn = http.client.HTTPConnection(url.split("//", 1)[1].split("/", 1)[0], timeout=10)
+    try:
+        conn.request("GET", LAB_TIMES + ("?reset=1" if reset else ""))
+        response = conn.getresponse()
+        body = response.read()
+    finally:
+        conn.close()
+    if response.status != 200:
+        raise RuntimeError(f"{LAB_TIMES} answered {response.status}")
+    times: dict[str, Any] = json.loads(body)
+    return times
+
+
+SERVER_ROUTES = (("S/send", "S/send, a shared session's send (in the tab, in a SharedWorker)"),
+                 ("B/send", "B/send, one stream per socket's send"),
+                 ("trivial route", "the trivial route, POST /_lab/fetch"))
+"""How :func:`format_report` names the routes of :attr:`LocalReport.server_times`."""
+
+
+def format_server_times(times: dict[str, Any]) -> list[str]:
+    """The section of the report on the server's own time per request (none if not timed)."""
+    rows = [(label, times[name]) for name, label in SERVER_ROUTES if name in times]
+    if not rows:
+        return []
+    width = max(len(label) for label, _ in rows)
+    out = ["The server's own time per request (altws serve, during the Chromium turns; the "
+           "WSGI call,",
+           "from dispatch to answer: an S/send writes its echo to the stream within it)",
+           f"  {'route':<{width}}  {'requests':>8}   wall µs median / p90   thread CPU µs "
+           "median / p90"]
+    for label, row in rows:
+        wall, cpu = row["wall_us"], row["cpu_us"]
+        out.append(f"  {label:<{width}}  {row['count']:>8,}   {wall['median']:>8,.0f} / "
+                   f"{wall['p90']:<8,.0f}      {cpu['median']:>8,.0f} / {cpu['p90']:,.0f}")
+    return out + [""]
 
 
 def _bare_cgi(url: str, rounds: list[int], size: int, quiet: bool) -> Series:
@@ -570,8 +616,11 @@ def run_local(plan: Plan, quiet: bool = False, log: Callable[[str], None] = prin
                                  "emulation", plan.cgi_rounds))
                 # in turns (BrowserBench.measure_interleaved): load on this shared machine
                 # falls on every setup alike, and the ratios between them hold
+                attempt("the server's times", lambda: _server_times(serve.url, reset=True))
                 measured = browser.measure_interleaved(
                     [BrowserRun(*run) for run in runs], plan.size, quiet)
+                report.server_times = attempt(
+                    "the server's times", lambda: _server_times(serve.url)) or {}
                 for run, series in zip(runs, measured):
                     if series.error:  # once more, alone, in a fresh page; both errors kept
                         key, label, page_url, target, mode, transport, rounds = run
@@ -892,6 +941,7 @@ def format_report(report: LocalReport) -> str:
             out.append(f"  {row['name'] + ' (' + row['client'] + ')':<{width}}  "
                        f"{_times(row['ratio']):>8}   {target}{verdict}{paper}")
         out.append("")
+    out.extend(format_server_times(report.server_times))
     out.append("Against the paper's Table 3 (total ms; paper: PHP + Ratchet, gigabit Ethernet)")
     for paper_key, ours_key, name in (("websocket", "daemon", "WebSocket"),
                                       ("emulation", "emulation", "SSE + POST, persistent"),

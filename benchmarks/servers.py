@@ -7,9 +7,11 @@ process runner, and how it reads their memory.
   (:func:`http_echo`): one bare POST per echo, the floor of any SSE + POST design; its
   ``GET /sse`` and ``POST /sse`` are a raw SSE + POST echo (each POST's body goes out as one
   event on every open ``/sse`` stream): the design of the emulation with nothing else;
-- ``python -m benchmarks.servers altws-serve ARGS`` is ``altws serve ARGS`` with one more
-  route, ``POST /_lab/fetch``, a trivial handler answering the body (:func:`altws_serve`):
+- ``python -m benchmarks.servers altws-serve ARGS`` is ``altws serve ARGS`` with the lab's
+  routes (:func:`altws_serve`): ``POST /_lab/fetch``, a trivial handler answering the body,
   one bare POST to the very server (same process, waitress, threads) the emulation runs on;
+  and ``GET /_lab/times``, the server's own time per request of the emulation's sends and of
+  that trivial route (:class:`RouteTimes`);
 - :class:`ServerProcess` starts a command and waits for the URL on its first lines
   (``altws serve``, ``altws daemon``, the bare echo server);
 - :func:`rss_kb` / :func:`peak_rss_kb` read ``/proc/PID/status`` (Linux).
@@ -35,8 +37,8 @@ from collections.abc import Awaitable
 from typing import Any, Callable
 
 __all__ = ["ServerProcess", "URL_PATTERN", "free_port", "rss_kb", "peak_rss_kb",
-           "processes_running", "websockets_echo", "http_echo", "altws_serve", "LAB_FETCH",
-           "LAB_PAGE", "main"]
+           "processes_running", "websockets_echo", "http_echo", "altws_serve", "lab_site",
+           "timed_route", "RouteTimes", "LAB_FETCH", "LAB_PAGE", "LAB_TIMES", "main"]
 
 URL_PATTERN = r"(https?|wss?)://[\d.]+:\d+/?"
 """The first line matching this tells where a started server listens."""
@@ -254,40 +256,119 @@ LAB_PAGE = "/_lab/page"
 """A blank HTML page of the same origin (the browser's page for the measurements)."""
 
 
-def altws_serve(args: list[str]) -> int:
-    """``altws serve ARGS`` with ``POST /_lab/fetch`` answering its body (and ``GET
-    /_lab/page``, a blank page of the origin): the reference the
-    emulation is measured against is a POST to the same process, through the same waitress
-    threads and the same site dispatch, that does nothing else."""
-    from altwebsocket import cli, site
+LAB_TIMES = "/_lab/times"
+"""``GET``: the server's own time of the timed routes so far (:class:`RouteTimes`), as JSON;
+``?reset=1`` starts them again."""
 
-    make_site = site.create_site
 
-    def lab_site(endpoints: Any, static: str = "") -> Any:
-        app: Any = make_site(endpoints, static)  # the Flask app
-        inner = app.wsgi_app
+def timed_route(method: str, path: str) -> str | None:
+    """The name under which :func:`lab_site` times a request, or ``None`` (not timed): the
+    emulation's sends and the trivial route they are measured against."""
+    if method != "POST":
+        return None
+    if path == LAB_FETCH:
+        return "trivial route"
+    if path == "/_session/send":
+        return "S/send"
+    if path.endswith("/send"):
+        return "B/send"
+    return None
 
-        def wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-            path = environ.get("PATH_INFO")
-            if path == LAB_PAGE:
-                page = b"<!doctype html><meta charset=utf-8><title>altws lab</title>"
-                start_response("200 OK", [
-                    ("Content-Type", "text/html; charset=utf-8"),
-                    ("Content-Length", str(len(page))),
-                    *(tuple(line.decode().split(": ", 1))  # (see ISOLATED)
-                      for line in ISOLATED.splitlines())])
-                return [page]
+
+class RouteTimes:
+    """The server's own time of each timed request: the WSGI call, from the dispatch to the
+    answer's return (an ``S/send`` writes its echo to the stream before it returns), on the
+    wall clock and in the CPU time of the thread that ran it — the last :attr:`keep` of each
+    route."""
+
+    keep = 20000
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._samples: dict[str, tuple[list[float], list[float]]] = {}
+
+    def record(self, name: str, wall: float, cpu: float) -> None:
+        with self._lock:
+            walls, cpus = self._samples.setdefault(name, ([], []))
+            if len(walls) >= self.keep:
+                del walls[:self.keep // 2], cpus[:self.keep // 2]
+            walls.append(wall)
+            cpus.append(cpu)
+
+    def summary(self, reset: bool = False) -> dict[str, Any]:
+        """Per route: ``count``, and ``wall_us`` / ``cpu_us`` with ``median`` and ``p90``."""
+        from altwebsocket.bench.procedure import percentile
+
+        with self._lock:
+            samples = dict(self._samples)
+            if reset:
+                self._samples = {}
+        return {name: {"count": len(walls),
+                       **{f"{what}_us": {"median": round(percentile(values, 50) * 1e6, 1),
+                                         "p90": round(percentile(values, 90) * 1e6, 1)}
+                          for what, values in (("wall", walls), ("cpu", cpus))}}
+                for name, (walls, cpus) in samples.items() if walls}
+
+
+def lab_site(inner: Callable[..., Any], times: RouteTimes) -> Callable[..., Any]:
+    """``inner`` (the site's WSGI app) with the lab's routes: :data:`LAB_PAGE`,
+    :data:`LAB_FETCH` and :data:`LAB_TIMES`; the requests :func:`timed_route` names are timed
+    into ``times``."""
+    import json
+    from urllib.parse import parse_qs
+
+    def wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        path = environ.get("PATH_INFO") or ""
+        method = environ.get("REQUEST_METHOD") or ""
+        if path == LAB_PAGE:
+            page = b"<!doctype html><meta charset=utf-8><title>altws lab</title>"
+            start_response("200 OK", [
+                ("Content-Type", "text/html; charset=utf-8"),
+                ("Content-Length", str(len(page))),
+                *(tuple(line.decode().split(": ", 1))  # (see ISOLATED)
+                  for line in ISOLATED.splitlines())])
+            return [page]
+        if path == LAB_TIMES:
+            reset = parse_qs(environ.get("QUERY_STRING") or "").get("reset") == ["1"]
+            body = json.dumps(times.summary(reset=reset)).encode()
+            start_response("200 OK", [("Content-Type", "application/json"),
+                                      ("Content-Length", str(len(body))),
+                                      ("Cache-Control", "no-store")])
+            return [body]
+        name = timed_route(method, path)
+        if name is None:
+            return inner(environ, start_response)
+        wall, cpu = time.perf_counter(), time.thread_time()
+        try:
             if path != LAB_FETCH:
                 return inner(environ, start_response)
             body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
             start_response("200 OK", [("Content-Type", "application/octet-stream"),
                                       ("Content-Length", str(len(body)))])
             return [body]
+        finally:
+            times.record(name, time.perf_counter() - wall, time.thread_time() - cpu)
 
-        app.wsgi_app = wsgi
+    return wsgi
+
+
+def altws_serve(args: list[str]) -> int:
+    """``altws serve ARGS`` with the lab's routes (:func:`lab_site`): ``POST /_lab/fetch``
+    answering its body, the reference the emulation is measured against — a POST to the
+    same process, through the same waitress threads and the same site dispatch, that does
+    nothing else; ``GET /_lab/page``, a blank page of the origin; ``GET /_lab/times``, the
+    server's own time per request of the emulation's sends and of that trivial route."""
+    from altwebsocket import cli, site
+
+    make_site = site.create_site
+    times = RouteTimes()
+
+    def with_lab(endpoints: Any, static: str = "") -> Any:
+        app: Any = make_site(endpoints, static)  # the Flask app
+        app.wsgi_app = lab_site(app.wsgi_app, times)
         return app
 
-    site.create_site = lab_site  # read by ``altws serve`` when it starts
+    site.create_site = with_lab  # read by ``altws serve`` when it starts
     return cli.main(["serve", *args])
 
 

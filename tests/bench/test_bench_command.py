@@ -161,6 +161,13 @@ def test_local_quick(tmp_path) -> None:
                     "chromium-socketio-polling", "chromium-socketio-polling-text"):
             assert keys[key]["client"] == "chromium" and keys[key]["error"] is None
             assert len(keys[key]["runs"]["10"]["samples_ms"]) == 10
+        # the server's own time per request, by route, from the lab's altws serve
+        times = data["server_times"]
+        assert set(times) == {"S/send", "B/send", "trivial route"}, times
+        assert times["trivial route"]["count"] >= 10 and times["S/send"]["count"] >= 20
+        for row in times.values():
+            assert 0 < row["wall_us"]["median"] <= row["wall_us"]["p90"], row
+        assert "The server's own time per request (altws serve" in text
     names = {(row["name"], row["client"]) for row in data["ratios"]}
     assert ("daemon / bare websockets", "python") in names
     assert ("emulation / our native", "python") in names
