@@ -299,8 +299,9 @@ class RouteTimes:
         """Per route: ``count``, and ``wall_us`` / ``cpu_us`` with ``median`` and ``p90``."""
         from altwebsocket.bench.procedure import percentile
 
-        with self._lock:
-            samples = dict(self._samples)
+        with self._lock:  # (copies: record() goes on meanwhile)
+            samples = {name: (list(walls), list(cpus))
+                       for name, (walls, cpus) in self._samples.items()}
             if reset:
                 self._samples = {}
         return {name: {"count": len(walls),
