@@ -7,6 +7,9 @@ hub sends it. It prints
 - the median time of one POST when one thread sends them all, and when 50 threads take
   turns (as a WSGI server's threads do: waitress hands each request to the thread that
   waited longest), side by side;
+- with ``--cold BYTES``, the same with that much other memory read before each POST (not
+  timed): the cold caches a POST finds when a browser on the same CPUs ran between two
+  echoes (what ``altws bench --local`` measures in the server, docs/performance.md);
 - with ``--cprofile``, the functions of the POST path by cumulative time (``cProfile``).
 
 What it found, and what changed because of it, is in ``docs/performance.md``.
@@ -71,13 +74,17 @@ class EchoPosts:
                 self.server.storage.discard_events(record.id, record.last_event)
 
 
-def median_us(posts: EchoPosts, threads: int, count: int) -> float:
-    """The median µs of one POST when ``threads`` threads take turns, one POST at a time."""
+def median_us(posts: EchoPosts, threads: int, count: int, cold: int = 0) -> float:
+    """The median µs of one POST when ``threads`` threads take turns, one POST at a time;
+    ``cold``: bytes of other memory the thread reads before each POST (not timed)."""
     inboxes: list[queue.Queue[bool]] = [queue.Queue() for _ in range(threads)]
     done: queue.Queue[float] = queue.Queue()
+    other = bytearray(cold)
 
     def work(inbox: queue.Queue[bool]) -> None:
         while inbox.get():
+            if cold:
+                other.count(1)  # reads every byte: the caches now hold this, not the POST's
             started = time.perf_counter()
             posts.post()
             done.put(time.perf_counter() - started)
@@ -99,15 +106,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.hotpath",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--posts", type=int, default=3000, help="POSTs per measurement")
+    parser.add_argument("--cold", type=int, default=0, metavar="BYTES",
+                        help="also measure with BYTES of other memory read before each POST "
+                             "(8000000: more than the caches of this machine's CPUs)")
     parser.add_argument("--cprofile", action="store_true",
                         help="also profile the POST path with cProfile")
     args = parser.parse_args(argv)
+    if args.posts < 1 or args.cold < 0:
+        parser.error("--posts must be at least 1 and --cold at least 0")
     posts = EchoPosts()
     for _ in range(300):  # warm up
         posts.post()
     for threads in (1, 50, 1, 50):
         print(f"{threads:>3} thread(s) taking turns: {median_us(posts, threads, args.posts):6.1f}"
               " µs per S/send (median)", flush=True)
+    for _ in range(2 if args.cold else 0):  # in turns: a moment of load falls on both
+        warm = median_us(posts, 1, args.posts)
+        cold = median_us(posts, 1, args.posts, args.cold)
+        print(f"  1 thread, warm caches: {warm:6.1f} µs; with {args.cold:,} bytes read before "
+              f"each POST: {cold:6.1f} µs per S/send (median)", flush=True)
     if args.cprofile:
         import cProfile
         import pstats

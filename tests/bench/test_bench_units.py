@@ -163,3 +163,20 @@ def test_python_m_benchmarks_takes_the_options_of_bench_local() -> None:
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "altws bench: --size must be positive" in done.stderr
+
+
+def test_hotpath_measures_warm_and_cold_posts_in_turns() -> None:
+    """``python -m benchmarks.hotpath --cold BYTES``: an S/send with warm caches and with
+    BYTES read before each, twice in turns; bad numbers are a usage error."""
+    done = subprocess.run([sys.executable, "-m", "benchmarks.hotpath", "--posts", "20",
+                           "--cold", "100000"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = [line for line in done.stdout.splitlines() if "bytes read before each POST" in line]
+    assert len(rows) == 2, done.stdout
+    for row in rows:
+        warm, cold = (float(part.split("µs")[0].split()[-1]) for part in row.split(";"))
+        assert warm > 0 and cold > 0, row
+    refused = subprocess.run([sys.executable, "-m", "benchmarks.hotpath", "--cold", "-1"],
+                             cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "--cold at least 0" in refused.stderr
