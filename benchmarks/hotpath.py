@@ -112,8 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cprofile", action="store_true",
                         help="also profile the POST path with cProfile")
     args = parser.parse_args(argv)
-    if args.posts < 1 or args.cold < 0:
-        parser.error("--posts must be at least 1 and --cold at least 0")
+    if args.posts < 1:
+        parser.error("--posts must be at least 1")
+    if args.cold < 0:
+        parser.error("--cold must be at least 0")
     posts = EchoPosts()
     for _ in range(300):  # warm up
         posts.post()

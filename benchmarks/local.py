@@ -283,17 +283,10 @@ def _server_times(url: str, reset: bool = False) -> dict[str, Any]:
     """The server's own time per request of the lab's ``altws serve`` at ``url``, by route
     (``GET /_lab/times``, :class:`benchmarks.servers.RouteTimes`); ``reset``: and start again."""
     import json
+    from urllib.request import urlopen
 
-    conn = http.client.HTTPConnection(url.split("//", 1)[1].split("/", 1)[0], timeout=10)
-    try:
-        conn.request("GET", LAB_TIMES + ("?reset=1" if reset else ""))
-        response = conn.getresponse()
-        body = response.read()
-    finally:
-        conn.close()
-    if response.status != 200:
-        raise RuntimeError(f"{LAB_TIMES} answered {response.status}")
-    times: dict[str, Any] = json.loads(body)
+    with urlopen(url + LAB_TIMES + ("?reset=1" if reset else ""), timeout=10) as answer:
+        times: dict[str, Any] = json.loads(answer.read())  # (not 200: HTTPError)
     return times
 
 

@@ -179,4 +179,4 @@ def test_hotpath_measures_warm_and_cold_posts_in_turns() -> None:
         assert warm > 0 and cold > 0, row
     refused = subprocess.run([sys.executable, "-m", "benchmarks.hotpath", "--cold", "-1"],
                              cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert refused.returncode == 2 and "--cold at least 0" in refused.stderr
+    assert refused.returncode == 2 and "--cold must be at least 0" in refused.stderr
