@@ -1844,7 +1844,8 @@
 
   /**
    * pagehide: this page's sockets close on the server at once (sendBeacon: their messages not
-   * yet acknowledged, then a close op each); the last page of the session closes the session.
+   * yet acknowledged, then a close op each), then S/close: "unless_open" the sockets of the
+   * other pages, so that the last page closes the session.
    */
   Link.prototype.leave = function () {
     if (this.gone) { return; }
@@ -1853,11 +1854,17 @@
     if (this.session && this.secret) {
       var body = { session: this.session, secret: this.secret };
       if (ops.length) { beacon(this.base + "/send", Object.assign({ ops: ops }, body)); }
-      var others = false;
+      // The last page closes the session. What the hub last said of the other pages may be
+      // late (a tab that has just left): the server keeps the session only while one of
+      // their sockets is open there, or not known yet (its open on its way).
+      var others = [];
       for (var id in this.registry) {
-        if (id !== TAB && this.registry[id].length) { others = true; }
+        if (id !== TAB) { others = others.concat(this.registry[id]); }
       }
-      if (!others) { beacon(this.base + "/close", body); }
+      if (others.length <= 1000) { // (the most the server takes: more are surely open)
+        beacon(this.base + "/close", others.length ?
+          Object.assign({ unless_open: others }, body) : body);
+      }
     }
     this.gone = true;
     this.backend.leave();

@@ -198,6 +198,42 @@ def test_closing_the_session_closes_every_connection_then_204(deployment) -> Non
          "ops": [session.text("a", "x")]})).status_code == 410
 
 
+def test_a_close_unless_open_keeps_the_session_while_a_named_socket_may_live(deployment
+                                                                             ) -> None:
+    """``unless_open``: the goodbye of a tab that is not sure it is the last. The session is
+    kept while a named connection is open or not known yet (its open may be on its way), and
+    closed once every named one is closed; a malformed list is a 400 that closes nothing."""
+    session = Session(session_base(deployment))
+    stream = session.stream()
+    session.ops({"op": "open", "ref": "mine", "app": "echo"},
+                {"op": "open", "ref": "theirs", "app": "echo"})
+
+    def close(**extra: Any) -> httpx.Response:
+        return HTTP.post(session.base + "/close", content=json.dumps(
+            {"session": session.id, "secret": session.secret, **extra}))
+
+    for bad in ("theirs", [""], ["x" * 65], [1], ["ok"] * 1001):
+        refused = close(unless_open=bad)
+        assert refused.status_code == 400, (bad, refused.text)
+        assert "unless_open" in refused.json()["message"]
+    assert close(unless_open=["theirs"]).json() == {"ok": True, "kept": True}
+    assert close(unless_open=["not-opened-yet"]).json() == {"ok": True, "kept": True}
+    assert session.ops(session.text("mine", "still here"))[0]["ack"] == 1
+    assert session.ops({"op": "close", "ref": "theirs"}) == [{"ref": "theirs", "ok": True}]
+    assert close(unless_open=["theirs"]).json() == {"ok": True}
+    got = []
+    while True:
+        event = stream.next()
+        got.append((event.event or "message", json.loads(event.data)))
+        if event.event == "end":
+            break
+    assert got == [("message", {"ref": "mine", "data": "still here"}),
+                   ("close", {"ref": "theirs", "code": 1005, "reason": ""}),
+                   ("close", {"ref": "mine", "code": 1001, "reason": ""}),
+                   ("end", {"code": 1001, "reason": ""})]
+    assert close(unless_open=["theirs"]).json() == {"ok": True, "already_closed": True}
+
+
 def test_the_secret_is_checked_and_never_needed_in_a_url(deployment) -> None:
     session = Session(session_base(deployment))
     wrong = httpx.get(session.base + "/", headers={"X-AltWS-Session": session.id,

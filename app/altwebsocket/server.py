@@ -510,17 +510,26 @@ class AltWebSocketServer:
         return self.run(operation)
 
     def close_session(self, session_id: str, code: int = CloseCode.GOING_AWAY,
-                      reason: str = "", authorize: Authorize | None = None) -> bool:
+                      reason: str = "", authorize: Authorize | None = None,
+                      unless_open: Sequence[str] = ()) -> str:
         """Close a session and every open connection in it (``code``, 1001 by default: the
-        browser went away). ``False`` if it was already closed."""
+        browser went away): ``"closed"``, or ``"already_closed"``.
 
-        def operation(ctx: Context) -> bool:
+        With ``unless_open`` (refs of the session's connections), the session is kept open
+        (``"kept"``) if any of them is open, or not known yet (its ``open`` may be on its
+        way): the goodbye of a tab that is not sure it is the last."""
+
+        def operation(ctx: Context) -> str:
             record = self._record(ctx, SESSION_APP, session_id, authorize)
             if record.state != State.OPEN:
-                return False
+                return "already_closed"
+            for ref in unless_open:
+                other = ctx.tx.session_connection(session_id, ref)
+                if other is None or other.state == State.OPEN:
+                    return "kept"
             ctx.wrap(record)
             ctx.close_session(session_id, code, reason)
-            return True
+            return "closed"
 
         return self.run(operation)
 

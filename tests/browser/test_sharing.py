@@ -66,10 +66,13 @@ window.TT = {
 HISTORY = 10  # the chat sends the last 10 messages on join
 
 
-def open_tab(context: Any, info_url: str) -> Any:
-    """A tab on the deployment's origin (a same-origin JSON document) with the client."""
+def open_tab(context: Any, info_url: str, init: str | None = None) -> Any:
+    """A tab on the deployment's origin (a same-origin JSON document) with the client
+    (``init``: a script to run in the page before any other)."""
     page = context.new_page()
     page.set_default_timeout(3 * MS)
+    if init:
+        page.add_init_script(init)
     page.goto(info_url)
     page.add_script_tag(url="/static/altwebsocket.js")
     page.add_script_tag(content=HELPERS)
@@ -351,6 +354,49 @@ def test_a_leading_tab_that_leaves_gets_its_sockets_closed_even_if_its_beacons_a
         types = tab.evaluate("() => TT.types('chat').concat(TT.types('echo'))")
         assert [t for t in types if t != "message"] == ["open", "open"], (i, types)  # no close
     assert open_count(data, "_session") == 1
+
+
+# In a page, before the client: once window.STALE is set, the messages of the worker that
+# tell which pages share the session ("peers") are dropped, so the page goes on believing in
+# pages that have left.
+STALE_PEERS = r"""(() => {
+  const slot = Object.getOwnPropertyDescriptor(MessagePort.prototype, "onmessage");
+  Object.defineProperty(MessagePort.prototype, "onmessage", {
+    configurable: true,
+    get() { return slot.get.call(this); },
+    set(handler) {
+      slot.set.call(this, handler && function (e) {
+        if (window.STALE && e.data && e.data.t === "peers") { return; }
+        return handler.call(this, e);
+      });
+    },
+  });
+})();"""
+
+
+def test_the_last_tab_closes_the_session_even_if_it_still_believes_in_one_that_left(
+        context, fresh_altws):
+    """The last tab's goodbye must not hang on how fresh its news of the other tabs is: here
+    it never hears that the first tab left. It sends ``S/close`` "unless open" the sockets it
+    believes in; the server knows them closed, and closes the session at once (not after
+    ``gone_timeout``, 60 s)."""
+    data = fresh_altws.data  # type: ignore[attr-defined]
+    url = fresh_altws.url
+    first = open_tab(context, url + "/echo/info")
+    last = open_tab(context, url + "/echo/info", init=STALE_PEERS)
+    for tab in (first, last):
+        tab.evaluate("([u, o]) => TT.pair(u + '/chat', u + '/echo', o)", [url, {"share": "worker"}])
+        assert tab.evaluate("() => TT.opened(['chat', 'echo'])") == ["emulation", "emulation"]
+    assert wait_for(lambda: open_count(data, "chat") == 2 and open_count(data, "echo") == 2)
+    last.evaluate("() => { window.STALE = true; }")
+    first.close()
+    assert wait_for(lambda: open_count(data, "chat") == 1 and open_count(data, "echo") == 1), \
+        sessions_in(data)
+    last.evaluate("() => TT.sockets.echo.send('alone now')")
+    assert last.evaluate("() => TT.has('echo', 'alone now')")
+    last.close()
+    assert wait_for(lambda: open_count(data, "_session") == 0, 10), sessions_in(data)
+    assert open_count(data, "chat") == 0 and open_count(data, "echo") == 0
 
 
 @pytest.mark.parametrize("share", ["worker", "tabs"])

@@ -27,6 +27,7 @@ __all__ = [
     "Op",
     "SessionRequest",
     "parse_session",
+    "parse_session_close",
     "parse_session_request",
     "session_event_for",
     "answer_event",
@@ -99,6 +100,22 @@ def parse_session(obj: dict[str, Any]) -> tuple[str, str]:
         if not isinstance(value, str) or not value or len(value) > 200:
             raise ProtocolError(f"field {name!r} must be a non-empty string")
     return str(session), str(secret)
+
+
+MAX_UNLESS_OPEN = 1000
+"""The most refs an ``S/close`` may name in ``unless_open``."""
+
+
+def parse_session_close(obj: dict[str, Any]) -> tuple[str, str, tuple[str, ...]]:
+    """The ``session``, ``secret`` and ``unless_open`` refs of an ``S/close`` body (400 if
+    any is malformed). With refs, the close is conditional: see ``docs/protocol.md``."""
+    session, secret = parse_session(obj)
+    refs = obj.get("unless_open", [])
+    if (not isinstance(refs, list) or len(refs) > MAX_UNLESS_OPEN
+            or not all(is_ref(ref) for ref in refs)):
+        raise ProtocolError(f"field 'unless_open' must be a list of at most {MAX_UNLESS_OPEN} "
+                            "refs (1-64 characters of A-Z a-z 0-9 - _ . :)")
+    return session, secret, tuple(refs)
 
 
 def _op(obj: Any, max_message: int, budget: int) -> Op:

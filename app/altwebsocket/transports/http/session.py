@@ -171,8 +171,12 @@ class SessionEndpoints:
         return app, conn_id
 
     def close(self, body: dict[str, Any]) -> dict[str, Any]:
-        """``S/close``: close the session's connections (1001) and the session."""
-        session_id, secret = v2.parse_session(body)
+        """``S/close``: close the session's connections (1001) and the session, unless one
+        of the connections named in ``unless_open`` is open (``{"ok": true, "kept": true}``)."""
+        session_id, secret, unless_open = v2.parse_session_close(body)
         self._verified.pop(session_id, None)
-        closed = self.server.close_session(session_id, authorize=authorizer(secret))
-        return {"ok": True} if closed else {"ok": True, "already_closed": True}
+        outcome = self.server.close_session(session_id, authorize=authorizer(secret),
+                                            unless_open=unless_open)
+        if outcome == "kept":
+            return {"ok": True, "kept": True}
+        return {"ok": True} if outcome == "closed" else {"ok": True, "already_closed": True}
