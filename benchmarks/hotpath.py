@@ -10,6 +10,10 @@ hub sends it. It prints
 - with ``--cold BYTES``, the same with that much other memory read before each POST (not
   timed): the cold caches a POST finds when a browser on the same CPUs ran between two
   echoes (what ``altws bench --local`` measures in the server, docs/performance.md);
+- with ``--stages``, how the time of one POST divides among its stages (reading the body,
+  the transaction's statements, the handler, the write to the stream…), warm and cold in
+  turns, with the session's stream held in the process as ``altws serve`` holds it (each
+  stage timed by a timer wrapped around its function: they add a little);
 - with ``--cprofile``, the functions of the POST path by cumulative time (``cProfile``).
 
 What it found, and what changed because of it, is in ``docs/performance.md``.
@@ -27,7 +31,12 @@ import threading
 import time
 from typing import Any
 
+from altwebsocket.protocol import session as v2
 from altwebsocket.server import AltWebSocketServer
+from altwebsocket.storage.api import Transaction
+from altwebsocket.storage.engine import Database
+from altwebsocket.transports.http.session import SessionEndpoints
+from altwebsocket.transports.http.stream import EventStream
 from altwebsocket.transports.http.wsgi import WSGIApp
 
 __all__ = ["main"]
@@ -36,14 +45,39 @@ __all__ = ["main"]
 class EchoPosts:
     """A server on a fresh data folder, a session with one echo connection, and its POSTs."""
 
-    def __init__(self) -> None:
+    def __init__(self, stream: bool = False) -> None:
         self.server = AltWebSocketServer(data=tempfile.mkdtemp(prefix="altws-profile-"),
                                          max_rate=0)
-        self.app = WSGIApp(self.server)
+        self.app = WSGIApp(self.server, direct_writes=stream)
         self.session = self.call("/_session/new", {})
         self.seq = 0
         self.call("/_session/send", {**self.credentials(), "ops": [
             {"op": "open", "ref": "e", "app": "echo"}]})
+        self.received = 0  # bytes the held stream wrote (``stream``)
+        if stream:
+            self._hold_stream()
+
+    def _hold_stream(self) -> None:
+        """Hold the session's stream here, as ``altws serve`` does while a browser reads
+        it: each POST then writes its echo (and the copy of its answer) to it."""
+        environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/_session/",
+                   "wsgi.input": io.BytesIO(b""), "HTTP_HOST": "127.0.0.1:8000",
+                   "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8000",
+                   "wsgi.url_scheme": "http", "REMOTE_ADDR": "127.0.0.1",
+                   "HTTP_ORIGIN": "http://127.0.0.1:8000",
+                   "HTTP_X_ALTWS_SESSION": self.session["session"],
+                   "HTTP_X_ALTWS_SECRET": self.session["secret"]}
+
+        def count(chunk: bytes) -> None:
+            self.received += len(chunk)
+
+        body = self.app(environ, lambda line, headers, exc=None: count)
+        threading.Thread(target=lambda: [count(chunk) for chunk in body], daemon=True).start()
+        deadline = time.monotonic() + 10
+        while not self.received:  # its first bytes (retry:, a comment): it is writing
+            if time.monotonic() > deadline:
+                raise RuntimeError("the session's stream wrote nothing")
+            time.sleep(0.01)
 
     def credentials(self) -> dict[str, Any]:
         return {"session": self.session["session"], "secret": self.session["secret"]}
@@ -102,6 +136,95 @@ def median_us(posts: EchoPosts, threads: int, count: int, cold: int = 0) -> floa
     return times[len(times) // 2] * 1e6
 
 
+# The stages of one S/send (see --stages): label, and the function timed for it. The handler
+# runs the echo's send: the INSERT of its event and the UPDATE of the session's queue.
+STAGES: tuple[tuple[str, Any, str], ...] = (
+    ("read the body, parse its JSON", WSGIApp, "_body"),
+    ("check the operations", v2, "parse_session_request"),
+    ("check the session and find its stream", SessionEndpoints, "_stream_of"),
+    ("BEGIN IMMEDIATE", Database, "begin_write"),
+    ("SELECT the connection and its queue", Transaction, "connection"),
+    ("on_message: INSERT the echo, UPDATE the queue", AltWebSocketServer, "_call"),
+    ("UPDATE the connection's seq", Transaction, "set_last_seq"),
+    ("COMMIT", Database, "commit"),
+    ("hand the event to the stream", AltWebSocketServer, "_committed"),
+    ("copy of the answer, one write to the stream", EventStream, "say"),
+    ("the answer's JSON and headers", WSGIApp, "_json"),
+)
+TOTAL = "the whole WSGI call"
+
+
+class StageTimers:
+    """While entered, every function of :data:`STAGES` (and the WSGI call) adds the time it
+    takes to :attr:`spent`, by label; on exit the functions are put back."""
+
+    def __init__(self) -> None:
+        self.spent: dict[str, int] = {}
+        self._saved: list[tuple[Any, str, Any]] = []
+
+    def _timed(self, label: str, function: Any) -> Any:
+        spent, clock = self.spent, time.perf_counter_ns
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = clock()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                spent[label] = spent.get(label, 0) + clock() - started
+
+        return timed
+
+    def __enter__(self) -> StageTimers:
+        for label, owner, name in (*STAGES, (TOTAL, WSGIApp, "__call__")):
+            raw = owner.__dict__[name] if isinstance(owner, type) else getattr(owner, name)
+            self._saved.append((owner, name, raw))
+            if isinstance(raw, staticmethod):
+                setattr(owner, name, staticmethod(self._timed(label, raw.__func__)))
+            else:
+                setattr(owner, name, self._timed(label, raw))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for owner, name, raw in reversed(self._saved):
+            setattr(owner, name, raw)
+        self._saved.clear()
+
+
+def stage_medians(posts: EchoPosts, count: int, cold: int) -> tuple[dict[str, float],
+                                                                     dict[str, float]]:
+    """Median µs per stage of ``count`` warm POSTs and ``count`` cold ones (``cold`` bytes
+    read before each), taking turns."""
+    other = bytearray(cold)
+    samples: tuple[dict[str, list[int]], dict[str, list[int]]] = ({}, {})
+    with StageTimers() as timers:
+        for n in range(2 * count):
+            is_cold = n % 2 == 1
+            if is_cold:
+                other.count(1)
+            timers.spent.clear()
+            posts.post()
+            for label, spent in timers.spent.items():
+                samples[is_cold].setdefault(label, []).append(spent)
+    return tuple(  # type: ignore[return-value]
+        {label: sorted(values)[len(values) // 2] / 1000 for label, values in one.items()}
+        for one in samples)
+
+
+def format_stages(warm: dict[str, float], cold: dict[str, float], cold_bytes: int) -> str:
+    """The table of :func:`stage_medians`: a row per stage, the rest, the whole call."""
+    lines = [f"  {'stage of one S/send (median µs)':50} {'warm':>7} {'cold':>7}"]
+    for label, _, _ in STAGES:
+        lines.append(f"  {label:50} {warm.get(label, 0):7.1f} {cold.get(label, 0):7.1f}")
+    rest = [one[TOTAL] - sum(one.get(label, 0) for label, _, _ in STAGES)
+            for one in (warm, cold)]
+    lines.append(f"  {'the rest (routing, glue between the stages)':50} {rest[0]:7.1f} "
+                 f"{rest[1]:7.1f}")
+    lines.append(f"  {TOTAL:50} {warm[TOTAL]:7.1f} {cold[TOTAL]:7.1f}")
+    lines.append(f"  (cold: {cold_bytes:,} bytes of other memory read before each POST; "
+                 "a stage's median and the whole call's are of separate samples)")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.hotpath",
                                      description=__doc__.split("\n\n")[0])
@@ -109,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cold", type=int, default=0, metavar="BYTES",
                         help="also measure with BYTES of other memory read before each POST "
                              "(8000000: more than the caches of this machine's CPUs)")
+    parser.add_argument("--stages", action="store_true",
+                        help="also time each stage of the POST, warm and cold (--cold, "
+                             "8000000 if not given), with the session's stream held here")
     parser.add_argument("--cprofile", action="store_true",
                         help="also profile the POST path with cProfile")
     args = parser.parse_args(argv)
@@ -127,6 +253,15 @@ def main(argv: list[str] | None = None) -> int:
         cold = median_us(posts, 1, args.posts, args.cold)
         print(f"  1 thread, warm caches: {warm:6.1f} µs; with {args.cold:,} bytes read before "
               f"each POST: {cold:6.1f} µs per S/send (median)", flush=True)
+    if args.stages:
+        held = EchoPosts(stream=True)
+        for _ in range(300):
+            held.post()
+        cold_bytes = args.cold or 8_000_000
+        warm, cold = stage_medians(held, args.posts, cold_bytes)
+        print(format_stages(warm, cold, cold_bytes), flush=True)
+        if not held.received:
+            raise RuntimeError("the held stream got no echo")
     if args.cprofile:
         import cProfile
         import pstats

@@ -167,7 +167,8 @@ def test_python_m_benchmarks_takes_the_options_of_bench_local() -> None:
 
 def test_hotpath_measures_warm_and_cold_posts_in_turns() -> None:
     """``python -m benchmarks.hotpath --cold BYTES``: an S/send with warm caches and with
-    BYTES read before each, twice in turns; bad numbers are a usage error."""
+    BYTES read before each, twice in turns; ``--stages``: a row per stage of the POST, each
+    part of the whole call; bad numbers are a usage error."""
     done = subprocess.run([sys.executable, "-m", "benchmarks.hotpath", "--posts", "20",
                            "--cold", "100000"], cwd=ROOT, capture_output=True, text=True,
                           timeout=120)
@@ -177,6 +178,20 @@ def test_hotpath_measures_warm_and_cold_posts_in_turns() -> None:
     for row in rows:
         warm, cold = (float(part.split("µs")[0].split()[-1]) for part in row.split(";"))
         assert warm > 0 and cold > 0, row
+    staged = subprocess.run([sys.executable, "-m", "benchmarks.hotpath", "--posts", "20",
+                             "--cold", "100000", "--stages"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert staged.returncode == 0, staged.stdout + staged.stderr
+    from benchmarks.hotpath import STAGES, TOTAL
+
+    table = {line[:52].strip(): line[52:].split() for line in staged.stdout.splitlines()
+             if line.startswith("  ") and len(line) > 52}
+    for label in [label for label, _, _ in STAGES] + [TOTAL]:
+        warm, cold = (float(number) for number in table[label])
+        assert warm > 0 and cold > 0, (label, table[label])
+    whole = [float(number) for number in table[TOTAL]]
+    parts = [sum(float(table[label][i]) for label, _, _ in STAGES) for i in (0, 1)]
+    assert parts[0] < whole[0] and parts[1] < whole[1], (parts, whole)  # the stages are inside
     refused = subprocess.run([sys.executable, "-m", "benchmarks.hotpath", "--cold", "-1"],
                              cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2 and "--cold must be at least 0" in refused.stderr
