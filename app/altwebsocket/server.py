@@ -523,10 +523,8 @@ class AltWebSocketServer:
             record = self._record(ctx, SESSION_APP, session_id, authorize)
             if record.state != State.OPEN:
                 return "already_closed"
-            for ref in unless_open:
-                other = ctx.tx.session_connection(session_id, ref)
-                if other is None or other.state == State.OPEN:
-                    return "kept"
+            if unless_open and not ctx.tx.session_refs_closed(session_id, unless_open):
+                return "kept"
             ctx.wrap(record)
             ctx.close_session(session_id, code, reason)
             return "closed"

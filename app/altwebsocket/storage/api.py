@@ -443,6 +443,19 @@ class Transaction:
         ).fetchone()
         return None if row is None else self.connection(str(row[0]), lock=True)
 
+    def session_refs_closed(self, session_id: str, refs: Sequence[str]) -> bool:
+        """Whether every connection ``refs`` names in session ``session_id`` exists and is
+        closed (a ref not known yet may be one whose open is on its way)."""
+        wanted = set(refs)
+        for start in range(0, len(refs), 500):  # (few parameters per statement)
+            part = refs[start:start + 500]
+            rows = self._run(
+                "SELECT session_ref FROM aws_connections WHERE session_id = ? AND state <> ? "
+                f"AND session_ref IN ({', '.join('?' * len(part))})",
+                (session_id, _OPEN, *part)).fetchall()
+            wanted.difference_update(row[0] for row in rows)
+        return not wanted
+
     def session_connection_ids(self, session_id: str) -> list[str]:
         """The ids of the open connections of a session, oldest first."""
         rows = self._run(
