@@ -1861,7 +1861,7 @@
       for (var id in this.registry) {
         if (id !== TAB) { others = others.concat(this.registry[id]); }
       }
-      if (others.length <= 1000) { // (the most the server takes: more are surely open)
+      if (others.length <= 1000) { // (the most the server takes; past that, no S/close)
         beacon(this.base + "/close", others.length ?
           Object.assign({ unless_open: others }, body) : body);
       }
