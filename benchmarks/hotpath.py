@@ -258,10 +258,11 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(300):
             held.post()
         cold_bytes = args.cold or 8_000_000
+        before = held.received
         warm, cold = stage_medians(held, args.posts, cold_bytes)
+        if held.received - before < 2 * args.posts * len(b"data: "):
+            raise RuntimeError("the held stream did not get an echo for each POST")
         print(format_stages(warm, cold, cold_bytes), flush=True)
-        if not held.received:
-            raise RuntimeError("the held stream got no echo")
     if args.cprofile:
         import cProfile
         import pstats
