@@ -42,6 +42,14 @@ from altwebsocket.transports.http.wsgi import WSGIApp
 __all__ = ["main"]
 
 
+def _environ(method: str, path: str, body: bytes, **more: str) -> dict[str, Any]:
+    """The WSGI environ of a browser's request to the site on 127.0.0.1:8000."""
+    return {"REQUEST_METHOD": method, "PATH_INFO": path, "wsgi.input": io.BytesIO(body),
+            "HTTP_HOST": "127.0.0.1:8000", "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8000",
+            "wsgi.url_scheme": "http", "REMOTE_ADDR": "127.0.0.1",
+            "HTTP_ORIGIN": "http://127.0.0.1:8000", **more}
+
+
 class EchoPosts:
     """A server on a fresh data folder, a session with one echo connection, and its POSTs."""
 
@@ -60,13 +68,9 @@ class EchoPosts:
     def _hold_stream(self) -> None:
         """Hold the session's stream here, as ``altws serve`` does while a browser reads
         it: each POST then writes its echo (and the copy of its answer) to it."""
-        environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/_session/",
-                   "wsgi.input": io.BytesIO(b""), "HTTP_HOST": "127.0.0.1:8000",
-                   "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8000",
-                   "wsgi.url_scheme": "http", "REMOTE_ADDR": "127.0.0.1",
-                   "HTTP_ORIGIN": "http://127.0.0.1:8000",
-                   "HTTP_X_ALTWS_SESSION": self.session["session"],
-                   "HTTP_X_ALTWS_SECRET": self.session["secret"]}
+        environ = _environ("GET", "/_session/", b"",
+                           HTTP_X_ALTWS_SESSION=self.session["session"],
+                           HTTP_X_ALTWS_SECRET=self.session["secret"])
 
         def count(chunk: bytes) -> None:
             self.received += len(chunk)
@@ -84,11 +88,8 @@ class EchoPosts:
 
     def call(self, path: str, body: dict[str, Any]) -> Any:
         raw = json.dumps(body).encode()
-        environ = {"REQUEST_METHOD": "POST", "PATH_INFO": path, "wsgi.input": io.BytesIO(raw),
-                   "CONTENT_LENGTH": str(len(raw)), "CONTENT_TYPE": "text/plain",
-                   "HTTP_HOST": "127.0.0.1:8000", "SERVER_NAME": "127.0.0.1",
-                   "SERVER_PORT": "8000", "wsgi.url_scheme": "http",
-                   "REMOTE_ADDR": "127.0.0.1", "HTTP_ORIGIN": "http://127.0.0.1:8000"}
+        environ = _environ("POST", path, raw, CONTENT_LENGTH=str(len(raw)),
+                           CONTENT_TYPE="text/plain")
         status: list[str] = []
         answer = b"".join(self.app(environ, lambda line, headers, exc=None: status.append(line)))
         if not status or not status[0].startswith("200"):

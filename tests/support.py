@@ -216,9 +216,7 @@ class WSGIThread:
         done = threading.Event()
 
         def close_all() -> None:  # on the server's own loop: the map empties, the loop ends
-            for channel in list(httpd._map.values()):  # type: ignore[union-attr]
-                if channel not in (httpd, httpd.trigger):  # type: ignore[union-attr]
-                    channel.handle_close()
+            self._close_connections()
             httpd.close()  # the listening socket and the trigger
             done.set()
 
@@ -236,11 +234,15 @@ class WSGIThread:
             self._close_here()
         httpd.task_dispatcher.shutdown(timeout=TIMEOUT)  # type: ignore[union-attr]
 
-    def _close_here(self) -> None:
+    def _close_connections(self) -> None:
         httpd = self.httpd
         for channel in list(httpd._map.values()):  # type: ignore[union-attr]
             if channel not in (httpd, httpd.trigger):  # type: ignore[union-attr]
                 channel.handle_close()
+
+    def _close_here(self) -> None:
+        httpd = self.httpd
+        self._close_connections()
         httpd._map.clear()  # type: ignore[union-attr]  # (its loop ends at its next poll)
         httpd.socket.close()  # type: ignore[union-attr]  # (the port takes no more clients)
         # Not httpd.close(): it closes the trigger's descriptors, whose numbers may be

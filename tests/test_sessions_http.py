@@ -171,6 +171,16 @@ def test_closing_one_connection_leaves_the_others_open(deployment) -> None:
     stream.close()
 
 
+def until_end(stream: Stream) -> tuple[list[tuple[str, dict[str, Any]]], int]:
+    """The (event type, body) of every event up to the session's ``end``, and its id."""
+    got = []
+    while True:
+        event = stream.next()
+        got.append((event.event or "message", json.loads(event.data)))
+        if event.event == "end":
+            return got, int(event.id)
+
+
 def test_closing_the_session_closes_every_connection_then_204(deployment) -> None:
     session = Session(session_base(deployment))
     stream = session.stream()
@@ -179,16 +189,10 @@ def test_closing_the_session_closes_every_connection_then_204(deployment) -> Non
     bye = HTTP.post(session.base + "/close", content=json.dumps(
         {"session": session.id, "secret": session.secret}))
     assert bye.json() == {"ok": True}
-    got = []
-    while True:
-        event = stream.next()
-        got.append((event.event, json.loads(event.data)))
-        if event.event == "end":
-            break
+    got, last = until_end(stream)
     closes = {body["ref"]: body["code"] for kind, body in got if kind == "close"}
     assert closes == {"a": 1001, "b": 1001}
     assert stream.ended.wait(TIMEOUT)
-    last = int(event.id)
     after = httpx.get(session.base + "/", headers={**session.headers(),
                                                    "Last-Event-ID": str(last)},
                       timeout=TIMEOUT)
@@ -221,12 +225,7 @@ def test_a_close_unless_open_keeps_the_session_while_a_named_socket_may_live(dep
     assert session.ops(session.text("mine", "still here"))[0]["ack"] == 1
     assert session.ops({"op": "close", "ref": "theirs"}) == [{"ref": "theirs", "ok": True}]
     assert close(unless_open=["theirs"]).json() == {"ok": True}
-    got = []
-    while True:
-        event = stream.next()
-        got.append((event.event or "message", json.loads(event.data)))
-        if event.event == "end":
-            break
+    got, _ = until_end(stream)
     assert got == [("message", {"ref": "mine", "data": "still here"}),
                    ("close", {"ref": "theirs", "code": 1005, "reason": ""}),
                    ("close", {"ref": "mine", "code": 1001, "reason": ""}),

@@ -172,7 +172,8 @@ class SessionEndpoints:
 
     def close(self, body: dict[str, Any]) -> dict[str, Any]:
         """``S/close``: close the session's connections (1001) and the session, unless one
-        of the connections named in ``unless_open`` is open (``{"ok": true, "kept": true}``)."""
+        of the connections named in ``unless_open`` is open or not known yet (``{"ok":
+        true, "kept": true}``)."""
         session_id, secret, unless_open = v2.parse_session_close(body)
         self._verified.pop(session_id, None)
         outcome = self.server.close_session(session_id, authorize=authorizer(secret),
